@@ -1,0 +1,810 @@
+/*-------------------------------------------------------------------------
+ *
+ * api.c
+ *	  SQL-callable functions: job definitions, runs, waiting, cancelling
+ *	  and live progress.
+ *
+ * These functions run as the caller and check, as the caller, that it may
+ * act for the job's owner (has_privs_of_role).  They write chunkbatch's
+ * tables only through catalog.c, which switches to the extension owner
+ * around its fixed statements.  run() wakes the launcher only after the
+ * caller's transaction commits, so no worker can miss a run row.
+ *
+ * Copyright (c) 2026, chunkbatch developers
+ *
+ * IDENTIFICATION
+ *	  src/api.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "executor/executor.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/nodeFuncs.h"
+#include "parser/analyze.h"
+#include "rewrite/rewriteHandler.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+#include "utils/typcache.h"
+#include "utils/wait_event.h"
+
+#include "chunkbatch.h"
+
+PG_FUNCTION_INFO_V1(chunkbatch_create_job);
+PG_FUNCTION_INFO_V1(chunkbatch_alter_job);
+PG_FUNCTION_INFO_V1(chunkbatch_drop_job);
+PG_FUNCTION_INFO_V1(chunkbatch_run);
+PG_FUNCTION_INFO_V1(chunkbatch_wait);
+PG_FUNCTION_INFO_V1(chunkbatch_cancel);
+PG_FUNCTION_INFO_V1(chunkbatch_progress);
+
+/* Set when this transaction queued a run: wake the launcher at commit. */
+static bool wake_at_commit = false;
+
+static void
+cb_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (wake_at_commit)
+				cb_request_wake(MyDatabaseId);
+			wake_at_commit = false;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			wake_at_commit = false;
+			break;
+		default:
+			break;
+	}
+}
+
+void
+cb_api_init(void)
+{
+	RegisterXactCallback(cb_xact_callback, NULL);
+}
+
+/* ----------------------------------------------------------------
+ * Argument checks
+ * ----------------------------------------------------------------
+ */
+static void
+require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", name)));
+}
+
+static char *
+text_arg(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	require_arg(fcinfo, argno, name);
+	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
+/*
+ * Job and group names: 1 to 63 bytes of letters, digits, '_', '-', '.'
+ * and ':', starting with a letter, digit or '_' (non-ASCII letters are
+ * allowed), so they read well in logs, application_name and pg_locks.
+ */
+static void
+check_name(const char *what, const char *name)
+{
+	size_t		len = strlen(name);
+	const unsigned char *p;
+
+	if (len == 0 || len > CB_NAME_MAXLEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be between 1 and %d bytes long", what, CB_NAME_MAXLEN)));
+	for (p = (const unsigned char *) name; *p; p++)
+	{
+		if (IS_HIGHBIT_SET(*p) || isalnum(*p) || *p == '_' ||
+			(p != (const unsigned char *) name &&
+			 (*p == '-' || *p == '.' || *p == ':')))
+			continue;
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("invalid %s \"%s\"", what, name),
+				 errdetail("Names consist of letters, digits, \"_\", \"-\", \".\" and \":\", and start with a letter, a digit or \"_\".")));
+	}
+}
+
+static void
+check_positive(const char *what, int32 value)
+{
+	if (value <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be greater than zero", what)));
+}
+
+static void
+check_not_negative(const char *what, int32 value)
+{
+	if (value < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be negative", what)));
+}
+
+/* A keyset cursor type needs a default btree ordering. */
+static void
+check_cursor_type(Oid typid)
+{
+	TypeCacheEntry *tce;
+
+	if (get_typtype(typid) == TYPTYPE_PSEUDO)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("cursor type cannot be the pseudo-type %s",
+						format_type_be(typid))));
+	tce = lookup_type_cache(typid, TYPECACHE_CMP_PROC);
+	if (!OidIsValid(tce->cmp_proc))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("cursor type %s has no default btree ordering",
+						format_type_be(typid)),
+				 errhint("Use a type with a default btree operator class, such as bigint, timestamptz or text.")));
+}
+
+/*
+ * Can the role be the identity of a run worker in this database?  Workers
+ * connect as the job's owner, which PostgreSQL 15 allows only for LOGIN
+ * roles with CONNECT privilege.
+ */
+static void
+check_owner_can_connect(Oid owner)
+{
+	HeapTuple	tup;
+	bool		canlogin;
+
+	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(owner));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for role %u", owner);
+	canlogin = ((Form_pg_authid) GETSTRUCT(tup))->rolcanlogin;
+	ReleaseSysCache(tup);
+	if (!canlogin)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("role \"%s\" cannot own chunkbatch jobs because it does not have the LOGIN attribute",
+						GetUserNameFromId(owner, false)),
+				 errdetail("Run workers connect to the database as the job's owner."),
+				 errhint("Create the job as a role with LOGIN, or grant it with ALTER ROLE ... LOGIN.")));
+	if (pg_database_aclcheck(MyDatabaseId, owner, ACL_CONNECT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role \"%s\" has no CONNECT privilege on database \"%s\"",
+						GetUserNameFromId(owner, false),
+						get_database_name(MyDatabaseId)),
+				 errdetail("Run workers connect to the database as the job's owner.")));
+}
+
+/* The caller must have the privileges of the job's owner. */
+static void
+check_job_access(const CbJob *job)
+{
+	if (!has_privs_of_role(GetUserId(), job->owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for job \"%s\"", job->job_name),
+				 errdetail("Only roles with the privileges of the job's owner can use it.")));
+}
+
+static void
+find_job(const char *job_name, CbJob *job, CbJobLock lock)
+{
+	if (!catalog_find_job(job_name, job, lock))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("job \"%s\" does not exist", job_name)));
+	check_job_access(job);
+}
+
+/*
+ * Parse, analyze and check the privileges of chunk SQL, as the role that
+ * will run it, with the three chunk parameter types.  In keyset mode the
+ * statement must return keys of the cursor type as its first column.
+ */
+static void
+validate_chunk_sql(const char *sql, Oid cursor_type, Oid owner,
+				   const char *search_path)
+{
+	Oid			argtypes[3];
+	List	   *raw;
+	RawStmt    *stmt;
+	Query	   *query;
+	List	   *rewritten;
+	ListCell   *lc;
+	Oid			save_uid;
+	int			save_sec;
+	int			nestlevel;
+
+	argtypes[0] = INT4OID;
+	argtypes[1] = OidIsValid(cursor_type) ? cursor_type : TEXTOID;
+	argtypes[2] = JSONBOID;
+
+	GetUserIdAndSecContext(&save_uid, &save_sec);
+	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", search_path, PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+
+	raw = pg_parse_query(sql);
+	if (list_length(raw) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYNTAX_ERROR),
+				 errmsg("chunk SQL must be exactly one statement"),
+				 errdetail("It contains %d statements.", list_length(raw))));
+	stmt = linitial_node(RawStmt, raw);
+	query = parse_analyze_fixedparams(stmt, sql, argtypes, 3, NULL);
+	if (query->commandType == CMD_UTILITY)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("chunk SQL cannot be a utility statement"),
+				 errdetail("Chunk SQL must be a SELECT, INSERT, UPDATE, DELETE or MERGE statement; chunkbatch itself commits each chunk.")));
+
+	if (OidIsValid(cursor_type))
+	{
+		List	   *tlist = (query->commandType == CMD_SELECT) ?
+			query->targetList : query->returningList;
+		TargetEntry *first = NULL;
+
+		foreach(lc, tlist)
+		{
+			TargetEntry *tle = lfirst_node(TargetEntry, lc);
+
+			if (!tle->resjunk)
+			{
+				first = tle;
+				break;
+			}
+		}
+		if (first == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("keyset chunk SQL must return the keys it processed"),
+					 errhint("Return them as the first column, for example with RETURNING id.")));
+		if (exprType((Node *) first->expr) != cursor_type)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("keyset chunk SQL returns keys of type %s, but the cursor type is %s",
+							format_type_be(exprType((Node *) first->expr)),
+							format_type_be(cursor_type))));
+	}
+
+	rewritten = QueryRewrite(query);
+	foreach(lc, rewritten)
+	{
+		Query	   *q = lfirst_node(Query, lc);
+
+		if (q->commandType != CMD_UTILITY)
+			(void) ExecCheckRTPerms(q->rtable, true);
+	}
+
+	AtEOXact_GUC(true, nestlevel);
+	SetUserIdAndSecContext(save_uid, save_sec);
+}
+
+/* ----------------------------------------------------------------
+ * Jobs
+ * ----------------------------------------------------------------
+ */
+
+/* Argument positions shared by create_job and alter_job. */
+#define ARG_NAME		0
+#define ARG_SQL			1
+#define ARG_BATCH		2
+#define ARG_GROUP		3
+#define ARG_CURSOR		4
+#define ARG_SLEEP		5
+#define ARG_SYNC		6
+#define ARG_VALIDATE	7
+
+/* Apply the non-null settings of a create_job/alter_job call to *job. */
+static void
+job_apply_args(FunctionCallInfo fcinfo, CbJob *job, bool creating)
+{
+	if (!PG_ARGISNULL(ARG_SQL))
+	{
+		job->chunk_sql = text_to_cstring(PG_GETARG_TEXT_PP(ARG_SQL));
+		if (job->chunk_sql[strspn(job->chunk_sql, " \t\r\n")] == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("chunk_sql must not be empty")));
+	}
+	if (!PG_ARGISNULL(ARG_BATCH))
+	{
+		job->batch_size = PG_GETARG_INT32(ARG_BATCH);
+		check_positive("batch_size", job->batch_size);
+	}
+	if (!PG_ARGISNULL(ARG_GROUP))
+	{
+		job->lock_group = text_to_cstring(PG_GETARG_TEXT_PP(ARG_GROUP));
+		check_name("lock_group", job->lock_group);
+	}
+	if (!PG_ARGISNULL(ARG_CURSOR))
+	{
+		job->cursor_type = PG_GETARG_OID(ARG_CURSOR);
+		check_cursor_type(job->cursor_type);
+	}
+	if (!PG_ARGISNULL(ARG_SLEEP))
+	{
+		job->sleep_ms = PG_GETARG_INT32(ARG_SLEEP);
+		check_not_negative("sleep_ms", job->sleep_ms);
+	}
+	if (!PG_ARGISNULL(ARG_SYNC))
+		job->synchronous_commit = PG_GETARG_BOOL(ARG_SYNC);
+}
+
+Datum
+chunkbatch_create_job(PG_FUNCTION_ARGS)
+{
+	CbJob		job;
+	CbJob		existing;
+	bool		validate;
+
+	memset(&job, 0, sizeof(job));
+	job.job_name = text_arg(fcinfo, ARG_NAME, "job_name");
+	check_name("job name", job.job_name);
+	require_arg(fcinfo, ARG_SQL, "chunk_sql");
+	require_arg(fcinfo, ARG_BATCH, "batch_size");
+	require_arg(fcinfo, ARG_SLEEP, "sleep_ms");
+	require_arg(fcinfo, ARG_SYNC, "synchronous_commit");
+	require_arg(fcinfo, ARG_VALIDATE, "validate");
+	validate = PG_GETARG_BOOL(ARG_VALIDATE);
+
+	job.owner = GetUserId();
+	job.lock_group = job.job_name;
+	job.search_path = pstrdup(GetConfigOption("search_path", false, false));
+	job_apply_args(fcinfo, &job, true);
+
+	check_owner_can_connect(job.owner);
+	if (catalog_find_job(job.job_name, &existing, CB_JOB_FOR_UPDATE))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("job \"%s\" already exists", job.job_name)));
+	if (validate)
+		validate_chunk_sql(job.chunk_sql, job.cursor_type, job.owner,
+						   job.search_path);
+
+	PG_RETURN_INT64(catalog_insert_job(&job));
+}
+
+Datum
+chunkbatch_alter_job(PG_FUNCTION_ARGS)
+{
+	CbJob		job;
+	char	   *name = text_arg(fcinfo, ARG_NAME, "job_name");
+	bool		validate;
+
+	require_arg(fcinfo, ARG_VALIDATE, "validate");
+	validate = PG_GETARG_BOOL(ARG_VALIDATE);
+	find_job(name, &job, CB_JOB_FOR_UPDATE);
+	job_apply_args(fcinfo, &job, false);
+	if (validate && (!PG_ARGISNULL(ARG_SQL) || !PG_ARGISNULL(ARG_CURSOR)))
+		validate_chunk_sql(job.chunk_sql, job.cursor_type, job.owner,
+						   job.search_path);
+	catalog_update_job(&job);
+	PG_RETURN_VOID();
+}
+
+Datum
+chunkbatch_drop_job(PG_FUNCTION_ARGS)
+{
+	CbJob		job;
+	char	   *name = text_arg(fcinfo, 0, "job_name");
+	int64		active;
+
+	find_job(name, &job, CB_JOB_FOR_UPDATE);
+	active = catalog_count_active_runs(job.job_id);
+	if (active > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("job \"%s\" has %lld active runs", name, (long long) active),
+				 errhint("Cancel them with chunkbatch.cancel() or wait for them to finish.")));
+	catalog_delete_job(job.job_id);
+	PG_RETURN_VOID();
+}
+
+/* ----------------------------------------------------------------
+ * Runs
+ * ----------------------------------------------------------------
+ */
+static bool
+state_is_final(const char *state)
+{
+	return strcmp(state, "succeeded") == 0 || strcmp(state, "failed") == 0 ||
+		strcmp(state, "cancelled") == 0 || strcmp(state, "skipped") == 0;
+}
+
+/* Look a run up and check that the caller may act on it. */
+static void
+find_run(int64 run_id, CbRunRef *ref, char **state, char **sqlstate,
+		 char **error)
+{
+	if (!catalog_get_run(run_id, ref, state, sqlstate, error))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("run %lld does not exist", (long long) run_id)));
+	if (!has_privs_of_role(GetUserId(), ref->owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for run %lld", (long long) run_id),
+				 errdetail("Only roles with the privileges of the job's owner can use its runs.")));
+}
+
+/*
+ * Wait until the run reaches a final state or the timeout (ms, -1 for
+ * none) passes; returns the last state seen.  Each poll reads the run
+ * with a new snapshot.
+ */
+static char *
+wait_for_run(int64 run_id, long timeout_ms, char **sqlstate, char **error)
+{
+	TimestampTz start = GetCurrentTimestamp();
+	CbRunRef	ref;
+	char	   *state;
+
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("cannot wait for a run in a REPEATABLE READ or SERIALIZABLE transaction"),
+				 errdetail("The transaction would never see the run's progress."),
+				 errhint("Wait in a READ COMMITTED transaction.")));
+	find_run(run_id, &ref, &state, sqlstate, error);
+	if (ref.queued_here)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("run %lld was queued by the current transaction", (long long) run_id),
+				 errdetail("A run starts only after the transaction that queued it commits."),
+				 errhint("Commit first, or use chunkbatch.run(..., wait => true).")));
+
+	for (;;)
+	{
+		find_run(run_id, &ref, &state, sqlstate, error);
+		if (state_is_final(state))
+			return state;
+		if (timeout_ms >= 0 &&
+			TimestampDifferenceExceeds(start, GetCurrentTimestamp(), timeout_ms))
+			return state;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 100L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * Hand a run to the database's scheduler, which commits its row at once
+ * (this function cannot commit the caller's transaction), and return the
+ * new run's id.
+ */
+static int64
+submit_run_request(const CbJob *job, Jsonb *params)
+{
+	CbRunRequest *req = NULL;
+	int64		run_id = 0;
+	char		error[256];
+	bool		failed = false;
+	int			i;
+
+	if (VARSIZE(params) > CB_REQUEST_PARAMS_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("params of a run with wait => true must be smaller than %d bytes",
+						CB_REQUEST_PARAMS_MAX),
+				 errhint("Queue the run with wait => false and call chunkbatch.wait().")));
+
+	while (req == NULL)
+	{
+		LWLockAcquire(cb_shared->lock, LW_EXCLUSIVE);
+		for (i = 0; i < CB_MAX_REQUESTS; i++)
+		{
+			if (cb_shared->requests[i].state != CB_REQ_FREE)
+				continue;
+			req = &cb_shared->requests[i];
+			req->state = CB_REQ_PENDING;
+			req->abandoned = false;
+			req->dboid = MyDatabaseId;
+			req->job_id = job->job_id;
+			req->queued_by = GetUserId();
+			req->pid = MyProcPid;
+			req->latch = MyLatch;
+			req->run_id = 0;
+			req->error[0] = '\0';
+			req->params_len = VARSIZE(params);
+			memcpy(req->params, params, VARSIZE(params));
+			break;
+		}
+		LWLockRelease(cb_shared->lock);
+		if (req == NULL)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 10L, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	cb_request_wake(MyDatabaseId);
+
+	PG_TRY();
+	{
+		for (;;)
+		{
+			CbRequestState state;
+
+			LWLockAcquire(cb_shared->lock, LW_EXCLUSIVE);
+			state = req->state;
+			if (state == CB_REQ_DONE || state == CB_REQ_FAILED)
+			{
+				run_id = req->run_id;
+				failed = (state == CB_REQ_FAILED);
+				strlcpy(error, req->error, sizeof(error));
+				req->state = CB_REQ_FREE;
+			}
+			LWLockRelease(cb_shared->lock);
+			if (state == CB_REQ_DONE || state == CB_REQ_FAILED)
+				break;
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 1000L, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	PG_CATCH();
+	{
+		/* Give the request up; a scheduler holding it frees it. */
+		LWLockAcquire(cb_shared->lock, LW_EXCLUSIVE);
+		if (req->state == CB_REQ_INSERTING)
+			req->abandoned = true;
+		else
+			req->state = CB_REQ_FREE;
+		LWLockRelease(cb_shared->lock);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	if (failed)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("could not queue a run of job \"%s\": %s", job->job_name, error)));
+	return run_id;
+}
+
+Datum
+chunkbatch_run(PG_FUNCTION_ARGS)
+{
+	CbJob		job;
+	char	   *name = text_arg(fcinfo, 0, "job_name");
+	Jsonb	   *params;
+	bool		wait;
+	int64		run_id;
+	char	   *state;
+	char	   *sqlstate;
+	char	   *error;
+
+	require_arg(fcinfo, 1, "params");
+	require_arg(fcinfo, 2, "wait");
+	params = PG_GETARG_JSONB_P(1);
+	wait = PG_GETARG_BOOL(2);
+	if (!JB_ROOT_IS_OBJECT(params) || JB_ROOT_IS_SCALAR(params))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("params must be a JSON object")));
+	cb_require_shmem();
+
+	if (!wait)
+	{
+		find_job(name, &job, CB_JOB_KEY_SHARE);
+		check_owner_can_connect(job.owner);
+		run_id = catalog_insert_run(job.job_id, JsonbPGetDatum(params),
+									GetUserId(), "sql");
+		wake_at_commit = true;
+		PG_RETURN_INT64(run_id);
+	}
+
+	find_job(name, &job, CB_JOB_NO_LOCK);
+	check_owner_can_connect(job.owner);
+	run_id = submit_run_request(&job, params);
+	state = wait_for_run(run_id, -1, &sqlstate, &error);
+	if (strcmp(state, "failed") == 0)
+		ereport(ERROR,
+				(errcode(sqlstate && strlen(sqlstate) == 5 ?
+						 MAKE_SQLSTATE(sqlstate[0], sqlstate[1], sqlstate[2],
+									   sqlstate[3], sqlstate[4]) :
+						 ERRCODE_INTERNAL_ERROR),
+				 errmsg("run %lld of job \"%s\" failed: %s",
+						(long long) run_id, name, error ? error : "unknown error"),
+				 errdetail("See chunkbatch.runs for the run's checkpoint and error.")));
+	if (strcmp(state, "succeeded") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("run %lld of job \"%s\" ended as %s",
+						(long long) run_id, name, state)));
+	PG_RETURN_INT64(run_id);
+}
+
+Datum
+chunkbatch_wait(PG_FUNCTION_ARGS)
+{
+	int64		run_id;
+	long		timeout_ms = -1;
+	char	   *sqlstate;
+	char	   *error;
+
+	require_arg(fcinfo, 0, "run_id");
+	run_id = PG_GETARG_INT64(0);
+	if (!PG_ARGISNULL(1))
+	{
+		Interval   *iv = PG_GETARG_INTERVAL_P(1);
+		double		secs = (double) iv->time / USECS_PER_SEC +
+			(double) iv->day * SECS_PER_DAY +
+			(double) iv->month * DAYS_PER_MONTH * SECS_PER_DAY;
+
+		if (secs < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("timeout must not be negative")));
+		timeout_ms = (long) Min(secs * 1000.0, (double) LONG_MAX / 2);
+	}
+	PG_RETURN_TEXT_P(cstring_to_text(wait_for_run(run_id, timeout_ms,
+												  &sqlstate, &error)));
+}
+
+Datum
+chunkbatch_cancel(PG_FUNCTION_ARGS)
+{
+	int64		run_id;
+	CbRunRef	ref;
+	char	   *state;
+	char	   *sqlstate;
+	char	   *error;
+	bool		signalled = false;
+	int			i;
+
+	require_arg(fcinfo, 0, "run_id");
+	run_id = PG_GETARG_INT64(0);
+	find_run(run_id, &ref, &state, &sqlstate, &error);
+	if (state_is_final(state))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("run %lld has already finished", (long long) run_id),
+				 errdetail("Its state is \"%s\".", state)));
+
+	if (catalog_cancel_queued(run_id))
+		PG_RETURN_BOOL(true);
+
+	/* A worker has it: flag the slot, wake it, cancel its chunk. */
+	if (cb_shared != NULL)
+	{
+		LWLockAcquire(cb_shared->lock, LW_SHARED);
+		for (i = 0; i < cb_shared->nslots; i++)
+		{
+			CbSlot	   *slot = &cb_shared->slots[i];
+
+			if (slot->state == CB_SLOT_FREE || slot->dboid != MyDatabaseId ||
+				slot->run_id != run_id)
+				continue;
+			SpinLockAcquire(&slot->mutex);
+			slot->cancel_requested = true;
+			SpinLockRelease(&slot->mutex);
+			if (slot->latch != NULL)
+				SetLatch(slot->latch);
+			if (slot->pid != 0 && slot->phase == CB_PHASE_CHUNK)
+				(void) kill(slot->pid, SIGINT);
+			signalled = true;
+		}
+		LWLockRelease(cb_shared->lock);
+	}
+	if (!signalled)
+	{
+		/* The worker is gone: the run would be resumed; cancel it instead. */
+		find_run(run_id, &ref, &state, &sqlstate, &error);
+		if (state_is_final(state))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("run %lld has already finished", (long long) run_id),
+					 errdetail("Its state is \"%s\".", state)));
+	}
+	PG_RETURN_BOOL(true);
+}
+
+/* ----------------------------------------------------------------
+ * Live progress of this database's run workers
+ * ----------------------------------------------------------------
+ */
+static const char *
+phase_name(CbPhase phase)
+{
+	switch (phase)
+	{
+		case CB_PHASE_STARTING:
+			return "starting";
+		case CB_PHASE_WAITING:
+			return "waiting";
+		case CB_PHASE_CHUNK:
+			return "chunk";
+		case CB_PHASE_SLEEPING:
+			return "sleeping";
+		case CB_PHASE_FINISHING:
+			return "finishing";
+	}
+	return "unknown";
+}
+
+Datum
+chunkbatch_progress(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	CbSlot	   *copy;
+	int			n;
+	int			i;
+	bool		see_all;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (cb_shared == NULL)
+		PG_RETURN_VOID();
+
+	n = cb_shared->nslots;
+	copy = palloc(sizeof(CbSlot) * n);
+	LWLockAcquire(cb_shared->lock, LW_SHARED);
+	for (i = 0; i < n; i++)
+	{
+		SpinLockAcquire(&cb_shared->slots[i].mutex);
+		memcpy(&copy[i], &cb_shared->slots[i], sizeof(CbSlot));
+		SpinLockRelease(&cb_shared->slots[i].mutex);
+	}
+	LWLockRelease(cb_shared->lock);
+
+	see_all = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
+	for (i = 0; i < n; i++)
+	{
+		CbSlot	   *s = &copy[i];
+		Datum		values[9];
+		bool		nulls[9];
+
+		if (s->state == CB_SLOT_FREE || s->state == CB_SLOT_START_FAILED ||
+			s->dboid != MyDatabaseId)
+			continue;
+		if (!see_all && !has_privs_of_role(GetUserId(), s->owner))
+			continue;
+		memset(nulls, 0, sizeof(nulls));
+		values[0] = Int64GetDatum(s->run_id);
+		values[1] = Int32GetDatum(s->pid);
+		nulls[1] = (s->pid == 0);
+		values[2] = CStringGetTextDatum(phase_name(s->phase));
+		values[3] = TimestampTzGetDatum(s->worker_started_at);
+		nulls[3] = (s->worker_started_at == 0);
+		values[4] = Int64GetDatum(s->rows_done);
+		values[5] = Int64GetDatum(s->chunks_done);
+		values[6] = Int64GetDatum(s->rows_this_worker);
+		values[7] = Int32GetDatum(s->batch_size);
+		values[8] = TimestampTzGetDatum(s->chunk_started_at);
+		nulls[8] = (s->chunk_started_at == 0);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,642 @@
+/*-------------------------------------------------------------------------
+ *
+ * catalog.c
+ *	  Catalog access: reading jobs, writing runs and checkpoints.
+ *
+ * This is the one file that knows the SQL of chunkbatch.jobs and
+ * chunkbatch.runs.  Every statement here is fixed text with parameters,
+ * runs as the extension owner (users have no DML rights on the tables)
+ * and with search_path pinned to pg_catalog, so neither the caller's nor
+ * a job owner's search_path can redirect it.  Callers provide the
+ * transaction and an active snapshot.
+ *
+ * Copyright (c) 2026, chunkbatch developers
+ *
+ * IDENTIFICATION
+ *	  src/catalog.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+#include "chunkbatch.h"
+
+/* Kept plan of the per-chunk checkpoint statement (hot path). */
+static SPIPlanPtr checkpoint_plan = NULL;
+
+/* Owner of the chunkbatch extension in this database. */
+Oid
+cb_extension_owner(void)
+{
+	static Oid	cached_ext = InvalidOid;
+	static Oid	cached_owner = InvalidOid;
+	Oid			ext = get_extension_oid(CB_EXTENSION_NAME, false);
+	Relation	rel;
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tup;
+
+	if (ext == cached_ext)
+		return cached_owner;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(ext));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "could not find extension %u", ext);
+	cached_owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+	cached_ext = ext;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return cached_owner;
+}
+
+bool
+catalog_extension_present(void)
+{
+	return OidIsValid(get_extension_oid(CB_EXTENSION_NAME, true));
+}
+
+/* Become the extension owner, with a safe search_path, for bookkeeping. */
+void
+catalog_enter(CbAsOwner *s)
+{
+	Oid			owner = cb_extension_owner();
+
+	GetUserIdAndSecContext(&s->save_uid, &s->save_sec);
+	SetUserIdAndSecContext(owner, s->save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	s->nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+void
+catalog_leave(CbAsOwner *s)
+{
+	SPI_finish();
+	AtEOXact_GUC(true, s->nestlevel);
+	SetUserIdAndSecContext(s->save_uid, s->save_sec);
+}
+
+/* Run one fixed statement; complain unless it returns the expected code. */
+static void
+cb_exec(const char *sql, int nargs, Oid *types, Datum *values,
+		const char *nulls, int expected)
+{
+	int			rc;
+
+	rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+	if (rc != expected)
+		elog(ERROR, "chunkbatch catalog statement failed (%s): %s",
+			 SPI_result_code_string(rc), sql);
+}
+
+/* Column helpers over SPI_tuptable, row "row", 1-based column "col". */
+static bool
+col_isnull(int row, int col)
+{
+	bool		isnull;
+
+	(void) SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc,
+						 col, &isnull);
+	return isnull;
+}
+
+static Datum
+col_datum(int row, int col)
+{
+	bool		isnull;
+
+	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc,
+						 col, &isnull);
+}
+
+/* ----------------------------------------------------------------
+ * Jobs
+ * ----------------------------------------------------------------
+ */
+#define JOB_COLUMNS \
+	"job_id, job_name, owner::oid, chunk_sql, cursor_type::oid, batch_size, " \
+	"lock_group, sleep_ms, synchronous_commit, search_path"
+
+/* Fill *job from row 0 of SPI_tuptable, copying into memory context mcxt. */
+static void
+job_from_row(CbJob *job, MemoryContext mcxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(mcxt);
+
+	job->job_id = DatumGetInt64(col_datum(0, 1));
+	job->job_name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	job->owner = DatumGetObjectId(col_datum(0, 3));
+	job->chunk_sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
+	job->cursor_type = col_isnull(0, 5) ? InvalidOid :
+		DatumGetObjectId(col_datum(0, 5));
+	job->batch_size = DatumGetInt32(col_datum(0, 6));
+	job->lock_group = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7);
+	job->sleep_ms = DatumGetInt32(col_datum(0, 8));
+	job->synchronous_commit = DatumGetBool(col_datum(0, 9));
+	job->search_path = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 10);
+	MemoryContextSwitchTo(old);
+}
+
+/* Look a job up by name, locking its row as asked. */
+bool
+catalog_find_job(const char *job_name, CbJob *job, CbJobLock lock)
+{
+	static const char *const sql[] = {
+		"SELECT " JOB_COLUMNS " FROM chunkbatch.jobs"
+		" WHERE job_name OPERATOR(pg_catalog.=) $1",
+		"SELECT " JOB_COLUMNS " FROM chunkbatch.jobs"
+		" WHERE job_name OPERATOR(pg_catalog.=) $1 FOR KEY SHARE",
+		"SELECT " JOB_COLUMNS " FROM chunkbatch.jobs"
+		" WHERE job_name OPERATOR(pg_catalog.=) $1 FOR UPDATE"
+	};
+	CbAsOwner	s;
+	MemoryContext mcxt = CurrentMemoryContext;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(job_name)};
+	bool		found;
+
+	catalog_enter(&s);
+	cb_exec(sql[lock], 1, types, values, NULL, SPI_OK_SELECT);
+	found = (SPI_processed == 1);
+	if (found)
+		job_from_row(job, mcxt);
+	catalog_leave(&s);
+	return found;
+}
+
+static void
+job_params(const CbJob *job, Datum *values, char *nulls)
+{
+	values[0] = CStringGetTextDatum(job->job_name);
+	values[1] = ObjectIdGetDatum(job->owner);
+	values[2] = CStringGetTextDatum(job->chunk_sql);
+	values[3] = ObjectIdGetDatum(job->cursor_type);
+	nulls[3] = OidIsValid(job->cursor_type) ? ' ' : 'n';
+	values[4] = Int32GetDatum(job->batch_size);
+	values[5] = CStringGetTextDatum(job->lock_group);
+	values[6] = Int32GetDatum(job->sleep_ms);
+	values[7] = BoolGetDatum(job->synchronous_commit);
+	values[8] = CStringGetTextDatum(job->search_path);
+	values[9] = Int64GetDatum(job->job_id);
+}
+
+static Oid	job_types[10] = {TEXTOID, OIDOID, TEXTOID, OIDOID, INT4OID,
+	TEXTOID, INT4OID, BOOLOID, TEXTOID, INT8OID};
+
+int64
+catalog_insert_job(const CbJob *job)
+{
+	CbAsOwner	s;
+	Datum		values[10];
+	char		nulls[10];
+	int64		job_id;
+
+	memset(nulls, ' ', sizeof(nulls));
+	job_params(job, values, nulls);
+	catalog_enter(&s);
+	cb_exec("INSERT INTO chunkbatch.jobs (job_name, owner, chunk_sql, cursor_type,"
+			" batch_size, lock_group, sleep_ms, synchronous_commit, search_path)"
+			" VALUES ($1, $2::pg_catalog.regrole, $3, $4::pg_catalog.regtype,"
+			" $5, $6, $7, $8, $9) RETURNING job_id",
+			9, job_types, values, nulls, SPI_OK_INSERT_RETURNING);
+	job_id = DatumGetInt64(col_datum(0, 1));
+	catalog_leave(&s);
+	return job_id;
+}
+
+void
+catalog_update_job(const CbJob *job)
+{
+	CbAsOwner	s;
+	Datum		values[10];
+	char		nulls[10];
+
+	memset(nulls, ' ', sizeof(nulls));
+	job_params(job, values, nulls);
+	catalog_enter(&s);
+	cb_exec("UPDATE chunkbatch.jobs SET chunk_sql = $3,"
+			" cursor_type = $4::pg_catalog.regtype, batch_size = $5,"
+			" lock_group = $6, sleep_ms = $7, synchronous_commit = $8,"
+			" altered_at = pg_catalog.now()"
+			" WHERE job_id OPERATOR(pg_catalog.=) $10",
+			10, job_types, values, nulls, SPI_OK_UPDATE);
+	catalog_leave(&s);
+}
+
+void
+catalog_delete_job(int64 job_id)
+{
+	CbAsOwner	s;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(job_id)};
+
+	catalog_enter(&s);
+	cb_exec("DELETE FROM chunkbatch.jobs WHERE job_id OPERATOR(pg_catalog.=) $1",
+			1, types, values, NULL, SPI_OK_DELETE);
+	catalog_leave(&s);
+}
+
+int64
+catalog_count_active_runs(int64 job_id)
+{
+	CbAsOwner	s;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(job_id)};
+	int64		n;
+
+	catalog_enter(&s);
+	cb_exec("SELECT pg_catalog.count(*) FROM chunkbatch.runs"
+			" WHERE job_id OPERATOR(pg_catalog.=) $1"
+			" AND state IN ('queued', 'waiting', 'running', 'paused', 'interrupted')",
+			1, types, values, NULL, SPI_OK_SELECT);
+	n = DatumGetInt64(col_datum(0, 1));
+	catalog_leave(&s);
+	return n;
+}
+
+/* ----------------------------------------------------------------
+ * Runs, from the SQL interface
+ * ----------------------------------------------------------------
+ */
+/*
+ * Queue a run of the job with the job's current batch size and group.
+ * Returns 0 if the job does not exist (any more).
+ */
+int64
+catalog_insert_run(int64 job_id, Datum params, Oid queued_by, const char *trigger)
+{
+	CbAsOwner	s;
+	Oid			types[4] = {INT8OID, JSONBOID, OIDOID, TEXTOID};
+	Datum		values[4];
+	int64		run_id = 0;
+
+	values[0] = Int64GetDatum(job_id);
+	values[1] = params;
+	values[2] = ObjectIdGetDatum(queued_by);
+	values[3] = CStringGetTextDatum(trigger);
+	catalog_enter(&s);
+	cb_exec("INSERT INTO chunkbatch.runs (job_id, job_name, owner, lock_group,"
+			" params, queued_by, trigger, batch_size)"
+			" SELECT j.job_id, j.job_name, j.owner, j.lock_group, $2,"
+			" $3::pg_catalog.regrole, $4, j.batch_size"
+			" FROM chunkbatch.jobs j WHERE j.job_id OPERATOR(pg_catalog.=) $1"
+			" RETURNING run_id",
+			4, types, values, NULL, SPI_OK_INSERT_RETURNING);
+	if (SPI_processed == 1)
+		run_id = DatumGetInt64(col_datum(0, 1));
+	catalog_leave(&s);
+	return run_id;
+}
+
+bool
+catalog_get_run(int64 run_id, CbRunRef *ref, char **state,
+				char **sqlstate, char **error)
+{
+	CbAsOwner	s;
+	MemoryContext mcxt = CurrentMemoryContext;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(run_id)};
+	bool		found;
+
+	catalog_enter(&s);
+	cb_exec("SELECT owner::oid, state, sqlstate, error, job_name, xmin"
+			" FROM chunkbatch.runs WHERE run_id OPERATOR(pg_catalog.=) $1",
+			1, types, values, NULL, SPI_OK_SELECT);
+	found = (SPI_processed == 1);
+	if (found)
+	{
+		MemoryContext old = MemoryContextSwitchTo(mcxt);
+
+		ref->run_id = run_id;
+		ref->owner = DatumGetObjectId(col_datum(0, 1));
+		*state = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+		*sqlstate = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+		*error = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
+		ref->job_name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5);
+		ref->queued_here =
+			TransactionIdIsCurrentTransactionId(DatumGetTransactionId(col_datum(0, 6)));
+		MemoryContextSwitchTo(old);
+	}
+	catalog_leave(&s);
+	return found;
+}
+
+/* Cancel a run no worker executes; false if it is no longer queued. */
+bool
+catalog_cancel_queued(int64 run_id)
+{
+	CbAsOwner	s;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(run_id)};
+	bool		done;
+
+	catalog_enter(&s);
+	cb_exec("UPDATE chunkbatch.runs SET state = 'cancelled',"
+			" finished_at = pg_catalog.clock_timestamp(), worker_pid = NULL"
+			" WHERE run_id OPERATOR(pg_catalog.=) $1"
+			" AND state IN ('queued', 'interrupted')"
+			" RETURNING run_id",
+			1, types, values, NULL, SPI_OK_UPDATE_RETURNING);
+	done = (SPI_processed == 1);
+	catalog_leave(&s);
+	return done;
+}
+
+/* ----------------------------------------------------------------
+ * Runs, from the run worker
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Claim a queued or interrupted run for this worker and load it with its
+ * job.  Returns false when the run is no longer claimable (cancelled, or
+ * already taken).  The claimed run is "waiting" until it holds its group.
+ */
+bool
+catalog_claim_run(int64 run_id, CbRun *run)
+{
+	CbAsOwner	s;
+	MemoryContext mcxt = CurrentMemoryContext;
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		values[2] = {Int64GetDatum(run_id), Int32GetDatum(MyProcPid)};
+	int64		job_id;
+
+	catalog_enter(&s);
+	cb_exec("UPDATE chunkbatch.runs SET state = 'waiting', worker_pid = $2"
+			" WHERE run_id OPERATOR(pg_catalog.=) $1"
+			" AND state IN ('queued', 'interrupted')"
+			" RETURNING job_id, params, cursor, rows_done, chunks_done,"
+			" batch_size, avg_chunk_ms, max_chunk_ms",
+			2, types, values, NULL, SPI_OK_UPDATE_RETURNING);
+	if (SPI_processed != 1)
+	{
+		catalog_leave(&s);
+		return false;
+	}
+	{
+		MemoryContext old = MemoryContextSwitchTo(mcxt);
+
+		memset(run, 0, sizeof(CbRun));
+		run->run_id = run_id;
+		job_id = DatumGetInt64(col_datum(0, 1));
+		run->params = datumCopy(col_datum(0, 2), false, -1);
+		run->cursor = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+		run->rows_done = DatumGetInt64(col_datum(0, 4));
+		run->chunks_done = DatumGetInt64(col_datum(0, 5));
+		run->batch_size = DatumGetInt32(col_datum(0, 6));
+		run->avg_chunk_ms = col_isnull(0, 7) ? 0 : DatumGetFloat8(col_datum(0, 7));
+		run->max_chunk_ms = col_isnull(0, 8) ? 0 : DatumGetFloat8(col_datum(0, 8));
+		MemoryContextSwitchTo(old);
+	}
+
+	values[0] = Int64GetDatum(job_id);
+	cb_exec("SELECT " JOB_COLUMNS " FROM chunkbatch.jobs"
+			" WHERE job_id OPERATOR(pg_catalog.=) $1",
+			1, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		elog(ERROR, "job %lld of run %lld does not exist",
+			 (long long) job_id, (long long) run_id);
+	job_from_row(&run->job, mcxt);
+	catalog_leave(&s);
+	return true;
+}
+
+void
+catalog_set_state(int64 run_id, const char *state)
+{
+	CbAsOwner	s;
+	Oid			types[2] = {INT8OID, TEXTOID};
+	Datum		values[2] = {Int64GetDatum(run_id), CStringGetTextDatum(state)};
+
+	catalog_enter(&s);
+	cb_exec("UPDATE chunkbatch.runs SET state = $2"
+			" WHERE run_id OPERATOR(pg_catalog.=) $1",
+			2, types, values, NULL, SPI_OK_UPDATE);
+	catalog_leave(&s);
+}
+
+/* The run holds its group and begins its first chunk. */
+void
+catalog_mark_started(int64 run_id)
+{
+	CbAsOwner	s;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(run_id)};
+
+	catalog_enter(&s);
+	cb_exec("UPDATE chunkbatch.runs SET state = 'running',"
+			" started_at = COALESCE(started_at, pg_catalog.clock_timestamp())"
+			" WHERE run_id OPERATOR(pg_catalog.=) $1",
+			1, types, values, NULL, SPI_OK_UPDATE);
+	catalog_leave(&s);
+}
+
+/* NOTIFY chunkbatch with the run's outcome; delivered at commit. */
+static void
+catalog_notify(const CbRun *run, const char *state, const char *sqlstate)
+{
+	Oid			types[4] = {INT8OID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+
+	values[0] = Int64GetDatum(run->run_id);
+	values[1] = CStringGetTextDatum(run->job.job_name);
+	values[2] = CStringGetTextDatum(state);
+	values[3] = sqlstate ? CStringGetTextDatum(sqlstate) : (Datum) 0;
+	nulls[3] = sqlstate ? ' ' : 'n';
+	cb_exec("SELECT pg_catalog.pg_notify('chunkbatch',"
+			" pg_catalog.json_build_object('run_id', $1, 'job_name', $2,"
+			" 'state', $3, 'sqlstate', $4)::text)",
+			4, types, values, nulls, SPI_OK_SELECT);
+}
+
+/*
+ * Write the checkpoint in the chunk's own transaction.  When the chunk
+ * was the run's last, the run succeeds in the same transaction.
+ */
+void
+catalog_checkpoint(const CbRun *run, const CbCheckpoint *cp)
+{
+	CbAsOwner	s;
+	Oid			types[8] = {INT8OID, TEXTOID, INT8OID, INT8OID, INT4OID,
+	FLOAT8OID, FLOAT8OID, BOOLOID};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	int			rc;
+
+	values[0] = Int64GetDatum(run->run_id);
+	values[1] = cp->cursor ? CStringGetTextDatum(cp->cursor) : (Datum) 0;
+	nulls[1] = cp->cursor ? ' ' : 'n';
+	values[2] = Int64GetDatum(cp->rows_done);
+	values[3] = Int64GetDatum(cp->chunks_done);
+	values[4] = Int32GetDatum(cp->batch_size);
+	values[5] = Float8GetDatum(cp->avg_chunk_ms);
+	values[6] = Float8GetDatum(cp->max_chunk_ms);
+	values[7] = BoolGetDatum(cp->done);
+
+	catalog_enter(&s);
+	if (checkpoint_plan == NULL)
+	{
+		SPIPlanPtr	plan;
+
+		plan = SPI_prepare("UPDATE chunkbatch.runs SET cursor = $2,"
+						   " rows_done = $3, chunks_done = $4, batch_size = $5,"
+						   " avg_chunk_ms = $6, max_chunk_ms = $7,"
+						   " last_chunk_at = pg_catalog.clock_timestamp(),"
+						   " state = CASE WHEN $8 THEN 'succeeded' ELSE state END,"
+						   " finished_at = CASE WHEN $8 THEN pg_catalog.clock_timestamp() END,"
+						   " worker_pid = CASE WHEN $8 THEN NULL ELSE worker_pid END"
+						   " WHERE run_id OPERATOR(pg_catalog.=) $1",
+						   8, types);
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare checkpoint statement: %s",
+				 SPI_result_code_string(SPI_result));
+		checkpoint_plan = plan;
+	}
+	rc = SPI_execute_plan(checkpoint_plan, values, nulls, false, 0);
+	if (rc != SPI_OK_UPDATE || SPI_processed != 1)
+		elog(ERROR, "could not write checkpoint of run %lld: %s",
+			 (long long) run->run_id, SPI_result_code_string(rc));
+	if (cp->done)
+		catalog_notify(run, "succeeded", NULL);
+	catalog_leave(&s);
+}
+
+/* Record a terminal state (or interruption) other than success. */
+void
+catalog_finish_run(const CbRun *run, const char *state, ErrorData *edata)
+{
+	CbAsOwner	s;
+	Oid			types[6] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', 'n', 'n', 'n', 'n'};
+	const char *sqlstate = NULL;
+
+	values[0] = Int64GetDatum(run->run_id);
+	values[1] = CStringGetTextDatum(state);
+	if (edata != NULL)
+	{
+		sqlstate = unpack_sql_state(edata->sqlerrcode);
+		values[2] = CStringGetTextDatum(sqlstate);
+		nulls[2] = ' ';
+		values[3] = CStringGetTextDatum(edata->message ? edata->message : "");
+		nulls[3] = ' ';
+		if (edata->detail)
+		{
+			values[4] = CStringGetTextDatum(edata->detail);
+			nulls[4] = ' ';
+		}
+		values[5] = Int64GetDatum(run->chunks_done + 1);
+		nulls[5] = ' ';
+	}
+
+	catalog_enter(&s);
+	cb_exec("UPDATE chunkbatch.runs SET state = $2,"
+			" finished_at = CASE WHEN $2 IN ('interrupted', 'paused') THEN NULL"
+			" ELSE pg_catalog.clock_timestamp() END,"
+			" worker_pid = NULL, sqlstate = $3, error = $4, error_detail = $5,"
+			" error_chunk = $6"
+			" WHERE run_id OPERATOR(pg_catalog.=) $1",
+			6, types, values, nulls, SPI_OK_UPDATE);
+	if (strcmp(state, "interrupted") != 0 && strcmp(state, "paused") != 0)
+		catalog_notify(run, state, sqlstate);
+	catalog_leave(&s);
+}
+
+/* ----------------------------------------------------------------
+ * Runs, from the scheduler
+ * ----------------------------------------------------------------
+ */
+
+/* Runs in any of the given states ('queued,interrupted'), oldest first. */
+List *
+catalog_runs_in_states(const char *states)
+{
+	CbAsOwner	s;
+	MemoryContext mcxt = CurrentMemoryContext;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(states)};
+	List	   *result = NIL;
+	uint64		i;
+
+	catalog_enter(&s);
+	cb_exec("SELECT run_id, owner::oid, job_name FROM chunkbatch.runs"
+			" WHERE state OPERATOR(pg_catalog.=)"
+			" ANY (pg_catalog.string_to_array($1, ',')) ORDER BY run_id",
+			1, types, values, NULL, SPI_OK_SELECT);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		MemoryContext old = MemoryContextSwitchTo(mcxt);
+		CbRunRef   *ref = palloc(sizeof(CbRunRef));
+
+		ref->run_id = DatumGetInt64(col_datum(i, 1));
+		ref->owner = DatumGetObjectId(col_datum(i, 2));
+		ref->job_name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3);
+		result = lappend(result, ref);
+		MemoryContextSwitchTo(old);
+	}
+	catalog_leave(&s);
+	return result;
+}
+
+/* A run whose worker is gone becomes 'interrupted'; it will be resumed. */
+bool
+catalog_mark_interrupted(int64 run_id)
+{
+	CbAsOwner	s;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(run_id)};
+	bool		done;
+
+	catalog_enter(&s);
+	cb_exec("UPDATE chunkbatch.runs SET state = 'interrupted', worker_pid = NULL"
+			" WHERE run_id OPERATOR(pg_catalog.=) $1"
+			" AND state IN ('waiting', 'running') RETURNING run_id",
+			1, types, values, NULL, SPI_OK_UPDATE_RETURNING);
+	done = (SPI_processed == 1);
+	catalog_leave(&s);
+	return done;
+}
+
+/* A run that could not start at all fails with the given reason. */
+void
+catalog_fail_unstarted(int64 run_id, const char *sqlstate, const char *message)
+{
+	CbAsOwner	s;
+	Oid			types[3] = {INT8OID, TEXTOID, TEXTOID};
+	Datum		values[3] = {Int64GetDatum(run_id), CStringGetTextDatum(message),
+	CStringGetTextDatum(sqlstate)};
+
+	catalog_enter(&s);
+	cb_exec("UPDATE chunkbatch.runs SET state = 'failed', sqlstate = $3,"
+			" error = $2, worker_pid = NULL,"
+			" finished_at = pg_catalog.clock_timestamp()"
+			" WHERE run_id OPERATOR(pg_catalog.=) $1"
+			" AND state IN ('queued', 'interrupted', 'waiting', 'running')",
+			3, types, values, NULL, SPI_OK_UPDATE);
+	catalog_leave(&s);
+}

@@ -1,0 +1,313 @@
+/*-------------------------------------------------------------------------
+ *
+ * chunk.c
+ *	  Execution of one chunk: the job's SQL and the run's checkpoint in one
+ *	  transaction, and the capture of the error when it fails.
+ *
+ * The chunk statement is prepared once per run (always with custom plans,
+ * so that "$2 IS NULL OR key > $2" becomes a plain range scan) and kept
+ * across transactions.  In keyset mode the greatest key the chunk returned,
+ * by the cursor type's default btree ordering, becomes the next cursor.
+ *
+ * Copyright (c) 2026, chunkbatch developers
+ *
+ * IDENTIFICATION
+ *	  src/chunk.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/typcache.h"
+
+#include "chunkbatch.h"
+
+struct CbChunkState
+{
+	CbRun	   *run;
+	MemoryContext run_ctx;		/* holds the cursor value */
+	SPIPlanPtr	plan;
+	Oid			argtypes[3];
+	bool		keyset;
+	Datum		cursor;			/* $2, in run_ctx */
+	bool		cursor_null;
+	int16		typlen;
+	bool		typbyval;
+	Oid			collation;
+	FmgrInfo	cmp;			/* btree comparison of the cursor type */
+	FmgrInfo	output;
+};
+
+/* Set up a run's chunk execution; call inside a transaction. */
+CbChunkState *
+chunk_begin(CbRun *run, MemoryContext run_ctx)
+{
+	CbChunkState *cs = MemoryContextAllocZero(run_ctx, sizeof(CbChunkState));
+	Oid			cursor_type = run->job.cursor_type;
+
+	cs->run = run;
+	cs->run_ctx = run_ctx;
+	cs->keyset = OidIsValid(cursor_type);
+	cs->argtypes[0] = INT4OID;
+	cs->argtypes[1] = cs->keyset ? cursor_type : TEXTOID;
+	cs->argtypes[2] = JSONBOID;
+	cs->cursor_null = true;
+
+	if (cs->keyset)
+	{
+		TypeCacheEntry *tce;
+		Oid			func;
+		bool		isvarlena;
+		Oid			ioparam;
+		MemoryContext old;
+
+		tce = lookup_type_cache(cursor_type, TYPECACHE_CMP_PROC);
+		if (!OidIsValid(tce->cmp_proc))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_FUNCTION),
+					 errmsg("cursor type %s has no default btree ordering",
+							format_type_be(cursor_type))));
+		fmgr_info_cxt(tce->cmp_proc, &cs->cmp, run_ctx);
+		cs->collation = tce->typcollation;
+		get_typlenbyval(cursor_type, &cs->typlen, &cs->typbyval);
+		getTypeOutputInfo(cursor_type, &func, &isvarlena);
+		fmgr_info_cxt(func, &cs->output, run_ctx);
+
+		if (run->cursor != NULL)
+		{
+			getTypeInputInfo(cursor_type, &func, &ioparam);
+			old = MemoryContextSwitchTo(run_ctx);
+			cs->cursor = OidInputFunctionCall(func, run->cursor, ioparam, -1);
+			cs->cursor_null = false;
+			MemoryContextSwitchTo(old);
+		}
+	}
+	return cs;
+}
+
+void
+chunk_end(CbChunkState *cs)
+{
+	if (cs->plan != NULL)
+		SPI_freeplan(cs->plan);
+	cs->plan = NULL;
+}
+
+/* Per-chunk settings, undone at the chunk's commit or abort. */
+static void
+chunk_apply_settings(CbChunkState *cs)
+{
+	CbJob	   *job = &cs->run->job;
+
+	if (!job->synchronous_commit)
+		(void) set_config_option("synchronous_commit", "off",
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
+								 true, 0, false);
+	(void) set_config_option("search_path", job->search_path,
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
+							 true, 0, false);
+}
+
+static void
+chunk_prepare(CbChunkState *cs)
+{
+	SPIPlanPtr	plan;
+
+	plan = SPI_prepare_cursor(cs->run->job.chunk_sql, 3, cs->argtypes,
+							  CURSOR_OPT_CUSTOM_PLAN);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed for chunk SQL: %s",
+			 SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "SPI_keepplan failed");
+	cs->plan = plan;
+}
+
+/*
+ * The greatest non-null key of the chunk's first result column, copied
+ * into the current memory context.  Returns false if every key was NULL.
+ */
+static bool
+chunk_max_key(CbChunkState *cs, Datum *result)
+{
+	SPITupleTable *tt = SPI_tuptable;
+	bool		found = false;
+	Datum		best = (Datum) 0;
+	uint64		i;
+
+	if (tt == NULL || tt->tupdesc->natts < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("keyset chunk SQL of job \"%s\" returned no key column",
+						cs->run->job.job_name),
+				 errhint("Return the processed keys as the first column, for example with RETURNING.")));
+	if (TupleDescAttr(tt->tupdesc, 0)->atttypid != cs->argtypes[1])
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("keyset chunk SQL of job \"%s\" returned keys of type %s, not %s",
+						cs->run->job.job_name,
+						format_type_be(TupleDescAttr(tt->tupdesc, 0)->atttypid),
+						format_type_be(cs->argtypes[1]))));
+
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		key = SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull);
+
+		if (isnull)
+			continue;
+		if (!found ||
+			DatumGetInt32(FunctionCall2Coll(&cs->cmp, cs->collation, key, best)) > 0)
+			best = key;
+		found = true;
+	}
+	if (found)
+		*result = datumCopy(best, cs->typbyval, cs->typlen);
+	return found;
+}
+
+/*
+ * The chunk proper: executes inside the transaction started by
+ * chunk_execute and fills *cp and *newkey.  Any error propagates.
+ */
+static void
+chunk_body(CbChunkState *cs, MemoryContext chunk_ctx, CbChunkResult *res,
+		   CbCheckpoint *cp, Datum *newkey, bool *have_key)
+{
+	CbRun	   *run = cs->run;
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+	TimestampTz start;
+	int			rc;
+
+	chunk_apply_settings(cs);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (cs->plan == NULL)
+		chunk_prepare(cs);
+
+	values[0] = Int32GetDatum(run->batch_size);
+	values[1] = cs->cursor;
+	nulls[1] = cs->cursor_null ? 'n' : ' ';
+	values[2] = run->params;
+
+	start = GetCurrentTimestamp();
+	rc = SPI_execute_plan(cs->plan, values, nulls, false, 0);
+	if (rc < 0)
+		elog(ERROR, "chunk SQL failed: %s", SPI_result_code_string(rc));
+	res->processed = SPI_processed;
+
+	*have_key = false;
+	if (cs->keyset && SPI_processed > 0)
+	{
+		MemoryContext old = MemoryContextSwitchTo(chunk_ctx);
+
+		*have_key = chunk_max_key(cs, newkey);
+		MemoryContextSwitchTo(old);
+		if (!*have_key)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("keyset chunk SQL of job \"%s\" returned only NULL keys",
+							run->job.job_name)));
+		if (!cs->cursor_null &&
+			DatumGetInt32(FunctionCall2Coll(&cs->cmp, cs->collation,
+											*newkey, cs->cursor)) <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_EXCEPTION),
+					 errmsg("keyset cursor of job \"%s\" did not advance",
+							run->job.job_name),
+					 errdetail("The chunk returned no key greater than the cursor %s.",
+							   run->cursor),
+					 errhint("The chunk SQL must process only keys greater than $2.")));
+	}
+	res->elapsed_ms = (double) (GetCurrentTimestamp() - start) / 1000.0;
+
+	cp->cursor = *have_key ?
+		MemoryContextStrdup(chunk_ctx, OutputFunctionCall(&cs->output, *newkey)) :
+		run->cursor;
+	cp->rows_done = run->rows_done + (int64) res->processed;
+	cp->chunks_done = run->chunks_done + 1;
+	cp->batch_size = run->batch_size;
+	cp->avg_chunk_ms = (run->avg_chunk_ms * run->chunks_done + res->elapsed_ms) /
+		(run->chunks_done + 1);
+	cp->max_chunk_ms = Max(run->max_chunk_ms, res->elapsed_ms);
+	cp->done = (res->processed == 0);
+	res->done = cp->done;
+	catalog_checkpoint(run, cp);
+
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+/*
+ * Execute one chunk in its own transaction.  The caller's memory context
+ * is the per-chunk context: the error, if any, is copied there.  On
+ * success the run's checkpoint fields advance.
+ */
+void
+chunk_execute(CbChunkState *cs, CbChunkResult *res)
+{
+	MemoryContext chunk_ctx = CurrentMemoryContext;
+	CbRun	   *run = cs->run;
+	CbCheckpoint cp;
+	Datum		newkey = (Datum) 0;
+	bool		have_key = false;
+
+	memset(res, 0, sizeof(CbChunkResult));
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	pgstat_report_activity(STATE_RUNNING, run->job.chunk_sql);
+	PG_TRY();
+	{
+		chunk_body(cs, chunk_ctx, res, &cp, &newkey, &have_key);
+		res->ok = true;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(chunk_ctx);
+		HOLD_INTERRUPTS();
+		res->error = CopyErrorData();
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		RESUME_INTERRUPTS();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(chunk_ctx);
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	if (!res->ok)
+		return;
+
+	/* Committed: the checkpoint is the run's state now. */
+	run->rows_done = cp.rows_done;
+	run->chunks_done = cp.chunks_done;
+	run->avg_chunk_ms = cp.avg_chunk_ms;
+	run->max_chunk_ms = cp.max_chunk_ms;
+	if (have_key)
+	{
+		MemoryContext old = MemoryContextSwitchTo(cs->run_ctx);
+
+		if (!cs->cursor_null && !cs->typbyval)
+			pfree(DatumGetPointer(cs->cursor));
+		if (run->cursor != NULL)
+			pfree(run->cursor);
+		cs->cursor = datumCopy(newkey, cs->typbyval, cs->typlen);
+		cs->cursor_null = false;
+		run->cursor = pstrdup(cp.cursor);
+		MemoryContextSwitchTo(old);
+	}
+}

@@ -1,0 +1,70 @@
+/*-------------------------------------------------------------------------
+ *
+ * chunkbatch.c
+ *	  Entry point of the chunkbatch library: GUCs, hooks and the launcher.
+ *
+ * When loaded through shared_preload_libraries, _PG_init defines the
+ * settings, requests shared memory and registers the launcher.  Loaded any
+ * other way (CREATE EXTENSION on a server without the preload), only the
+ * settings exist and the SQL functions that need workers refuse to run.
+ *
+ * Copyright (c) 2026, chunkbatch developers
+ *
+ * IDENTIFICATION
+ *	  src/chunkbatch.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+#include "chunkbatch.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+int			cb_max_workers = 4;
+int			cb_naptime = 10;
+int			cb_scheduler_idle_exit = 30;
+
+void
+_PG_init(void)
+{
+	DefineCustomIntVariable("chunkbatch.max_workers",
+							"Maximum number of concurrently executing chunkbatch runs.",
+							"Counted over all databases of the cluster; each run uses one "
+							"background worker of max_worker_processes.",
+							&cb_max_workers,
+							4, 1, 1000,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("chunkbatch.naptime",
+							"Seconds between two scans of the run queue when nothing wakes the scheduler.",
+							NULL,
+							&cb_naptime,
+							10, 1, 3600,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("chunkbatch.scheduler_idle_exit",
+							"Seconds a database's scheduler stays after its last run ends.",
+							NULL,
+							&cb_scheduler_idle_exit,
+							30, 0, 86400,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("chunkbatch");
+
+	cb_api_init();
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	cb_shmem_install_hooks();
+	cb_register_launcher();
+}

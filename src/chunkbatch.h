@@ -1,0 +1,306 @@
+/*-------------------------------------------------------------------------
+ *
+ * chunkbatch.h
+ *	  Shared declarations of chunkbatch: shared-memory state, the job and
+ *	  run descriptors, and the entry points of each module.
+ *
+ * Layering: the run worker (worker.c) uses chunk.c, grouplock.c,
+ * throttle.c and catalog.c; none of those call back into the worker.
+ * catalog.c is the only file that knows the SQL of chunkbatch's tables.
+ *
+ * Copyright (c) 2026, chunkbatch developers
+ *
+ * IDENTIFICATION
+ *	  src/chunkbatch.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CHUNKBATCH_H
+#define CHUNKBATCH_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/spin.h"
+#include "utils/elog.h"
+
+#define CB_EXTENSION_NAME	"chunkbatch"
+#define CB_SCHEMA_NAME		"chunkbatch"
+#define CB_MAX_DATABASES	64
+#define CB_NAME_MAXLEN		63	/* job and group names, in bytes */
+
+/* GUCs (chunkbatch.c) */
+extern int	cb_max_workers;
+extern int	cb_naptime;
+extern int	cb_scheduler_idle_exit;
+
+/* ----------------------------------------------------------------
+ * Shared memory (shmem.c)
+ * ----------------------------------------------------------------
+ */
+typedef enum CbSlotState
+{
+	CB_SLOT_FREE = 0,
+	CB_SLOT_STARTING,			/* claimed by a scheduler, worker not yet up */
+	CB_SLOT_RUNNING,			/* worker attached */
+	CB_SLOT_START_FAILED		/* worker exited before it attached */
+} CbSlotState;
+
+typedef enum CbPhase
+{
+	CB_PHASE_STARTING = 0,
+	CB_PHASE_WAITING,			/* waiting for its group lock */
+	CB_PHASE_CHUNK,				/* inside a chunk transaction */
+	CB_PHASE_SLEEPING,			/* between chunks */
+	CB_PHASE_FINISHING
+} CbPhase;
+
+/* One run worker slot: identity, live progress and control flags. */
+typedef struct CbSlot
+{
+	slock_t		mutex;			/* protects the fields below */
+	CbSlotState state;
+	uint64		generation;		/* bumped on every claim, against ABA */
+	int64		run_id;
+	Oid			dboid;
+	Oid			owner;
+	pid_t		pid;
+	Latch	   *latch;
+	CbPhase		phase;
+	TimestampTz worker_started_at;
+	TimestampTz chunk_started_at;	/* 0 when not in a chunk */
+	int64		rows_done;		/* whole run, including earlier workers */
+	int64		chunks_done;
+	int64		rows_this_worker;
+	int32		batch_size;
+	bool		cancel_requested;
+} CbSlot;
+
+typedef enum CbDbState
+{
+	CB_DB_NONE = 0,
+	CB_DB_STARTING,				/* launcher registered a scheduler */
+	CB_DB_RUNNING				/* scheduler attached */
+} CbDbState;
+
+/* A database that has, or may have, work: its scheduler and wake flag. */
+typedef struct CbDatabase
+{
+	Oid			dboid;			/* InvalidOid: entry unused */
+	bool		wake;			/* new work committed since the last scan */
+	CbDbState	state;
+	pid_t		pid;
+	Latch	   *latch;
+} CbDatabase;
+
+/*
+ * A run(..., wait => true) request.  A function cannot commit, so the
+ * waiting caller hands the run to its database's scheduler, which inserts
+ * and commits the run row and hands back the run id.
+ */
+#define CB_MAX_REQUESTS			16
+#define CB_REQUEST_PARAMS_MAX	8192
+
+typedef enum CbRequestState
+{
+	CB_REQ_FREE = 0,
+	CB_REQ_PENDING,				/* filled in by the caller */
+	CB_REQ_INSERTING,			/* taken by the scheduler */
+	CB_REQ_DONE,				/* run_id is committed */
+	CB_REQ_FAILED				/* error says why */
+} CbRequestState;
+
+typedef struct CbRunRequest
+{
+	CbRequestState state;
+	bool		abandoned;		/* the caller stopped waiting */
+	Oid			dboid;
+	int64		job_id;
+	Oid			queued_by;
+	pid_t		pid;			/* the caller's */
+	Latch	   *latch;
+	int64		run_id;
+	char		error[256];
+	int32		params_len;
+	char		params[CB_REQUEST_PARAMS_MAX];	/* a jsonb varlena */
+} CbRunRequest;
+
+typedef struct CbShared
+{
+	LWLock	   *lock;			/* protects everything but slot progress */
+	pid_t		launcher_pid;
+	Latch	   *launcher_latch;
+	CbDatabase	dbs[CB_MAX_DATABASES];
+	CbRunRequest requests[CB_MAX_REQUESTS];
+	int			nslots;
+	CbSlot		slots[FLEXIBLE_ARRAY_MEMBER];
+} CbShared;
+
+/* Passed to a run worker in bgw_extra. */
+typedef struct CbWorkerArgs
+{
+	int64		run_id;
+	uint64		generation;
+	Oid			dboid;
+	Oid			owner;
+} CbWorkerArgs;
+
+/* Passed to a scheduler in bgw_extra. */
+typedef struct CbSchedulerArgs
+{
+	Oid			dboid;
+} CbSchedulerArgs;
+
+extern CbShared *cb_shared;
+
+extern void cb_shmem_install_hooks(void);
+extern bool cb_shmem_available(void);
+extern void cb_require_shmem(void);
+extern void cb_request_wake(Oid dboid);
+extern void cb_wake_schedulers(void);
+
+/* ----------------------------------------------------------------
+ * Job and run descriptors (catalog.c fills them)
+ * ----------------------------------------------------------------
+ */
+typedef struct CbJob
+{
+	int64		job_id;
+	char	   *job_name;
+	Oid			owner;
+	char	   *chunk_sql;
+	Oid			cursor_type;	/* InvalidOid: repeat mode */
+	int32		batch_size;
+	char	   *lock_group;
+	int32		sleep_ms;
+	bool		synchronous_commit;
+	char	   *search_path;
+} CbJob;
+
+typedef struct CbRun
+{
+	int64		run_id;
+	CbJob		job;
+	Datum		params;			/* jsonb */
+	char	   *cursor;			/* text form of the checkpoint, or NULL */
+	int64		rows_done;
+	int64		chunks_done;
+	int32		batch_size;
+	double		avg_chunk_ms;
+	double		max_chunk_ms;
+} CbRun;
+
+/* A run's checkpoint as written with each chunk. */
+typedef struct CbCheckpoint
+{
+	char	   *cursor;
+	int64		rows_done;
+	int64		chunks_done;
+	int32		batch_size;
+	double		avg_chunk_ms;
+	double		max_chunk_ms;
+	bool		done;			/* the run succeeded with this chunk */
+} CbCheckpoint;
+
+/* A run the scheduler looks at. */
+typedef struct CbRunRef
+{
+	int64		run_id;
+	Oid			owner;
+	char	   *job_name;
+	bool		queued_here;	/* inserted by the current transaction */
+} CbRunRef;
+
+/* What one chunk did, reported by chunk.c to the worker. */
+typedef struct CbChunkResult
+{
+	bool		ok;				/* committed */
+	bool		done;			/* it was the run's last chunk */
+	uint64		processed;
+	double		elapsed_ms;
+	ErrorData  *error;			/* when !ok, in the caller's context */
+} CbChunkResult;
+
+/* ----------------------------------------------------------------
+ * catalog.c: the one place that knows chunkbatch's tables
+ * ----------------------------------------------------------------
+ */
+typedef struct CbAsOwner
+{
+	Oid			save_uid;
+	int			save_sec;
+	int			nestlevel;
+} CbAsOwner;
+
+extern Oid	cb_extension_owner(void);
+extern void catalog_enter(CbAsOwner *s);
+extern void catalog_leave(CbAsOwner *s);
+
+typedef enum CbJobLock
+{
+	CB_JOB_NO_LOCK,
+	CB_JOB_KEY_SHARE,			/* queueing a run: keep the job from being dropped */
+	CB_JOB_FOR_UPDATE			/* altering or dropping it */
+} CbJobLock;
+
+extern bool catalog_find_job(const char *job_name, CbJob *job, CbJobLock lock);
+extern int64 catalog_insert_job(const CbJob *job);
+extern void catalog_update_job(const CbJob *job);
+extern void catalog_delete_job(int64 job_id);
+extern int64 catalog_count_active_runs(int64 job_id);
+extern int64 catalog_insert_run(int64 job_id, Datum params, Oid queued_by,
+								const char *trigger);
+extern bool catalog_get_run(int64 run_id, CbRunRef *ref, char **state,
+							char **sqlstate, char **error);
+extern bool catalog_cancel_queued(int64 run_id);
+
+extern bool catalog_claim_run(int64 run_id, CbRun *run);
+extern void catalog_set_state(int64 run_id, const char *state);
+extern void catalog_mark_started(int64 run_id);
+extern void catalog_checkpoint(const CbRun *run, const CbCheckpoint *cp);
+extern void catalog_finish_run(const CbRun *run, const char *state,
+							   ErrorData *edata);
+
+extern List *catalog_runs_in_states(const char *states);
+extern bool catalog_mark_interrupted(int64 run_id);
+extern void catalog_fail_unstarted(int64 run_id, const char *sqlstate,
+								   const char *message);
+extern bool catalog_extension_present(void);
+
+/* ----------------------------------------------------------------
+ * Other modules
+ * ----------------------------------------------------------------
+ */
+
+/* chunk.c */
+typedef struct CbChunkState CbChunkState;
+extern CbChunkState *chunk_begin(CbRun *run, MemoryContext run_ctx);
+extern void chunk_execute(CbChunkState *cs, CbChunkResult *res);
+extern void chunk_end(CbChunkState *cs);
+
+/* grouplock.c */
+extern int64 cb_group_lock_key(const char *group);
+extern bool grouplock_acquire(CbRun *run, CbSlot *slot);
+extern void grouplock_release(CbRun *run);
+extern void grouplock_wake_waiters(void);
+
+/* throttle.c */
+extern bool throttle_wait_once(CbSlot *slot, long timeout_ms);
+extern bool throttle_sleep(CbSlot *slot, int sleep_ms);
+extern bool cb_slot_cancel_requested(CbSlot *slot);
+extern void cb_slot_set_phase(CbSlot *slot, CbPhase phase);
+
+/* worker.c, launcher.c, scheduler.c: bgworker entry points */
+extern PGDLLEXPORT void chunkbatch_launcher_main(Datum main_arg) pg_attribute_noreturn();
+extern PGDLLEXPORT void chunkbatch_scheduler_main(Datum main_arg) pg_attribute_noreturn();
+extern PGDLLEXPORT void chunkbatch_worker_main(Datum main_arg) pg_attribute_noreturn();
+extern void cb_register_launcher(void);
+
+/* api.c */
+extern void cb_api_init(void);
+
+#endif							/* CHUNKBATCH_H */

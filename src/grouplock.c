@@ -1,0 +1,115 @@
+/*-------------------------------------------------------------------------
+ *
+ * grouplock.c
+ *	  Group serialization: the session-level advisory lock a run holds on
+ *	  its group from before its first chunk until it ends.
+ *
+ * The key of group G is chunkbatch.group_lock_key(G), a bigint taken in
+ * the same lock space as pg_advisory_lock(bigint) in the run's database,
+ * so an application joins a group with
+ * pg_advisory_lock(chunkbatch.group_lock_key('G')).  The lock is a
+ * session lock: it survives every chunk commit and is released when the
+ * run ends or its process exits.  It is taken with a try-lock loop on the
+ * worker's latch, in a short transaction of its own, so that cancel still
+ * works while waiting.  A run holds at most this one group lock, so group
+ * locks cannot deadlock with each other.
+ *
+ * Copyright (c) 2026, chunkbatch developers
+ *
+ * IDENTIFICATION
+ *	  src/grouplock.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "common/hashfn.h"
+#include "miscadmin.h"
+#include "storage/lock.h"
+#include "utils/builtins.h"
+
+#include "chunkbatch.h"
+
+#define CB_GROUP_LOCK_SEED	UINT64CONST(0x63686b62)
+
+PG_FUNCTION_INFO_V1(chunkbatch_group_lock_key);
+
+int64
+cb_group_lock_key(const char *group)
+{
+	return (int64) hash_bytes_extended((const unsigned char *) group,
+									   strlen(group), CB_GROUP_LOCK_SEED);
+}
+
+Datum
+chunkbatch_group_lock_key(PG_FUNCTION_ARGS)
+{
+	char	   *group = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+	PG_RETURN_INT64(cb_group_lock_key(group));
+}
+
+/* The same tag as pg_advisory_lock(bigint) builds for the key. */
+static void
+group_locktag(LOCKTAG *tag, const char *group)
+{
+	int64		key = cb_group_lock_key(group);
+
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) (key >> 32),
+						 (uint32) key, 1);
+}
+
+/*
+ * Take the run's group lock, waiting while another holder has it.
+ * Returns false if the run was cancelled while waiting.
+ */
+bool
+grouplock_acquire(CbRun *run, CbSlot *slot)
+{
+	LOCKTAG		tag;
+
+	group_locktag(&tag, run->job.lock_group);
+	for (;;)
+	{
+		LockAcquireResult result;
+
+		StartTransactionCommand();
+		result = LockAcquire(&tag, ExclusiveLock, true, true);
+		CommitTransactionCommand();
+		if (result != LOCKACQUIRE_NOT_AVAIL)
+			return true;
+
+		cb_slot_set_phase(slot, CB_PHASE_WAITING);
+		if (!throttle_wait_once(slot, 1000L))
+			return false;
+	}
+}
+
+void
+grouplock_release(CbRun *run)
+{
+	LOCKTAG		tag;
+
+	group_locktag(&tag, run->job.lock_group);
+	(void) LockRelease(&tag, ExclusiveLock, true);
+	grouplock_wake_waiters();
+}
+
+/* Wake every run worker waiting for a group, so it tries again now. */
+void
+grouplock_wake_waiters(void)
+{
+	int			i;
+
+	LWLockAcquire(cb_shared->lock, LW_SHARED);
+	for (i = 0; i < cb_shared->nslots; i++)
+	{
+		CbSlot	   *slot = &cb_shared->slots[i];
+
+		if (slot->state == CB_SLOT_RUNNING && slot->latch != NULL &&
+			slot->phase == CB_PHASE_WAITING && slot->pid != MyProcPid)
+			SetLatch(slot->latch);
+	}
+	LWLockRelease(cb_shared->lock);
+}

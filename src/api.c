@@ -442,10 +442,10 @@ state_is_final(const char *state)
 
 /* Look a run up and check that the caller may act on it. */
 static void
-find_run(int64 run_id, CbRunRef *ref, char **state, char **sqlstate,
-		 char **error)
+find_run(int64 run_id, bool for_update, CbRunRef *ref, char **state,
+		 char **sqlstate, char **error)
 {
-	if (!catalog_get_run(run_id, ref, state, sqlstate, error))
+	if (!catalog_get_run(run_id, for_update, ref, state, sqlstate, error))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("run %lld does not exist", (long long) run_id)));
@@ -474,7 +474,7 @@ wait_for_run(int64 run_id, long timeout_ms, char **sqlstate, char **error)
 				 errmsg("cannot wait for a run in a REPEATABLE READ or SERIALIZABLE transaction"),
 				 errdetail("The transaction would never see the run's progress."),
 				 errhint("Wait in a READ COMMITTED transaction.")));
-	find_run(run_id, &ref, &state, sqlstate, error);
+	find_run(run_id, false, &ref, &state, sqlstate, error);
 	if (ref.queued_here)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -484,7 +484,7 @@ wait_for_run(int64 run_id, long timeout_ms, char **sqlstate, char **error)
 
 	for (;;)
 	{
-		find_run(run_id, &ref, &state, sqlstate, error);
+		find_run(run_id, false, &ref, &state, sqlstate, error);
 		if (state_is_final(state))
 			return state;
 		if (timeout_ms >= 0 &&
@@ -674,6 +674,12 @@ chunkbatch_wait(PG_FUNCTION_ARGS)
 												  &sqlstate, &error)));
 }
 
+/*
+ * Cancel a run.  The run's row is locked first, so no worker can claim it
+ * meanwhile; a worker that already has it (its slot names the run) is
+ * flagged, woken, and its running chunk is cancelled; otherwise the run
+ * is marked cancelled directly.
+ */
 Datum
 chunkbatch_cancel(PG_FUNCTION_ARGS)
 {
@@ -687,17 +693,13 @@ chunkbatch_cancel(PG_FUNCTION_ARGS)
 
 	require_arg(fcinfo, 0, "run_id");
 	run_id = PG_GETARG_INT64(0);
-	find_run(run_id, &ref, &state, &sqlstate, &error);
+	find_run(run_id, true, &ref, &state, &sqlstate, &error);
 	if (state_is_final(state))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("run %lld has already finished", (long long) run_id),
 				 errdetail("Its state is \"%s\".", state)));
 
-	if (catalog_cancel_queued(run_id))
-		PG_RETURN_BOOL(true);
-
-	/* A worker has it: flag the slot, wake it, cancel its chunk. */
 	if (cb_shared != NULL)
 	{
 		LWLockAcquire(cb_shared->lock, LW_SHARED);
@@ -720,15 +722,7 @@ chunkbatch_cancel(PG_FUNCTION_ARGS)
 		LWLockRelease(cb_shared->lock);
 	}
 	if (!signalled)
-	{
-		/* The worker is gone: the run would be resumed; cancel it instead. */
-		find_run(run_id, &ref, &state, &sqlstate, &error);
-		if (state_is_final(state))
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("run %lld has already finished", (long long) run_id),
-					 errdetail("Its state is \"%s\".", state)));
-	}
+		(void) catalog_cancel_unowned(run_id);
 	PG_RETURN_BOOL(true);
 }
 

@@ -313,7 +313,7 @@ catalog_insert_run(int64 job_id, Datum params, Oid queued_by, const char *trigge
 }
 
 bool
-catalog_get_run(int64 run_id, CbRunRef *ref, char **state,
+catalog_get_run(int64 run_id, bool for_update, CbRunRef *ref, char **state,
 				char **sqlstate, char **error)
 {
 	CbAsOwner	s;
@@ -323,7 +323,11 @@ catalog_get_run(int64 run_id, CbRunRef *ref, char **state,
 	bool		found;
 
 	catalog_enter(&s);
-	cb_exec("SELECT owner::oid, state, sqlstate, error, job_name, xmin"
+	cb_exec(for_update ?
+			"SELECT owner::oid, state, sqlstate, error, job_name, xmin"
+			" FROM chunkbatch.runs WHERE run_id OPERATOR(pg_catalog.=) $1"
+			" FOR UPDATE" :
+			"SELECT owner::oid, state, sqlstate, error, job_name, xmin"
 			" FROM chunkbatch.runs WHERE run_id OPERATOR(pg_catalog.=) $1",
 			1, types, values, NULL, SPI_OK_SELECT);
 	found = (SPI_processed == 1);
@@ -345,9 +349,9 @@ catalog_get_run(int64 run_id, CbRunRef *ref, char **state,
 	return found;
 }
 
-/* Cancel a run no worker executes; false if it is no longer queued. */
+/* Cancel a run that no worker executes; false if it has already ended. */
 bool
-catalog_cancel_queued(int64 run_id)
+catalog_cancel_unowned(int64 run_id)
 {
 	CbAsOwner	s;
 	Oid			types[1] = {INT8OID};
@@ -358,7 +362,7 @@ catalog_cancel_queued(int64 run_id)
 	cb_exec("UPDATE chunkbatch.runs SET state = 'cancelled',"
 			" finished_at = pg_catalog.clock_timestamp(), worker_pid = NULL"
 			" WHERE run_id OPERATOR(pg_catalog.=) $1"
-			" AND state IN ('queued', 'interrupted')"
+			" AND state IN ('queued', 'interrupted', 'waiting', 'running', 'paused')"
 			" RETURNING run_id",
 			1, types, values, NULL, SPI_OK_UPDATE_RETURNING);
 	done = (SPI_processed == 1);
@@ -390,7 +394,7 @@ catalog_claim_run(int64 run_id, CbRun *run)
 			" WHERE run_id OPERATOR(pg_catalog.=) $1"
 			" AND state IN ('queued', 'interrupted')"
 			" RETURNING job_id, params, cursor, rows_done, chunks_done,"
-			" batch_size, avg_chunk_ms, max_chunk_ms",
+			" batch_size, avg_chunk_ms, max_chunk_ms, retries",
 			2, types, values, NULL, SPI_OK_UPDATE_RETURNING);
 	if (SPI_processed != 1)
 	{
@@ -408,6 +412,7 @@ catalog_claim_run(int64 run_id, CbRun *run)
 		run->rows_done = DatumGetInt64(col_datum(0, 4));
 		run->chunks_done = DatumGetInt64(col_datum(0, 5));
 		run->batch_size = DatumGetInt32(col_datum(0, 6));
+		run->retries = DatumGetInt32(col_datum(0, 9));
 		run->avg_chunk_ms = col_isnull(0, 7) ? 0 : DatumGetFloat8(col_datum(0, 7));
 		run->max_chunk_ms = col_isnull(0, 8) ? 0 : DatumGetFloat8(col_datum(0, 8));
 		MemoryContextSwitchTo(old);
@@ -482,10 +487,10 @@ void
 catalog_checkpoint(const CbRun *run, const CbCheckpoint *cp)
 {
 	CbAsOwner	s;
-	Oid			types[8] = {INT8OID, TEXTOID, INT8OID, INT8OID, INT4OID,
-	FLOAT8OID, FLOAT8OID, BOOLOID};
-	Datum		values[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[9] = {INT8OID, TEXTOID, INT8OID, INT8OID, INT4OID,
+	FLOAT8OID, FLOAT8OID, BOOLOID, INT4OID};
+	Datum		values[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	int			rc;
 
 	values[0] = Int64GetDatum(run->run_id);
@@ -497,6 +502,7 @@ catalog_checkpoint(const CbRun *run, const CbCheckpoint *cp)
 	values[5] = Float8GetDatum(cp->avg_chunk_ms);
 	values[6] = Float8GetDatum(cp->max_chunk_ms);
 	values[7] = BoolGetDatum(cp->done);
+	values[8] = Int32GetDatum(cp->retries);
 
 	catalog_enter(&s);
 	if (checkpoint_plan == NULL)
@@ -505,13 +511,13 @@ catalog_checkpoint(const CbRun *run, const CbCheckpoint *cp)
 
 		plan = SPI_prepare("UPDATE chunkbatch.runs SET cursor = $2,"
 						   " rows_done = $3, chunks_done = $4, batch_size = $5,"
-						   " avg_chunk_ms = $6, max_chunk_ms = $7,"
+						   " avg_chunk_ms = $6, max_chunk_ms = $7, retries = $9,"
 						   " last_chunk_at = pg_catalog.clock_timestamp(),"
 						   " state = CASE WHEN $8 THEN 'succeeded' ELSE state END,"
 						   " finished_at = CASE WHEN $8 THEN pg_catalog.clock_timestamp() END,"
 						   " worker_pid = CASE WHEN $8 THEN NULL ELSE worker_pid END"
 						   " WHERE run_id OPERATOR(pg_catalog.=) $1",
-						   8, types);
+						   9, types);
 		if (plan == NULL || SPI_keepplan(plan) != 0)
 			elog(ERROR, "could not prepare checkpoint statement: %s",
 				 SPI_result_code_string(SPI_result));
@@ -531,13 +537,15 @@ void
 catalog_finish_run(const CbRun *run, const char *state, ErrorData *edata)
 {
 	CbAsOwner	s;
-	Oid			types[6] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID};
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', 'n', 'n', 'n', 'n'};
+	Oid			types[7] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID,
+	INT4OID};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', 'n', 'n', 'n', 'n', ' '};
 	const char *sqlstate = NULL;
 
 	values[0] = Int64GetDatum(run->run_id);
 	values[1] = CStringGetTextDatum(state);
+	values[6] = Int32GetDatum(run->retries);
 	if (edata != NULL)
 	{
 		sqlstate = unpack_sql_state(edata->sqlerrcode);
@@ -559,9 +567,9 @@ catalog_finish_run(const CbRun *run, const char *state, ErrorData *edata)
 			" finished_at = CASE WHEN $2 IN ('interrupted', 'paused') THEN NULL"
 			" ELSE pg_catalog.clock_timestamp() END,"
 			" worker_pid = NULL, sqlstate = $3, error = $4, error_detail = $5,"
-			" error_chunk = $6"
+			" error_chunk = $6, retries = $7"
 			" WHERE run_id OPERATOR(pg_catalog.=) $1",
-			6, types, values, nulls, SPI_OK_UPDATE);
+			7, types, values, nulls, SPI_OK_UPDATE);
 	if (strcmp(state, "interrupted") != 0 && strcmp(state, "paused") != 0)
 		catalog_notify(run, state, sqlstate);
 	catalog_leave(&s);

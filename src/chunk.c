@@ -239,6 +239,7 @@ chunk_body(CbChunkState *cs, MemoryContext chunk_ctx, CbChunkResult *res,
 	cp->rows_done = run->rows_done + (int64) res->processed;
 	cp->chunks_done = run->chunks_done + 1;
 	cp->batch_size = run->batch_size;
+	cp->retries = run->retries;
 	cp->avg_chunk_ms = (run->avg_chunk_ms * run->chunks_done + res->elapsed_ms) /
 		(run->chunks_done + 1);
 	cp->max_chunk_ms = Max(run->max_chunk_ms, res->elapsed_ms);
@@ -249,6 +250,18 @@ chunk_body(CbChunkState *cs, MemoryContext chunk_ctx, CbChunkResult *res,
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+}
+
+/*
+ * Errors after which the same chunk may simply be tried again in a new
+ * transaction: lock timeouts, deadlocks and serialization failures.
+ */
+bool
+chunk_error_is_transient(ErrorData *edata)
+{
+	return edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ||
+		edata->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED ||
+		edata->sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE;
 }
 
 /*

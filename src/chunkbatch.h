@@ -190,6 +190,7 @@ typedef struct CbRun
 	int64		rows_done;
 	int64		chunks_done;
 	int32		batch_size;
+	int32		retries;		/* chunks retried after a transient error */
 	double		avg_chunk_ms;
 	double		max_chunk_ms;
 } CbRun;
@@ -201,6 +202,7 @@ typedef struct CbCheckpoint
 	int64		rows_done;
 	int64		chunks_done;
 	int32		batch_size;
+	int32		retries;
 	double		avg_chunk_ms;
 	double		max_chunk_ms;
 	bool		done;			/* the run succeeded with this chunk */
@@ -254,9 +256,9 @@ extern void catalog_delete_job(int64 job_id);
 extern int64 catalog_count_active_runs(int64 job_id);
 extern int64 catalog_insert_run(int64 job_id, Datum params, Oid queued_by,
 								const char *trigger);
-extern bool catalog_get_run(int64 run_id, CbRunRef *ref, char **state,
-							char **sqlstate, char **error);
-extern bool catalog_cancel_queued(int64 run_id);
+extern bool catalog_get_run(int64 run_id, bool for_update, CbRunRef *ref,
+							char **state, char **sqlstate, char **error);
+extern bool catalog_cancel_unowned(int64 run_id);
 
 extern bool catalog_claim_run(int64 run_id, CbRun *run);
 extern void catalog_set_state(int64 run_id, const char *state);
@@ -281,6 +283,7 @@ typedef struct CbChunkState CbChunkState;
 extern CbChunkState *chunk_begin(CbRun *run, MemoryContext run_ctx);
 extern void chunk_execute(CbChunkState *cs, CbChunkResult *res);
 extern void chunk_end(CbChunkState *cs);
+extern bool chunk_error_is_transient(ErrorData *edata);
 
 /* grouplock.c */
 extern int64 cb_group_lock_key(const char *group);

@@ -34,6 +34,7 @@
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
@@ -106,6 +107,8 @@ launcher_start_scheduler(int idx, Oid dboid)
 {
 	BackgroundWorker w;
 	CbSchedulerArgs args;
+	MemoryContext oldcxt;
+	bool		registered;
 
 	memset(&w, 0, sizeof(w));
 	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -120,7 +123,13 @@ launcher_start_scheduler(int idx, Oid dboid)
 	memcpy(w.bgw_extra, &args, sizeof(args));
 	w.bgw_notify_pid = MyProcPid;
 
-	if (!RegisterDynamicBackgroundWorker(&w, &sched_handles[idx]))
+	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+	if (sched_handles[idx] != NULL)
+		pfree(sched_handles[idx]);
+	sched_handles[idx] = NULL;
+	registered = RegisterDynamicBackgroundWorker(&w, &sched_handles[idx]);
+	MemoryContextSwitchTo(oldcxt);
+	if (!registered)
 	{
 		ereport(WARNING,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),

@@ -146,7 +146,6 @@ scheduler_reap_failed_starts(void)
 			failed = true;
 			run_id = slot->run_id;
 			slot->state = CB_SLOT_FREE;
-			worker_handles[i] = NULL;
 		}
 		LWLockRelease(cb_shared->lock);
 		if (failed)
@@ -199,6 +198,8 @@ scheduler_launch(CbRunRef *ref)
 	BackgroundWorker w;
 	CbWorkerArgs args;
 	CbSlot	   *slot = NULL;
+	MemoryContext oldcxt;
+	bool		registered;
 	int			i;
 
 	LWLockAcquire(cb_shared->lock, LW_EXCLUSIVE);
@@ -248,7 +249,14 @@ scheduler_launch(CbRunRef *ref)
 	memcpy(w.bgw_extra, &args, sizeof(args));
 	w.bgw_notify_pid = MyProcPid;
 
-	if (!RegisterDynamicBackgroundWorker(&w, &worker_handles[i]))
+	/* The handle must outlive this pass's memory context. */
+	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+	if (worker_handles[i] != NULL)
+		pfree(worker_handles[i]);
+	worker_handles[i] = NULL;
+	registered = RegisterDynamicBackgroundWorker(&w, &worker_handles[i]);
+	MemoryContextSwitchTo(oldcxt);
+	if (!registered)
 	{
 		slot->state = CB_SLOT_FREE;
 		worker_handles[i] = NULL;

@@ -21,6 +21,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "common/pg_prng.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -141,6 +142,37 @@ worker_fail(CbRun *run, ErrorData *edata)
 					   (long long) run->rows_done)));
 }
 
+/*
+ * After a transient error (lock timeout, deadlock, serialization failure)
+ * the chunk is tried again in a new transaction, after an exponential
+ * backoff with jitter, up to CB_CHUNK_MAX_RETRIES times in a row.
+ * Returns false when the error must end the run instead.
+ */
+#define CB_CHUNK_MAX_RETRIES	10
+#define CB_BACKOFF_BASE_MS		50
+#define CB_BACKOFF_MAX_MS		5000
+
+static bool
+worker_retry(CbRun *run, ErrorData *edata, int *attempts)
+{
+	long		backoff;
+
+	if (!chunk_error_is_transient(edata) || *attempts >= CB_CHUNK_MAX_RETRIES ||
+		cb_slot_cancel_requested(MySlot))
+		return false;
+	backoff = Min((long) CB_BACKOFF_BASE_MS << *attempts, CB_BACKOFF_MAX_MS);
+	backoff = backoff / 2 + (long) (pg_prng_double(&pg_global_prng_state) * backoff / 2);
+	(*attempts)++;
+	run->retries++;
+	ereport(LOG,
+			(errmsg("chunkbatch run %lld of job \"%s\" retries chunk %lld in %ld ms (attempt %d): %s",
+					(long long) run->run_id, run->job.job_name,
+					(long long) run->chunks_done + 1, backoff, *attempts,
+					edata->message)));
+	(void) throttle_sleep(MySlot, (int) backoff);
+	return true;
+}
+
 /* Claim the run and prepare its execution; false if it is not ours. */
 static bool
 worker_start(int64 run_id, CbRun *run, CbChunkState **cs, MemoryContext run_ctx)
@@ -180,6 +212,7 @@ chunkbatch_worker_main(Datum main_arg)
 	CbChunkState *cs = NULL;
 	MemoryContext run_ctx;
 	MemoryContext chunk_ctx;
+	int			attempts = 0;
 
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
 	pqsignal(SIGTERM, die);
@@ -221,11 +254,14 @@ chunkbatch_worker_main(Datum main_arg)
 		}
 		worker_publish(&run, CB_PHASE_CHUNK, 0);
 		chunk_execute(cs, &res);
+		if (!res.ok && worker_retry(&run, res.error, &attempts))
+			continue;
 		if (!res.ok)
 		{
 			worker_fail(&run, res.error);
 			break;
 		}
+		attempts = 0;
 		worker_publish(&run, CB_PHASE_SLEEPING, res.processed);
 		if (res.done)
 		{

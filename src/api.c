@@ -325,7 +325,7 @@ validate_chunk_sql(const char *sql, Oid cursor_type, Oid owner,
 
 /* Apply the non-null settings of a create_job/alter_job call to *job. */
 static void
-job_apply_args(FunctionCallInfo fcinfo, CbJob *job, bool creating)
+job_apply_args(FunctionCallInfo fcinfo, CbJob *job)
 {
 	if (!PG_ARGISNULL(ARG_SQL))
 	{
@@ -379,7 +379,7 @@ chunkbatch_create_job(PG_FUNCTION_ARGS)
 	job.owner = GetUserId();
 	job.lock_group = job.job_name;
 	job.search_path = pstrdup(GetConfigOption("search_path", false, false));
-	job_apply_args(fcinfo, &job, true);
+	job_apply_args(fcinfo, &job);
 
 	check_owner_can_connect(job.owner);
 	if (catalog_find_job(job.job_name, &existing, CB_JOB_FOR_UPDATE))
@@ -403,7 +403,7 @@ chunkbatch_alter_job(PG_FUNCTION_ARGS)
 	require_arg(fcinfo, ARG_VALIDATE, "validate");
 	validate = PG_GETARG_BOOL(ARG_VALIDATE);
 	find_job(name, &job, CB_JOB_FOR_UPDATE);
-	job_apply_args(fcinfo, &job, false);
+	job_apply_args(fcinfo, &job);
 	if (validate && (!PG_ARGISNULL(ARG_SQL) || !PG_ARGISNULL(ARG_CURSOR)))
 		validate_chunk_sql(job.chunk_sql, job.cursor_type, job.owner,
 						   job.search_path);

@@ -430,20 +430,6 @@ catalog_claim_run(int64 run_id, CbRun *run)
 	return true;
 }
 
-void
-catalog_set_state(int64 run_id, const char *state)
-{
-	CbAsOwner	s;
-	Oid			types[2] = {INT8OID, TEXTOID};
-	Datum		values[2] = {Int64GetDatum(run_id), CStringGetTextDatum(state)};
-
-	catalog_enter(&s);
-	cb_exec("UPDATE chunkbatch.runs SET state = $2"
-			" WHERE run_id OPERATOR(pg_catalog.=) $1",
-			2, types, values, NULL, SPI_OK_UPDATE);
-	catalog_leave(&s);
-}
-
 /* The run holds its group and begins its first chunk. */
 void
 catalog_mark_started(int64 run_id)

@@ -95,14 +95,6 @@ chunk_begin(CbRun *run, MemoryContext run_ctx)
 	return cs;
 }
 
-void
-chunk_end(CbChunkState *cs)
-{
-	if (cs->plan != NULL)
-		SPI_freeplan(cs->plan);
-	cs->plan = NULL;
-}
-
 /* Per-chunk settings, undone at the chunk's commit or abort. */
 static void
 chunk_apply_settings(CbChunkState *cs)

@@ -158,7 +158,6 @@ typedef struct CbSchedulerArgs
 extern CbShared *cb_shared;
 
 extern void cb_shmem_install_hooks(void);
-extern bool cb_shmem_available(void);
 extern void cb_require_shmem(void);
 extern void cb_request_wake(Oid dboid);
 extern void cb_wake_schedulers(void);
@@ -261,7 +260,6 @@ extern bool catalog_get_run(int64 run_id, bool for_update, CbRunRef *ref,
 extern bool catalog_cancel_unowned(int64 run_id);
 
 extern bool catalog_claim_run(int64 run_id, CbRun *run);
-extern void catalog_set_state(int64 run_id, const char *state);
 extern void catalog_mark_started(int64 run_id);
 extern void catalog_checkpoint(const CbRun *run, const CbCheckpoint *cp);
 extern void catalog_finish_run(const CbRun *run, const char *state,
@@ -282,7 +280,6 @@ extern bool catalog_extension_present(void);
 typedef struct CbChunkState CbChunkState;
 extern CbChunkState *chunk_begin(CbRun *run, MemoryContext run_ctx);
 extern void chunk_execute(CbChunkState *cs, CbChunkResult *res);
-extern void chunk_end(CbChunkState *cs);
 extern bool chunk_error_is_transient(ErrorData *edata);
 
 /* grouplock.c */

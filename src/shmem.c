@@ -76,17 +76,11 @@ cb_shmem_install_hooks(void)
 	shmem_startup_hook = cb_shmem_startup;
 }
 
-bool
-cb_shmem_available(void)
-{
-	return cb_shared != NULL;
-}
-
 /* Raise the documented error when the library was not preloaded. */
 void
 cb_require_shmem(void)
 {
-	if (!cb_shmem_available())
+	if (cb_shared == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("chunkbatch is not loaded through shared_preload_libraries"),

@@ -26,14 +26,9 @@
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
-#include "executor/executor.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "nodes/nodeFuncs.h"
-#include "parser/analyze.h"
-#include "rewrite/rewriteHandler.h"
 #include "storage/latch.h"
-#include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -223,91 +218,6 @@ find_job(const char *job_name, CbJob *job, CbJobLock lock)
 	check_job_access(job);
 }
 
-/*
- * Parse, analyze and check the privileges of chunk SQL, as the role that
- * will run it, with the three chunk parameter types.  In keyset mode the
- * statement must return keys of the cursor type as its first column.
- */
-static void
-validate_chunk_sql(const char *sql, Oid cursor_type, Oid owner,
-				   const char *search_path)
-{
-	Oid			argtypes[3];
-	List	   *raw;
-	RawStmt    *stmt;
-	Query	   *query;
-	List	   *rewritten;
-	ListCell   *lc;
-	Oid			save_uid;
-	int			save_sec;
-	int			nestlevel;
-
-	argtypes[0] = INT4OID;
-	argtypes[1] = OidIsValid(cursor_type) ? cursor_type : TEXTOID;
-	argtypes[2] = JSONBOID;
-
-	GetUserIdAndSecContext(&save_uid, &save_sec);
-	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", search_path, PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-
-	raw = pg_parse_query(sql);
-	if (list_length(raw) != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_SYNTAX_ERROR),
-				 errmsg("chunk SQL must be exactly one statement"),
-				 errdetail("It contains %d statements.", list_length(raw))));
-	stmt = linitial_node(RawStmt, raw);
-	query = parse_analyze_fixedparams(stmt, sql, argtypes, 3, NULL);
-	if (query->commandType == CMD_UTILITY)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("chunk SQL cannot be a utility statement"),
-				 errdetail("Chunk SQL must be a SELECT, INSERT, UPDATE, DELETE or MERGE statement; chunkbatch itself commits each chunk.")));
-
-	if (OidIsValid(cursor_type))
-	{
-		List	   *tlist = (query->commandType == CMD_SELECT) ?
-			query->targetList : query->returningList;
-		TargetEntry *first = NULL;
-
-		foreach(lc, tlist)
-		{
-			TargetEntry *tle = lfirst_node(TargetEntry, lc);
-
-			if (!tle->resjunk)
-			{
-				first = tle;
-				break;
-			}
-		}
-		if (first == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("keyset chunk SQL must return the keys it processed"),
-					 errhint("Return them as the first column, for example with RETURNING id.")));
-		if (exprType((Node *) first->expr) != cursor_type)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATATYPE_MISMATCH),
-					 errmsg("keyset chunk SQL returns keys of type %s, but the cursor type is %s",
-							format_type_be(exprType((Node *) first->expr)),
-							format_type_be(cursor_type))));
-	}
-
-	rewritten = QueryRewrite(query);
-	foreach(lc, rewritten)
-	{
-		Query	   *q = lfirst_node(Query, lc);
-
-		if (q->commandType != CMD_UTILITY)
-			(void) ExecCheckRTPerms(q->rtable, true);
-	}
-
-	AtEOXact_GUC(true, nestlevel);
-	SetUserIdAndSecContext(save_uid, save_sec);
-}
-
 /* ----------------------------------------------------------------
  * Jobs
  * ----------------------------------------------------------------
@@ -387,7 +297,7 @@ chunkbatch_create_job(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("job \"%s\" already exists", job.job_name)));
 	if (validate)
-		validate_chunk_sql(job.chunk_sql, job.cursor_type, job.owner,
+		chunk_validate_sql(job.job_name, job.chunk_sql, job.cursor_type, job.owner,
 						   job.search_path);
 
 	PG_RETURN_INT64(catalog_insert_job(&job));
@@ -399,13 +309,23 @@ chunkbatch_alter_job(PG_FUNCTION_ARGS)
 	CbJob		job;
 	char	   *name = text_arg(fcinfo, ARG_NAME, "job_name");
 	bool		validate;
+	Oid			old_cursor_type;
 
 	require_arg(fcinfo, ARG_VALIDATE, "validate");
 	validate = PG_GETARG_BOOL(ARG_VALIDATE);
 	find_job(name, &job, CB_JOB_FOR_UPDATE);
+	old_cursor_type = job.cursor_type;
 	job_apply_args(fcinfo, &job);
+	if (job.cursor_type != old_cursor_type &&
+		catalog_count_active_runs(job.job_id) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("cannot change the cursor type of job \"%s\" while it has active runs",
+						name),
+				 errdetail("The checkpoints of those runs hold keys of the old type."),
+				 errhint("Cancel the runs or wait for them to finish.")));
 	if (validate && (!PG_ARGISNULL(ARG_SQL) || !PG_ARGISNULL(ARG_CURSOR)))
-		validate_chunk_sql(job.chunk_sql, job.cursor_type, job.owner,
+		chunk_validate_sql(job.job_name, job.chunk_sql, job.cursor_type, job.owner,
 						   job.search_path);
 	catalog_update_job(&job);
 	PG_RETURN_VOID();
@@ -456,6 +376,18 @@ find_run(int64 run_id, bool for_update, CbRunRef *ref, char **state,
 				 errdetail("Only roles with the privileges of the job's owner can use its runs.")));
 }
 
+/* Waiting needs a new snapshot for every look at the run. */
+static void
+check_can_wait(void)
+{
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("cannot wait for a run in a REPEATABLE READ or SERIALIZABLE transaction"),
+				 errdetail("The transaction would never see the run's progress."),
+				 errhint("Wait in a READ COMMITTED transaction.")));
+}
+
 /*
  * Wait until the run reaches a final state or the timeout (ms, -1 for
  * none) passes; returns the last state seen.  Each poll reads the run
@@ -467,13 +399,9 @@ wait_for_run(int64 run_id, long timeout_ms, char **sqlstate, char **error)
 	TimestampTz start = GetCurrentTimestamp();
 	CbRunRef	ref;
 	char	   *state;
+	MemoryContext poll_ctx;
 
-	if (IsolationUsesXactSnapshot())
-		ereport(ERROR,
-				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
-				 errmsg("cannot wait for a run in a REPEATABLE READ or SERIALIZABLE transaction"),
-				 errdetail("The transaction would never see the run's progress."),
-				 errhint("Wait in a READ COMMITTED transaction.")));
+	check_can_wait();
 	find_run(run_id, false, &ref, &state, sqlstate, error);
 	if (ref.queued_here)
 		ereport(ERROR,
@@ -482,14 +410,28 @@ wait_for_run(int64 run_id, long timeout_ms, char **sqlstate, char **error)
 				 errdetail("A run starts only after the transaction that queued it commits."),
 				 errhint("Commit first, or use chunkbatch.run(..., wait => true).")));
 
+	poll_ctx = AllocSetContextCreate(CurrentMemoryContext, "chunkbatch wait",
+									 ALLOCSET_SMALL_SIZES);
 	for (;;)
 	{
+		MemoryContext old;
+		bool		finished;
+
+		MemoryContextReset(poll_ctx);
+		old = MemoryContextSwitchTo(poll_ctx);
 		find_run(run_id, false, &ref, &state, sqlstate, error);
-		if (state_is_final(state))
+		MemoryContextSwitchTo(old);
+		finished = state_is_final(state) ||
+			(timeout_ms >= 0 &&
+			 TimestampDifferenceExceeds(start, GetCurrentTimestamp(), timeout_ms));
+		if (finished)
+		{
+			state = pstrdup(state);
+			*sqlstate = *sqlstate ? pstrdup(*sqlstate) : NULL;
+			*error = *error ? pstrdup(*error) : NULL;
+			MemoryContextDelete(poll_ctx);
 			return state;
-		if (timeout_ms >= 0 &&
-			TimestampDifferenceExceeds(start, GetCurrentTimestamp(), timeout_ms))
-			return state;
+		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 100L, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
@@ -626,6 +568,7 @@ chunkbatch_run(PG_FUNCTION_ARGS)
 		PG_RETURN_INT64(run_id);
 	}
 
+	check_can_wait();
 	find_job(name, &job, CB_JOB_NO_LOCK);
 	check_owner_can_connect(job.owner);
 	run_id = submit_run_request(&job, params);

@@ -278,6 +278,25 @@ catalog_count_active_runs(int64 job_id)
 	return n;
 }
 
+/* NOTIFY chunkbatch with the run's outcome; delivered at commit. */
+static void
+catalog_notify(int64 run_id, const char *state, const char *sqlstate)
+{
+	Oid			types[3] = {INT8OID, TEXTOID, TEXTOID};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+
+	values[0] = Int64GetDatum(run_id);
+	values[1] = CStringGetTextDatum(state);
+	values[2] = sqlstate ? CStringGetTextDatum(sqlstate) : (Datum) 0;
+	nulls[2] = sqlstate ? ' ' : 'n';
+	cb_exec("SELECT pg_catalog.pg_notify('chunkbatch',"
+			" pg_catalog.json_build_object('run_id', r.run_id,"
+			" 'job_name', r.job_name, 'state', $2, 'sqlstate', $3)::text)"
+			" FROM chunkbatch.runs r WHERE r.run_id OPERATOR(pg_catalog.=) $1",
+			3, types, values, nulls, SPI_OK_SELECT);
+}
+
 /* ----------------------------------------------------------------
  * Runs, from the SQL interface
  * ----------------------------------------------------------------
@@ -366,6 +385,8 @@ catalog_cancel_unowned(int64 run_id)
 			" RETURNING run_id",
 			1, types, values, NULL, SPI_OK_UPDATE_RETURNING);
 	done = (SPI_processed == 1);
+	if (done)
+		catalog_notify(run_id, "cancelled", NULL);
 	catalog_leave(&s);
 	return done;
 }
@@ -388,13 +409,14 @@ catalog_claim_run(int64 run_id, CbRun *run)
 	Oid			types[2] = {INT8OID, INT4OID};
 	Datum		values[2] = {Int64GetDatum(run_id), Int32GetDatum(MyProcPid)};
 	int64		job_id;
+	char	   *lock_group;
 
 	catalog_enter(&s);
 	cb_exec("UPDATE chunkbatch.runs SET state = 'waiting', worker_pid = $2"
 			" WHERE run_id OPERATOR(pg_catalog.=) $1"
 			" AND state IN ('queued', 'interrupted')"
 			" RETURNING job_id, params, cursor, rows_done, chunks_done,"
-			" batch_size, avg_chunk_ms, max_chunk_ms, retries",
+			" batch_size, avg_chunk_ms, max_chunk_ms, retries, lock_group",
 			2, types, values, NULL, SPI_OK_UPDATE_RETURNING);
 	if (SPI_processed != 1)
 	{
@@ -413,6 +435,7 @@ catalog_claim_run(int64 run_id, CbRun *run)
 		run->chunks_done = DatumGetInt64(col_datum(0, 5));
 		run->batch_size = DatumGetInt32(col_datum(0, 6));
 		run->retries = DatumGetInt32(col_datum(0, 9));
+		lock_group = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 10);
 		run->avg_chunk_ms = col_isnull(0, 7) ? 0 : DatumGetFloat8(col_datum(0, 7));
 		run->max_chunk_ms = col_isnull(0, 8) ? 0 : DatumGetFloat8(col_datum(0, 8));
 		MemoryContextSwitchTo(old);
@@ -426,6 +449,8 @@ catalog_claim_run(int64 run_id, CbRun *run)
 		elog(ERROR, "job %lld of run %lld does not exist",
 			 (long long) job_id, (long long) run_id);
 	job_from_row(&run->job, mcxt);
+	/* The run locks the group it was queued with. */
+	run->job.lock_group = lock_group;
 	catalog_leave(&s);
 	return true;
 }
@@ -444,25 +469,6 @@ catalog_mark_started(int64 run_id)
 			" WHERE run_id OPERATOR(pg_catalog.=) $1",
 			1, types, values, NULL, SPI_OK_UPDATE);
 	catalog_leave(&s);
-}
-
-/* NOTIFY chunkbatch with the run's outcome; delivered at commit. */
-static void
-catalog_notify(const CbRun *run, const char *state, const char *sqlstate)
-{
-	Oid			types[4] = {INT8OID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
-
-	values[0] = Int64GetDatum(run->run_id);
-	values[1] = CStringGetTextDatum(run->job.job_name);
-	values[2] = CStringGetTextDatum(state);
-	values[3] = sqlstate ? CStringGetTextDatum(sqlstate) : (Datum) 0;
-	nulls[3] = sqlstate ? ' ' : 'n';
-	cb_exec("SELECT pg_catalog.pg_notify('chunkbatch',"
-			" pg_catalog.json_build_object('run_id', $1, 'job_name', $2,"
-			" 'state', $3, 'sqlstate', $4)::text)",
-			4, types, values, nulls, SPI_OK_SELECT);
 }
 
 /*
@@ -514,7 +520,7 @@ catalog_checkpoint(const CbRun *run, const CbCheckpoint *cp)
 		elog(ERROR, "could not write checkpoint of run %lld: %s",
 			 (long long) run->run_id, SPI_result_code_string(rc));
 	if (cp->done)
-		catalog_notify(run, "succeeded", NULL);
+		catalog_notify(run->run_id, "succeeded", NULL);
 	catalog_leave(&s);
 }
 
@@ -557,7 +563,7 @@ catalog_finish_run(const CbRun *run, const char *state, ErrorData *edata)
 			" WHERE run_id OPERATOR(pg_catalog.=) $1",
 			7, types, values, nulls, SPI_OK_UPDATE);
 	if (strcmp(state, "interrupted") != 0 && strcmp(state, "paused") != 0)
-		catalog_notify(run, state, sqlstate);
+		catalog_notify(run->run_id, state, sqlstate);
 	catalog_leave(&s);
 }
 
@@ -630,7 +636,10 @@ catalog_fail_unstarted(int64 run_id, const char *sqlstate, const char *message)
 			" error = $2, worker_pid = NULL,"
 			" finished_at = pg_catalog.clock_timestamp()"
 			" WHERE run_id OPERATOR(pg_catalog.=) $1"
-			" AND state IN ('queued', 'interrupted', 'waiting', 'running')",
-			3, types, values, NULL, SPI_OK_UPDATE);
+			" AND state IN ('queued', 'interrupted', 'waiting', 'running')"
+			" RETURNING run_id",
+			3, types, values, NULL, SPI_OK_UPDATE_RETURNING);
+	if (SPI_processed == 1)
+		catalog_notify(run_id, "failed", sqlstate);
 	catalog_leave(&s);
 }

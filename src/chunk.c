@@ -20,7 +20,12 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "miscadmin.h"
+#include "nodes/nodeFuncs.h"
+#include "parser/analyze.h"
+#include "rewrite/rewriteHandler.h"
+#include "tcop/tcopprot.h"
 #include "pgstat.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -95,6 +100,93 @@ chunk_begin(CbRun *run, MemoryContext run_ctx)
 	return cs;
 }
 
+/*
+ * Parse, analyze and check the privileges of chunk SQL, as the role that
+ * will run it, with the three chunk parameter types.  In keyset mode the
+ * statement must return keys of the cursor type as its first column.
+ */
+void
+chunk_validate_sql(const char *job_name, const char *sql, Oid cursor_type,
+				   Oid owner, const char *search_path)
+{
+	Oid			argtypes[3];
+	List	   *raw;
+	RawStmt    *stmt;
+	Query	   *query;
+	List	   *rewritten;
+	ListCell   *lc;
+	Oid			save_uid;
+	int			save_sec;
+	int			nestlevel;
+
+	argtypes[0] = INT4OID;
+	argtypes[1] = OidIsValid(cursor_type) ? cursor_type : TEXTOID;
+	argtypes[2] = JSONBOID;
+
+	GetUserIdAndSecContext(&save_uid, &save_sec);
+	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", search_path, PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+
+	raw = pg_parse_query(sql);
+	if (list_length(raw) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYNTAX_ERROR),
+				 errmsg("chunk SQL must be exactly one statement"),
+				 errdetail("It contains %d statements.", list_length(raw))));
+	stmt = linitial_node(RawStmt, raw);
+	query = parse_analyze_fixedparams(stmt, sql, argtypes, 3, NULL);
+	if (query->commandType == CMD_UTILITY)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("chunk SQL cannot be a utility statement"),
+				 errdetail("Chunk SQL must be a SELECT, INSERT, UPDATE, DELETE or MERGE statement; chunkbatch itself commits each chunk.")));
+
+	if (OidIsValid(cursor_type))
+	{
+		List	   *tlist = (query->commandType == CMD_SELECT) ?
+			query->targetList : query->returningList;
+		TargetEntry *first = NULL;
+
+		foreach(lc, tlist)
+		{
+			TargetEntry *tle = lfirst_node(TargetEntry, lc);
+
+			if (!tle->resjunk)
+			{
+				first = tle;
+				break;
+			}
+		}
+		if (first == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("keyset chunk SQL of job \"%s\" must return the keys it processed",
+							job_name),
+					 errhint("Return them as the first column, for example with RETURNING id.")));
+		if (exprType((Node *) first->expr) != cursor_type)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("keyset chunk SQL of job \"%s\" returns keys of type %s, but the cursor type is %s",
+							job_name,
+							format_type_be(exprType((Node *) first->expr)),
+							format_type_be(cursor_type))));
+	}
+
+	rewritten = QueryRewrite(query);
+	foreach(lc, rewritten)
+	{
+		Query	   *q = lfirst_node(Query, lc);
+
+		if (q->commandType != CMD_UTILITY)
+			(void) ExecCheckRTPerms(q->rtable, true);
+	}
+
+	AtEOXact_GUC(true, nestlevel);
+	SetUserIdAndSecContext(save_uid, save_sec);
+}
+
 /* Per-chunk settings, undone at the chunk's commit or abort. */
 static void
 chunk_apply_settings(CbChunkState *cs)
@@ -115,6 +207,10 @@ chunk_prepare(CbChunkState *cs)
 {
 	SPIPlanPtr	plan;
 
+	/* Jobs created with validate => false are checked here, as the owner. */
+	chunk_validate_sql(cs->run->job.job_name, cs->run->job.chunk_sql,
+					   cs->run->job.cursor_type,
+					   GetUserId(), cs->run->job.search_path);
 	plan = SPI_prepare_cursor(cs->run->job.chunk_sql, 3, cs->argtypes,
 							  CURSOR_OPT_CUSTOM_PLAN);
 	if (plan == NULL)

@@ -33,15 +33,6 @@ int			cb_scheduler_idle_exit = 30;
 void
 _PG_init(void)
 {
-	DefineCustomIntVariable("chunkbatch.max_workers",
-							"Maximum number of concurrently executing chunkbatch runs.",
-							"Counted over all databases of the cluster; each run uses one "
-							"background worker of max_worker_processes.",
-							&cb_max_workers,
-							4, 1, 1000,
-							PGC_POSTMASTER, 0,
-							NULL, NULL, NULL);
-
 	DefineCustomIntVariable("chunkbatch.naptime",
 							"Seconds between two scans of the run queue when nothing wakes the scheduler.",
 							NULL,
@@ -57,6 +48,20 @@ _PG_init(void)
 							30, 0, 86400,
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
+
+	/*
+	 * max_workers sizes shared memory, so it exists only in a preloaded
+	 * library: a PGC_POSTMASTER setting cannot be defined later.
+	 */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("chunkbatch.max_workers",
+								"Maximum number of concurrently executing chunkbatch runs.",
+								"Counted over all databases of the cluster; each run uses one "
+								"background worker of max_worker_processes.",
+								&cb_max_workers,
+								4, 1, 1000,
+								PGC_POSTMASTER, 0,
+								NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("chunkbatch");
 

@@ -281,6 +281,9 @@ typedef struct CbChunkState CbChunkState;
 extern CbChunkState *chunk_begin(CbRun *run, MemoryContext run_ctx);
 extern void chunk_execute(CbChunkState *cs, CbChunkResult *res);
 extern bool chunk_error_is_transient(ErrorData *edata);
+extern void chunk_validate_sql(const char *job_name, const char *sql,
+							   Oid cursor_type, Oid owner,
+							   const char *search_path);
 
 /* grouplock.c */
 extern int64 cb_group_lock_key(const char *group);

@@ -80,6 +80,7 @@ launcher_probe_databases(void)
 	HeapTuple	tup;
 	List	   *dbs = NIL;
 	ListCell   *lc;
+	MemoryContext caller_ctx = CurrentMemoryContext;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -91,7 +92,12 @@ launcher_probe_databases(void)
 
 		if (db->datallowconn && !db->datistemplate &&
 			!database_is_invalid_form(db))
+		{
+			MemoryContext old = MemoryContextSwitchTo(caller_ctx);
+
 			dbs = lappend_oid(dbs, db->oid);
+			MemoryContextSwitchTo(old);
+		}
 	}
 	table_endscan(scan);
 	table_close(rel, AccessShareLock);

@@ -123,8 +123,8 @@ mark_started_fn(CbRun *run, const char *state, ErrorData *edata)
 static void
 worker_fail(CbRun *run, ErrorData *edata)
 {
-	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED &&
-		cb_slot_cancel_requested(MySlot))
+	/* A cancel request wins over whatever error the chunk ended with. */
+	if (cb_slot_cancel_requested(MySlot))
 	{
 		worker_bookkeeping(finish_fn, run, "cancelled", NULL);
 		elog(LOG, "chunkbatch run %lld of job \"%s\" cancelled in chunk %lld",
@@ -173,23 +173,55 @@ worker_retry(CbRun *run, ErrorData *edata, int *attempts)
 	return true;
 }
 
-/* Claim the run and prepare its execution; false if it is not ours. */
+/*
+ * Claim the run and prepare its execution; false if it is not ours.  A run
+ * that cannot even be prepared (its checkpoint does not parse as the
+ * cursor type, say) fails here instead of being restarted forever.
+ */
 static bool
 worker_start(int64 run_id, CbRun *run, CbChunkState **cs, MemoryContext run_ctx)
 {
-	bool		claimed;
+	volatile bool claimed = false;
+	ErrorData  *edata = NULL;
 	char		appname[NAMEDATALEN];
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
 	MemoryContextSwitchTo(run_ctx);
-	claimed = catalog_claim_run(run_id, run);
-	if (claimed)
-		*cs = chunk_begin(run, run_ctx);
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	PG_TRY();
+	{
+		PushActiveSnapshot(GetTransactionSnapshot());
+		claimed = catalog_claim_run(run_id, run);
+		if (claimed)
+			*cs = chunk_begin(run, run_ctx);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(run_ctx);
+		HOLD_INTERRUPTS();
+		edata = CopyErrorData();
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		RESUME_INTERRUPTS();
+	}
+	PG_END_TRY();
 	MemoryContextSwitchTo(run_ctx);
+
+	if (edata != NULL)
+	{
+		/* The claim was rolled back with the error: fail the queued run. */
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		catalog_fail_unstarted(run_id, unpack_sql_state(edata->sqlerrcode),
+							   edata->message);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		return false;
+	}
 	if (!claimed)
 		return false;
 

@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# scripts/test.sh: build chunkbatch and run all its test suites.  This is the
+# test command of the README and what CI runs (.ci/run).
+#
+#   bash scripts/test.sh
+#
+# 1. installs the missing packages (scripts/setup.sh; as root on Debian),
+# 2. copies the tree to a fresh directory under /tmp, builds it there with
+#    warnings as errors and installs the extension,
+# 3. runs, as the postgres OS user, each suite against its own temporary
+#    server, every suite even when an earlier one failed:
+#      regress    sql/*.sql      pg_regress --temp-instance
+#      isolation  specs/*.spec   pg_isolation_regress --temp-instance
+#      tap        t/*.pl         prove, one script at a time
+#    A suite without files is skipped.
+# 4. prints the diffs and server logs of what failed, the duration, and as
+#    its last line:   chunkbatch: N passed, N failed
+#    where N counts regress tests, isolation specs and TAP test points
+#    (a TAP script that dies or breaks its plan without a failing test point
+#    counts as one failure; so does a suite whose harness fails before any
+#    test, and a failed build).
+# Exits non-zero if anything failed or if no test ran.
+#
+# Environment: CHUNKBATCH_KEEP=1 keeps the temporary tree and its logs;
+# CHUNKBATCH_SKIP_INSTALL=1 builds but tests the chunkbatch already installed
+# (for a user who cannot write to the PostgreSQL directories).
+
+set -euo pipefail
+
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/setup.sh"
+
+START=$(date +%s)
+PASSED=0
+FAILED=0
+SKIPPED=0
+FAILURES=()
+TREE=""
+RES=""
+DONE=0
+
+# Always end with the duration and the summary line, whatever happened.
+on_exit() {
+    local rc=$?
+    trap - EXIT
+    set +e
+    if [ "$DONE" -eq 0 ] && [ "$rc" -ne 0 ]; then
+        echo "test.sh stopped early (exit status $rc)"
+        FAILED=$((FAILED + 1))
+        FAILURES+=("test.sh (stopped early, exit status $rc)")
+    fi
+    if [ -n "$TREE" ]; then
+        if [ "${CHUNKBATCH_KEEP:-0}" = 1 ]; then
+            echo "kept the test tree and its logs in $TREE"
+        else
+            rm -rf "$TREE"
+        fi
+    fi
+    echo
+    if [ ${#FAILURES[@]} -gt 0 ]; then
+        echo "Failed:"
+        printf '  %s\n' "${FAILURES[@]}"
+    fi
+    [ "$SKIPPED" -gt 0 ] && echo "($SKIPPED skipped or ignored, not counted)"
+    local secs=$(( $(date +%s) - START ))
+    printf 'duration: %dm%02ds\n' $((secs / 60)) $((secs % 60))
+    echo "chunkbatch: $PASSED passed, $FAILED failed"
+    if [ "$FAILED" -gt 0 ] || [ "$PASSED" -eq 0 ]; then
+        exit 1
+    fi
+    exit 0
+}
+trap on_exit EXIT
+
+section() { printf '\n===== %s =====\n' "$*"; }
+
+# Print a file, at most $2 lines of it (from the end if $3 = tail).
+show() {
+    local f=$1 max=$2 how=${3:-head} n
+    [ -s "$f" ] || return 0
+    n=$(wc -l < "$f")
+    echo "----- $f ($n lines) -----"
+    if [ "$n" -le "$max" ]; then cat "$f"
+    elif [ "$how" = tail ]; then echo "[... first $((n - max)) lines not shown ...]"; tail -n "$max" "$f"
+    else head -n "$max" "$f"; echo "[... last $((n - max)) lines not shown ...]"
+    fi
+}
+
+# Run make as the postgres user in the tree, output to stdout and $1.
+pg_make() {
+    local out=$1 rc
+    shift
+    set +e
+    cb_as_pg make -C "$TREE" --no-print-directory PG_CONFIG="$CB_PG_CONFIG" "$@" 2>&1 | tee "$out"
+    rc=${PIPESTATUS[0]}
+    set -e
+    return "$rc"
+}
+
+# Count the "test NAME ... ok|FAILED" lines of pg_regress output $2 for
+# suite $1; $3 is the exit status of the run, the other arguments are the
+# tests that should have run: those without a result line count as failed.
+count_regress() {
+    local suite=$1 out=$2 rc=$3 name result ok=0 bad=0 line seen=" "
+    shift 3
+    while IFS= read -r line; do
+        # "test NAME ... ok  12 ms" (or indented, in a parallel group);
+        # anything but ok, e.g. "FAILED" or a diff error, is a failure
+        [[ $line =~ ^(test[[:space:]]+|[[:space:]]+)([^[:space:]]+)[[:space:]]+\.\.\.(.*)$ ]] || continue
+        name=${BASH_REMATCH[2]}
+        result=${BASH_REMATCH[3]# }
+        seen+="$name "
+        case $result in
+            ok*) ok=$((ok + 1)) ;;
+            "failed (ignored)"*) SKIPPED=$((SKIPPED + 1)) ;;
+            *) bad=$((bad + 1)); FAILURES+=("$suite/$name") ;;
+        esac
+    done < "$out"
+    for name in "$@"; do
+        if [[ $seen != *" $name "* ]]; then
+            bad=$((bad + 1))
+            FAILURES+=("$suite/$name (not run: pg_regress stopped before it)")
+        fi
+    done
+    if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then
+        bad=1
+        FAILURES+=("$suite (pg_regress exited with status $rc before reporting a failed test)")
+    fi
+    PASSED=$((PASSED + ok))
+    FAILED=$((FAILED + bad))
+    echo "$suite: $ok passed, $bad failed"
+    [ "$bad" -eq 0 ]
+}
+
+# Count the top-level test points of one TAP script's verbose prove output.
+count_tap() {
+    local script=$1 out=$2 rc=$3 ok=0 bad=0 skip=0 line
+    while IFS= read -r line; do
+        # prove puts the script's name before its first line
+        if [[ $line =~ ^t/[^[:space:]]+\ \.+\ (.*)$ ]]; then
+            line=${BASH_REMATCH[1]}
+        fi
+        if [[ $line =~ ^ok\ [0-9]+ ]]; then
+            if [[ $line =~ \#[[:space:]]*[Ss][Kk][Ii][Pp] ]]; then skip=$((skip + 1))
+            else ok=$((ok + 1)); fi
+        elif [[ $line =~ ^not\ ok\ [0-9]+ ]]; then
+            if [[ $line =~ \#[[:space:]]*TODO ]]; then skip=$((skip + 1))
+            else bad=$((bad + 1)); FAILURES+=("$script: $line"); fi
+        elif [[ $line =~ ^Bail\ out! ]]; then
+            bad=$((bad + 1)); FAILURES+=("$script: $line")
+        fi
+    done < "$out"
+    if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then
+        bad=1
+        FAILURES+=("$script (prove failed: the script died, bailed out or ran the wrong number of tests)")
+    fi
+    PASSED=$((PASSED + ok))
+    FAILED=$((FAILED + bad))
+    SKIPPED=$((SKIPPED + skip))
+    if [ "$skip" -gt 0 ]; then
+        echo "$script: $ok passed, $bad failed, $skip skipped or TODO"
+    else
+        echo "$script: $ok passed, $bad failed"
+    fi
+    [ "$bad" -eq 0 ]
+}
+
+# ---------------------------------------------------------------------------
+section "set-up"
+cb_install_packages
+cb_stop_main_cluster
+TREE=$(cb_copy_tree)
+RES=$TREE/ci-results
+mkdir -p "$RES"
+echo "test tree: $TREE"
+
+section "build (warnings are errors) and install"
+set +e
+cb_build_install "$TREE" 2>&1 | tee "$RES/build.out"
+rc=${PIPESTATUS[0]}
+set -e
+if [ "$rc" -ne 0 ]; then
+    FAILED=$((FAILED + 1))
+    FAILURES+=("build (make or make install failed, exit status $rc)")
+    DONE=1
+    exit 1
+fi
+cb_give_to_pg "$TREE"
+
+cd "$TREE"
+shopt -s nullglob
+regress_files=(sql/*.sql)
+iso_files=(specs/*.spec)
+tap_files=(t/*.pl)
+shopt -u nullglob
+
+# ---------------------------------------------------------------------------
+section "regress: ${#regress_files[@]} test(s)"
+if [ ${#regress_files[@]} -eq 0 ]; then
+    echo "no sql/*.sql: skipped"
+else
+    rc=0
+    pg_make "$RES/regress.out" installcheck ISOLATION= TAP_TESTS= || rc=$?
+    mkdir -p "$RES/regress"
+    cp -a regression.diffs regression.out tmp_check/log "$RES/regress/" 2>/dev/null || true
+    names=("${regress_files[@]#sql/}")
+    if ! count_regress regress "$RES/regress.out" "$rc" "${names[@]%.sql}"; then
+        show "$RES/regress/regression.diffs" 500
+        show "$RES/regress/log/postmaster.log" 80 tail
+    fi
+fi
+
+# ---------------------------------------------------------------------------
+section "isolation: ${#iso_files[@]} spec(s)"
+if [ ${#iso_files[@]} -eq 0 ]; then
+    echo "no specs/*.spec: skipped"
+else
+    rc=0
+    pg_make "$RES/isolation.out" installcheck REGRESS= TAP_TESTS= || rc=$?
+    mkdir -p "$RES/isolation"
+    cp -a output_iso/regression.diffs output_iso/regression.out tmp_check_iso/log \
+        "$RES/isolation/" 2>/dev/null || true
+    names=("${iso_files[@]#specs/}")
+    if ! count_regress isolation "$RES/isolation.out" "$rc" "${names[@]%.spec}"; then
+        show "$RES/isolation/regression.diffs" 500
+        show "$RES/isolation/log/postmaster.log" 80 tail
+    fi
+fi
+
+# ---------------------------------------------------------------------------
+section "tap: ${#tap_files[@]} script(s)"
+if [ ${#tap_files[@]} -eq 0 ]; then
+    echo "no t/*.pl: skipped"
+fi
+for f in "${tap_files[@]}"; do
+    script=${f#t/}
+    echo "--- $f"
+    rc=0
+    pg_make "$RES/tap-$script.out" installcheck REGRESS= ISOLATION= \
+        PROVE_TESTS="$f" PROVE_FLAGS=--verbose || rc=$?
+    mkdir -p "$RES/tap/$script"
+    cp -a tmp_check/log/. "$RES/tap/$script/" 2>/dev/null || true
+    if ! count_tap "$f" "$RES/tap-$script.out" "$rc"; then
+        for log in "$RES/tap/$script"/*; do
+            show "$log" 60 tail
+        done
+    fi
+done
+
+DONE=1

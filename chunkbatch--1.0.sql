@@ -32,6 +32,9 @@ CREATE TABLE chunkbatch.jobs (
     sleep_ms            integer NOT NULL DEFAULT 0 CHECK (sleep_ms >= 0),
     synchronous_commit  boolean NOT NULL DEFAULT false,
     search_path         text NOT NULL,
+    on_group_busy       text NOT NULL DEFAULT 'wait'
+                        CHECK (on_group_busy IN ('wait', 'skip')),
+    group_wait_timeout  interval,
     created_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
     altered_at          timestamptz
 );
@@ -50,6 +53,8 @@ CREATE TABLE chunkbatch.runs (
     queued_by       regrole NOT NULL,
     trigger         text NOT NULL DEFAULT 'sql',
     queued_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    waiting_since   timestamptz,
+    group_wait_ms   double precision,
     started_at      timestamptz,
     finished_at     timestamptz,
     cursor          text,
@@ -64,7 +69,8 @@ CREATE TABLE chunkbatch.runs (
     sqlstate        text,
     error           text,
     error_detail    text,
-    error_chunk     bigint
+    error_chunk     bigint,
+    reason          text
 );
 
 CREATE INDEX runs_active_idx ON chunkbatch.runs (run_id)
@@ -100,7 +106,9 @@ CREATE FUNCTION chunkbatch.create_job(
     cursor_type         regtype DEFAULT NULL,
     sleep_ms            integer DEFAULT 0,
     synchronous_commit  boolean DEFAULT false,
-    validate            boolean DEFAULT true)
+    validate            boolean DEFAULT true,
+    on_group_busy       text DEFAULT 'wait',
+    group_wait_timeout  interval DEFAULT NULL)
 RETURNS bigint
 LANGUAGE C CALLED ON NULL INPUT VOLATILE
 AS 'MODULE_PATHNAME', 'chunkbatch_create_job';
@@ -113,7 +121,9 @@ CREATE FUNCTION chunkbatch.alter_job(
     cursor_type         regtype DEFAULT NULL,
     sleep_ms            integer DEFAULT NULL,
     synchronous_commit  boolean DEFAULT NULL,
-    validate            boolean DEFAULT true)
+    validate            boolean DEFAULT true,
+    on_group_busy       text DEFAULT NULL,
+    group_wait_timeout  interval DEFAULT NULL)
 RETURNS void
 LANGUAGE C CALLED ON NULL INPUT VOLATILE
 AS 'MODULE_PATHNAME', 'chunkbatch_alter_job';
@@ -126,7 +136,8 @@ AS 'MODULE_PATHNAME', 'chunkbatch_drop_job';
 CREATE FUNCTION chunkbatch.run(
     job_name    text,
     params      jsonb DEFAULT '{}',
-    wait        boolean DEFAULT false)
+    wait        boolean DEFAULT false,
+    trigger     text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE C CALLED ON NULL INPUT VOLATILE
 AS 'MODULE_PATHNAME', 'chunkbatch_run';
@@ -162,14 +173,43 @@ LANGUAGE C STRICT VOLATILE
 AS 'MODULE_PATHNAME', 'chunkbatch_progress';
 
 /*
+ * The backend that holds a group's advisory lock in this database, if any:
+ * a run worker, or an outside session that joined the group with
+ * pg_advisory_lock(chunkbatch.group_lock_key(...)).
+ */
+CREATE FUNCTION chunkbatch.group_holder_pid(lock_group text)
+RETURNS integer
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT l.pid
+      FROM pg_catalog.pg_locks l
+     WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory'
+       AND l.granted
+       AND l.objsubid OPERATOR(pg_catalog.=) 1
+       AND l.database OPERATOR(pg_catalog.=)
+           (SELECT d.oid FROM pg_catalog.pg_database d
+             WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+       AND l.classid OPERATOR(pg_catalog.=)
+           ((chunkbatch.group_lock_key($1) OPERATOR(pg_catalog.>>) 32)
+            OPERATOR(pg_catalog.&) 4294967295)::oid
+       AND l.objid OPERATOR(pg_catalog.=)
+           (chunkbatch.group_lock_key($1) OPERATOR(pg_catalog.&) 4294967295)::oid
+     LIMIT 1
+$$;
+
+/*
  * What a DBA looks at first: queued and active runs with live progress.
  * security_invoker: the caller sees only the runs the runs table shows it.
+ * A waiting run names what it waits for: the run holding its group (or
+ * the run ahead of it in the group's queue), or the pid of an outside
+ * session holding the group's lock.
  */
 CREATE VIEW chunkbatch.status WITH (security_invoker = true) AS
 SELECT r.run_id,
        r.job_name,
        CASE WHEN p.phase = 'waiting' THEN 'waiting'
-            WHEN p.phase IS NOT NULL AND r.state = 'queued' THEN 'starting'
+            WHEN p.phase IS NOT NULL AND r.state IN ('queued', 'waiting') THEN 'starting'
             ELSE r.state END AS state,
        r.lock_group,
        COALESCE(p.rows_done, r.rows_done) AS rows_done,
@@ -178,8 +218,8 @@ SELECT r.run_id,
        CASE WHEN p.rows_this_worker > 0
             THEN pg_catalog.round((p.rows_this_worker /
                  GREATEST(extract(epoch FROM pg_catalog.clock_timestamp()
-                                             OPERATOR(pg_catalog.-) p.worker_started_at),
-                                     0.001))::numeric, 0)
+                                  OPERATOR(pg_catalog.-) p.worker_started_at),
+                          0.001))::numeric, 0)
        END AS rows_per_sec,
        CASE WHEN p.chunk_started_at IS NOT NULL
             THEN pg_catalog.round((extract(epoch FROM pg_catalog.clock_timestamp()
@@ -192,24 +232,137 @@ SELECT r.run_id,
        r.started_at,
        pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-)
            COALESCE(r.started_at, r.queued_at) AS elapsed,
+       CASE WHEN w.holder_pid IS NOT NULL OR w.ahead_run IS NOT NULL
+            THEN COALESCE(hr.run_id, w.ahead_run) END AS waiting_for_run,
+       CASE WHEN hr.run_id IS NULL THEN w.holder_pid END AS waiting_for_pid,
+       CASE WHEN r.started_at IS NULL AND r.waiting_since IS NOT NULL
+            THEN pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) r.waiting_since
+            ELSE pg_catalog.make_interval(secs => COALESCE(r.group_wait_ms, 0)
+                                          OPERATOR(pg_catalog./) 1000)
+       END AS group_wait,
        p.pid AS worker_pid,
        r.retries,
+       r.trigger,
        r.params
   FROM chunkbatch.runs r
   LEFT JOIN chunkbatch.progress() p ON p.run_id OPERATOR(pg_catalog.=) r.run_id
+  LEFT JOIN LATERAL (
+       SELECT chunkbatch.group_holder_pid(r.lock_group) AS holder_pid,
+              (SELECT a.run_id FROM chunkbatch.runs a
+                WHERE a.lock_group OPERATOR(pg_catalog.=) r.lock_group
+                  AND a.run_id OPERATOR(pg_catalog.<) r.run_id
+                  AND a.state IN ('queued', 'waiting', 'running', 'interrupted')
+                ORDER BY a.run_id LIMIT 1) AS ahead_run
+        WHERE r.state IN ('queued', 'waiting') OR p.phase = 'waiting') w ON true
+  LEFT JOIN chunkbatch.progress() hr ON hr.pid OPERATOR(pg_catalog.=) w.holder_pid
  WHERE r.state IN ('queued', 'waiting', 'running', 'paused', 'interrupted')
  ORDER BY r.run_id;
+
+/* Per group: who holds it, and which runs wait for it, in order. */
+CREATE VIEW chunkbatch.groups WITH (security_invoker = true) AS
+SELECT g.lock_group,
+       hr.run_id AS holder_run_id,
+       h.holder_pid,
+       g.waiting_run_ids,
+       g.longest_wait
+  FROM (SELECT r.lock_group,
+               pg_catalog.array_agg(r.run_id ORDER BY r.run_id)
+                   FILTER (WHERE r.state IN ('queued', 'waiting', 'interrupted'))
+                   AS waiting_run_ids,
+               pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-)
+                   pg_catalog.min(COALESCE(r.waiting_since, r.queued_at))
+                   FILTER (WHERE r.state IN ('queued', 'waiting', 'interrupted'))
+                   AS longest_wait
+          FROM chunkbatch.runs r
+         WHERE r.state IN ('queued', 'waiting', 'running', 'interrupted')
+         GROUP BY r.lock_group) g
+  CROSS JOIN LATERAL (SELECT chunkbatch.group_holder_pid(g.lock_group) AS holder_pid) h
+  LEFT JOIN chunkbatch.progress() hr ON hr.pid OPERATOR(pg_catalog.=) h.holder_pid
+ ORDER BY g.lock_group;
+
+/*
+ * pg_cron schedules.  The cron job only queues a run (returning at once,
+ * never holding a pg_cron slot for hours) unless wait => true, which makes
+ * the cron job's own outcome the run's outcome in cron.job_run_details.
+ */
+CREATE FUNCTION chunkbatch.schedule(
+    job_name    text,
+    cron        text,
+    params      jsonb DEFAULT '{}',
+    wait        boolean DEFAULT false)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cron_job text;
+BEGIN
+    IF job_name IS NULL OR cron IS NULL OR params IS NULL OR wait IS NULL THEN
+        RAISE EXCEPTION 'job_name, cron, params and wait must not be null'
+            USING ERRCODE = '22004';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension e
+                    WHERE e.extname OPERATOR(pg_catalog.=) 'pg_cron') THEN
+        RAISE EXCEPTION 'pg_cron is not installed in database "%"',
+                        pg_catalog.current_database()
+            USING ERRCODE = '55000',
+                  HINT = 'Preload pg_cron (shared_preload_libraries = ''pg_cron,chunkbatch''), '
+                         'set cron.database_name to this database and run CREATE EXTENSION pg_cron.';
+    END IF;
+    IF pg_catalog.jsonb_typeof(params) OPERATOR(pg_catalog.<>) 'object' THEN
+        RAISE EXCEPTION 'params must be a JSON object' USING ERRCODE = '22023';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM chunkbatch.jobs j
+                    WHERE j.job_name OPERATOR(pg_catalog.=) schedule.job_name) THEN
+        RAISE EXCEPTION 'job "%" does not exist', job_name USING ERRCODE = '42704';
+    END IF;
+    cron_job := 'chunkbatch:' OPERATOR(pg_catalog.||) job_name;
+    RETURN cron.schedule(cron_job, cron,
+        pg_catalog.format('SELECT chunkbatch.run(%L, %L::jsonb, wait => %s, trigger => %L)',
+                          job_name, params, wait, 'pg_cron ' OPERATOR(pg_catalog.||) cron_job));
+END
+$$;
+
+CREATE FUNCTION chunkbatch.unschedule(job_name text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF job_name IS NULL THEN
+        RAISE EXCEPTION 'job_name must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension e
+                    WHERE e.extname OPERATOR(pg_catalog.=) 'pg_cron') THEN
+        RAISE EXCEPTION 'pg_cron is not installed in database "%"',
+                        pg_catalog.current_database()
+            USING ERRCODE = '55000',
+                  HINT = 'Schedules exist only where pg_cron is installed.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM cron.job c
+                    WHERE c.jobname OPERATOR(pg_catalog.=)
+                          ('chunkbatch:' OPERATOR(pg_catalog.||) job_name)) THEN
+        RETURN false;
+    END IF;
+    RETURN cron.unschedule('chunkbatch:' OPERATOR(pg_catalog.||) job_name);
+END
+$$;
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA chunkbatch FROM PUBLIC;
 GRANT USAGE ON SCHEMA chunkbatch TO PUBLIC;
 GRANT EXECUTE ON FUNCTION
-    chunkbatch.create_job(text, text, integer, text, regtype, integer, boolean, boolean),
-    chunkbatch.alter_job(text, text, integer, text, regtype, integer, boolean, boolean),
+    chunkbatch.create_job(text, text, integer, text, regtype, integer, boolean,
+                          boolean, text, interval),
+    chunkbatch.alter_job(text, text, integer, text, regtype, integer, boolean,
+                         boolean, text, interval),
     chunkbatch.drop_job(text),
-    chunkbatch.run(text, jsonb, boolean),
+    chunkbatch.run(text, jsonb, boolean, text),
+    chunkbatch.group_holder_pid(text),
+    chunkbatch.schedule(text, text, jsonb, boolean),
+    chunkbatch.unschedule(text),
     chunkbatch.wait(bigint, interval),
     chunkbatch.cancel(bigint),
     chunkbatch.group_lock_key(text),
     chunkbatch.progress()
     TO PUBLIC;
-GRANT SELECT ON chunkbatch.status TO PUBLIC;
+GRANT SELECT ON chunkbatch.status, chunkbatch.groups TO PUBLIC;

@@ -232,6 +232,8 @@ find_job(const char *job_name, CbJob *job, CbJobLock lock)
 #define ARG_SLEEP		5
 #define ARG_SYNC		6
 #define ARG_VALIDATE	7
+#define ARG_BUSY		8
+#define ARG_GROUP_WAIT	9
 
 /* Apply the non-null settings of a create_job/alter_job call to *job. */
 static void
@@ -267,6 +269,27 @@ job_apply_args(FunctionCallInfo fcinfo, CbJob *job)
 	}
 	if (!PG_ARGISNULL(ARG_SYNC))
 		job->synchronous_commit = PG_GETARG_BOOL(ARG_SYNC);
+	if (!PG_ARGISNULL(ARG_BUSY))
+	{
+		char	   *busy = text_to_cstring(PG_GETARG_TEXT_PP(ARG_BUSY));
+
+		if (strcmp(busy, "wait") != 0 && strcmp(busy, "skip") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid on_group_busy \"%s\"", busy),
+					 errhint("Use 'wait' or 'skip'.")));
+		job->skip_if_busy = (strcmp(busy, "skip") == 0);
+	}
+	if (!PG_ARGISNULL(ARG_GROUP_WAIT))
+	{
+		Interval   *iv = PG_GETARG_INTERVAL_P(ARG_GROUP_WAIT);
+
+		if (cb_interval_ms(iv) <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("group_wait_timeout must be greater than zero")));
+		job->group_wait_timeout = iv;
+	}
 }
 
 Datum
@@ -284,6 +307,7 @@ chunkbatch_create_job(PG_FUNCTION_ARGS)
 	require_arg(fcinfo, ARG_SLEEP, "sleep_ms");
 	require_arg(fcinfo, ARG_SYNC, "synchronous_commit");
 	require_arg(fcinfo, ARG_VALIDATE, "validate");
+	require_arg(fcinfo, ARG_BUSY, "on_group_busy");
 	validate = PG_GETARG_BOOL(ARG_VALIDATE);
 
 	job.owner = GetUserId();
@@ -440,12 +464,39 @@ wait_for_run(int64 run_id, long timeout_ms, char **sqlstate, char **error)
 }
 
 /*
+ * How a run was started: the caller's label, else "pg_cron" for a call
+ * from a pg_cron job, else "sql".
+ */
+static char *
+run_trigger(FunctionCallInfo fcinfo, int argno)
+{
+	const char *appname;
+
+	if (!PG_ARGISNULL(argno))
+	{
+		char	   *trigger = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+		int			len = strlen(trigger);
+
+		if (len == 0 || len >= NAMEDATALEN * 2)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("trigger must be between 1 and %d bytes long",
+							NAMEDATALEN * 2 - 1)));
+		return trigger;
+	}
+	appname = GetConfigOption("application_name", true, false);
+	if (appname != NULL && strcmp(appname, "pg_cron") == 0)
+		return "pg_cron";
+	return "sql";
+}
+
+/*
  * Hand a run to the database's scheduler, which commits its row at once
  * (this function cannot commit the caller's transaction), and return the
  * new run's id.
  */
 static int64
-submit_run_request(const CbJob *job, Jsonb *params)
+submit_run_request(const CbJob *job, Jsonb *params, const char *trigger)
 {
 	CbRunRequest *req = NULL;
 	int64		run_id = 0;
@@ -473,6 +524,7 @@ submit_run_request(const CbJob *job, Jsonb *params)
 			req->dboid = MyDatabaseId;
 			req->job_id = job->job_id;
 			req->queued_by = GetUserId();
+			strlcpy(req->trigger, trigger, sizeof(req->trigger));
 			req->pid = MyProcPid;
 			req->latch = MyLatch;
 			req->run_id = 0;
@@ -547,11 +599,13 @@ chunkbatch_run(PG_FUNCTION_ARGS)
 	char	   *state;
 	char	   *sqlstate;
 	char	   *error;
+	char	   *trigger;
 
 	require_arg(fcinfo, 1, "params");
 	require_arg(fcinfo, 2, "wait");
 	params = PG_GETARG_JSONB_P(1);
 	wait = PG_GETARG_BOOL(2);
+	trigger = run_trigger(fcinfo, 3);
 	if (!JB_ROOT_IS_OBJECT(params) || JB_ROOT_IS_SCALAR(params))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -563,7 +617,7 @@ chunkbatch_run(PG_FUNCTION_ARGS)
 		find_job(name, &job, CB_JOB_KEY_SHARE);
 		check_owner_can_connect(job.owner);
 		run_id = catalog_insert_run(job.job_id, JsonbPGetDatum(params),
-									GetUserId(), "sql");
+									GetUserId(), trigger);
 		wake_at_commit = true;
 		PG_RETURN_INT64(run_id);
 	}
@@ -571,7 +625,7 @@ chunkbatch_run(PG_FUNCTION_ARGS)
 	check_can_wait();
 	find_job(name, &job, CB_JOB_NO_LOCK);
 	check_owner_can_connect(job.owner);
-	run_id = submit_run_request(&job, params);
+	run_id = submit_run_request(&job, params, trigger);
 	state = wait_for_run(run_id, -1, &sqlstate, &error);
 	if (strcmp(state, "failed") == 0)
 		ereport(ERROR,
@@ -582,7 +636,11 @@ chunkbatch_run(PG_FUNCTION_ARGS)
 				 errmsg("run %lld of job \"%s\" failed: %s",
 						(long long) run_id, name, error ? error : "unknown error"),
 				 errdetail("See chunkbatch.runs for the run's checkpoint and error.")));
-	if (strcmp(state, "succeeded") != 0)
+	if (strcmp(state, "skipped") == 0)
+		ereport(NOTICE,
+				(errmsg("run %lld of job \"%s\" was skipped because its group was busy",
+						(long long) run_id, name)));
+	else if (strcmp(state, "succeeded") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_QUERY_CANCELED),
 				 errmsg("run %lld of job \"%s\" ended as %s",
@@ -602,16 +660,13 @@ chunkbatch_wait(PG_FUNCTION_ARGS)
 	run_id = PG_GETARG_INT64(0);
 	if (!PG_ARGISNULL(1))
 	{
-		Interval   *iv = PG_GETARG_INTERVAL_P(1);
-		double		secs = (double) iv->time / USECS_PER_SEC +
-			(double) iv->day * SECS_PER_DAY +
-			(double) iv->month * DAYS_PER_MONTH * SECS_PER_DAY;
+		double		ms = cb_interval_ms(PG_GETARG_INTERVAL_P(1));
 
-		if (secs < 0)
+		if (ms < 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("timeout must not be negative")));
-		timeout_ms = (long) Min(secs * 1000.0, (double) LONG_MAX / 2);
+		timeout_ms = (long) Min(ms, (double) LONG_MAX / 2);
 	}
 	PG_RETURN_TEXT_P(cstring_to_text(wait_for_run(run_id, timeout_ms,
 												  &sqlstate, &error)));

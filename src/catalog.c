@@ -35,6 +35,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/timestamp.h"
 
 #include "chunkbatch.h"
 
@@ -139,7 +140,8 @@ col_datum(int row, int col)
  */
 #define JOB_COLUMNS \
 	"job_id, job_name, owner::oid, chunk_sql, cursor_type::oid, batch_size, " \
-	"lock_group, sleep_ms, synchronous_commit, search_path"
+	"lock_group, sleep_ms, synchronous_commit, search_path, on_group_busy, " \
+	"group_wait_timeout"
 
 /* Fill *job from row 0 of SPI_tuptable, copying into memory context mcxt. */
 static void
@@ -158,6 +160,10 @@ job_from_row(CbJob *job, MemoryContext mcxt)
 	job->sleep_ms = DatumGetInt32(col_datum(0, 8));
 	job->synchronous_commit = DatumGetBool(col_datum(0, 9));
 	job->search_path = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 10);
+	job->skip_if_busy = strcmp(SPI_getvalue(SPI_tuptable->vals[0],
+											SPI_tuptable->tupdesc, 11), "skip") == 0;
+	job->group_wait_timeout = col_isnull(0, 12) ? NULL :
+		DatumGetIntervalP(datumCopy(col_datum(0, 12), false, sizeof(Interval)));
 	MemoryContextSwitchTo(old);
 }
 
@@ -202,27 +208,32 @@ job_params(const CbJob *job, Datum *values, char *nulls)
 	values[7] = BoolGetDatum(job->synchronous_commit);
 	values[8] = CStringGetTextDatum(job->search_path);
 	values[9] = Int64GetDatum(job->job_id);
+	values[10] = CStringGetTextDatum(job->skip_if_busy ? "skip" : "wait");
+	values[11] = IntervalPGetDatum(job->group_wait_timeout);
+	nulls[11] = job->group_wait_timeout ? ' ' : 'n';
 }
 
-static Oid	job_types[10] = {TEXTOID, OIDOID, TEXTOID, OIDOID, INT4OID,
-	TEXTOID, INT4OID, BOOLOID, TEXTOID, INT8OID};
+#define JOB_NPARAMS 12
+static Oid	job_types[JOB_NPARAMS] = {TEXTOID, OIDOID, TEXTOID, OIDOID, INT4OID,
+	TEXTOID, INT4OID, BOOLOID, TEXTOID, INT8OID, TEXTOID, INTERVALOID};
 
 int64
 catalog_insert_job(const CbJob *job)
 {
 	CbAsOwner	s;
-	Datum		values[10];
-	char		nulls[10];
+	Datum		values[JOB_NPARAMS];
+	char		nulls[JOB_NPARAMS];
 	int64		job_id;
 
 	memset(nulls, ' ', sizeof(nulls));
 	job_params(job, values, nulls);
 	catalog_enter(&s);
 	cb_exec("INSERT INTO chunkbatch.jobs (job_name, owner, chunk_sql, cursor_type,"
-			" batch_size, lock_group, sleep_ms, synchronous_commit, search_path)"
+			" batch_size, lock_group, sleep_ms, synchronous_commit, search_path,"
+			" on_group_busy, group_wait_timeout)"
 			" VALUES ($1, $2::pg_catalog.regrole, $3, $4::pg_catalog.regtype,"
-			" $5, $6, $7, $8, $9) RETURNING job_id",
-			9, job_types, values, nulls, SPI_OK_INSERT_RETURNING);
+			" $5, $6, $7, $8, $9, $11, $12) RETURNING job_id",
+			JOB_NPARAMS, job_types, values, nulls, SPI_OK_INSERT_RETURNING);
 	job_id = DatumGetInt64(col_datum(0, 1));
 	catalog_leave(&s);
 	return job_id;
@@ -232,8 +243,8 @@ void
 catalog_update_job(const CbJob *job)
 {
 	CbAsOwner	s;
-	Datum		values[10];
-	char		nulls[10];
+	Datum		values[JOB_NPARAMS];
+	char		nulls[JOB_NPARAMS];
 
 	memset(nulls, ' ', sizeof(nulls));
 	job_params(job, values, nulls);
@@ -241,9 +252,10 @@ catalog_update_job(const CbJob *job)
 	cb_exec("UPDATE chunkbatch.jobs SET chunk_sql = $3,"
 			" cursor_type = $4::pg_catalog.regtype, batch_size = $5,"
 			" lock_group = $6, sleep_ms = $7, synchronous_commit = $8,"
+			" on_group_busy = $11, group_wait_timeout = $12,"
 			" altered_at = pg_catalog.now()"
 			" WHERE job_id OPERATOR(pg_catalog.=) $10",
-			10, job_types, values, nulls, SPI_OK_UPDATE);
+			JOB_NPARAMS, job_types, values, nulls, SPI_OK_UPDATE);
 	catalog_leave(&s);
 }
 
@@ -414,7 +426,7 @@ catalog_claim_run(int64 run_id, CbRun *run)
 	catalog_enter(&s);
 	cb_exec("UPDATE chunkbatch.runs SET state = 'waiting', worker_pid = $2"
 			" WHERE run_id OPERATOR(pg_catalog.=) $1"
-			" AND state IN ('queued', 'interrupted')"
+			" AND state IN ('queued', 'waiting', 'interrupted')"
 			" RETURNING job_id, params, cursor, rows_done, chunks_done,"
 			" batch_size, avg_chunk_ms, max_chunk_ms, retries, lock_group",
 			2, types, values, NULL, SPI_OK_UPDATE_RETURNING);
@@ -465,6 +477,10 @@ catalog_mark_started(int64 run_id)
 
 	catalog_enter(&s);
 	cb_exec("UPDATE chunkbatch.runs SET state = 'running',"
+			" group_wait_ms = CASE WHEN started_at IS NULL THEN"
+			"   COALESCE(extract(epoch FROM pg_catalog.clock_timestamp()"
+			"     OPERATOR(pg_catalog.-) waiting_since)::float8"
+			"     OPERATOR(pg_catalog.*) 1000, 0) ELSE group_wait_ms END,"
 			" started_at = COALESCE(started_at, pg_catalog.clock_timestamp())"
 			" WHERE run_id OPERATOR(pg_catalog.=) $1",
 			1, types, values, NULL, SPI_OK_UPDATE);
@@ -603,6 +619,96 @@ catalog_runs_in_states(const char *states)
 	return result;
 }
 
+/*
+ * The scheduler's view of the queue: every queued or active run, oldest
+ * first, with its group, its job's group policy and the backend holding its
+ * group's lock (one lock-table look per group).
+ */
+List *
+catalog_run_queue(void)
+{
+	CbAsOwner	s;
+	MemoryContext mcxt = CurrentMemoryContext;
+	List	   *result = NIL;
+	uint64		i;
+
+	catalog_enter(&s);
+	cb_exec("WITH g AS (SELECT DISTINCT lock_group FROM chunkbatch.runs"
+			"   WHERE state IN ('queued', 'waiting', 'running', 'interrupted')),"
+			" h AS (SELECT g.lock_group,"
+			"   chunkbatch.group_holder_pid(g.lock_group) AS pid FROM g)"
+			" SELECT r.run_id, r.owner::oid, r.job_name, r.lock_group, r.state,"
+			"   j.on_group_busy OPERATOR(pg_catalog.=) 'skip',"
+			"   j.group_wait_timeout IS NOT NULL AND"
+			"   pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-)"
+			"   COALESCE(r.waiting_since, r.queued_at)"
+			"   OPERATOR(pg_catalog.>) j.group_wait_timeout,"
+			"   COALESCE(h.pid, 0)"
+			" FROM chunkbatch.runs r"
+			" JOIN h ON h.lock_group OPERATOR(pg_catalog.=) r.lock_group"
+			" LEFT JOIN chunkbatch.jobs j ON j.job_id OPERATOR(pg_catalog.=) r.job_id"
+			" WHERE r.state IN ('queued', 'waiting', 'running', 'interrupted')"
+			" ORDER BY r.run_id",
+			0, NULL, NULL, NULL, SPI_OK_SELECT);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		MemoryContext old = MemoryContextSwitchTo(mcxt);
+		CbRunRef   *ref = palloc0(sizeof(CbRunRef));
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+
+		ref->run_id = DatumGetInt64(col_datum(i, 1));
+		ref->owner = DatumGetObjectId(col_datum(i, 2));
+		ref->job_name = SPI_getvalue(tup, desc, 3);
+		ref->lock_group = SPI_getvalue(tup, desc, 4);
+		ref->state = SPI_getvalue(tup, desc, 5);
+		ref->skip_if_busy = !col_isnull(i, 6) && DatumGetBool(col_datum(i, 6));
+		ref->wait_expired = !col_isnull(i, 7) && DatumGetBool(col_datum(i, 7));
+		ref->holder_pid = DatumGetInt32(col_datum(i, 8));
+		result = lappend(result, ref);
+		MemoryContextSwitchTo(old);
+	}
+	catalog_leave(&s);
+	return result;
+}
+
+/* A queued run whose group is busy waits for it (no worker yet). */
+void
+catalog_mark_waiting(int64 run_id)
+{
+	CbAsOwner	s;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(run_id)};
+
+	catalog_enter(&s);
+	cb_exec("UPDATE chunkbatch.runs SET state = 'waiting',"
+			" waiting_since = COALESCE(waiting_since, pg_catalog.clock_timestamp())"
+			" WHERE run_id OPERATOR(pg_catalog.=) $1"
+			" AND state IN ('queued', 'waiting', 'interrupted')",
+			1, types, values, NULL, SPI_OK_UPDATE);
+	catalog_leave(&s);
+}
+
+/* End a run that will not run: its group was busy. */
+void
+catalog_skip_run(int64 run_id, const char *reason)
+{
+	CbAsOwner	s;
+	Oid			types[2] = {INT8OID, TEXTOID};
+	Datum		values[2] = {Int64GetDatum(run_id), CStringGetTextDatum(reason)};
+
+	catalog_enter(&s);
+	cb_exec("UPDATE chunkbatch.runs SET state = 'skipped', reason = $2,"
+			" worker_pid = NULL, finished_at = pg_catalog.clock_timestamp()"
+			" WHERE run_id OPERATOR(pg_catalog.=) $1"
+			" AND state IN ('queued', 'waiting', 'interrupted')"
+			" RETURNING run_id",
+			2, types, values, NULL, SPI_OK_UPDATE_RETURNING);
+	if (SPI_processed == 1)
+		catalog_notify(run_id, "skipped", NULL);
+	catalog_leave(&s);
+}
+
 /* A run whose worker is gone becomes 'interrupted'; it will be resumed. */
 bool
 catalog_mark_interrupted(int64 run_id)
@@ -615,7 +721,7 @@ catalog_mark_interrupted(int64 run_id)
 	catalog_enter(&s);
 	cb_exec("UPDATE chunkbatch.runs SET state = 'interrupted', worker_pid = NULL"
 			" WHERE run_id OPERATOR(pg_catalog.=) $1"
-			" AND state IN ('waiting', 'running') RETURNING run_id",
+			" AND state OPERATOR(pg_catalog.=) 'running' RETURNING run_id",
 			1, types, values, NULL, SPI_OK_UPDATE_RETURNING);
 	done = (SPI_processed == 1);
 	catalog_leave(&s);

@@ -121,6 +121,7 @@ typedef struct CbRunRequest
 	Oid			dboid;
 	int64		job_id;
 	Oid			queued_by;
+	char		trigger[NAMEDATALEN * 2];
 	pid_t		pid;			/* the caller's */
 	Latch	   *latch;
 	int64		run_id;
@@ -178,6 +179,8 @@ typedef struct CbJob
 	int32		sleep_ms;
 	bool		synchronous_commit;
 	char	   *search_path;
+	bool		skip_if_busy;	/* on_group_busy = 'skip' */
+	Interval   *group_wait_timeout; /* NULL: wait for the group forever */
 } CbJob;
 
 typedef struct CbRun
@@ -207,13 +210,19 @@ typedef struct CbCheckpoint
 	bool		done;			/* the run succeeded with this chunk */
 } CbCheckpoint;
 
-/* A run the scheduler looks at. */
+/* A run the scheduler (or an API call) looks at. */
 typedef struct CbRunRef
 {
 	int64		run_id;
 	Oid			owner;
 	char	   *job_name;
 	bool		queued_here;	/* inserted by the current transaction */
+	/* filled in for the scheduler's queue scan only */
+	char	   *lock_group;
+	char	   *state;
+	bool		skip_if_busy;	/* its job says on_group_busy = 'skip' */
+	bool		wait_expired;	/* waited longer than group_wait_timeout */
+	int			holder_pid;		/* backend holding its group's lock, or 0 */
 } CbRunRef;
 
 /* What one chunk did, reported by chunk.c to the worker. */
@@ -255,6 +264,8 @@ extern void catalog_delete_job(int64 job_id);
 extern int64 catalog_count_active_runs(int64 job_id);
 extern int64 catalog_insert_run(int64 job_id, Datum params, Oid queued_by,
 								const char *trigger);
+extern void catalog_mark_waiting(int64 run_id);
+extern void catalog_skip_run(int64 run_id, const char *reason);
 extern bool catalog_get_run(int64 run_id, bool for_update, CbRunRef *ref,
 							char **state, char **sqlstate, char **error);
 extern bool catalog_cancel_unowned(int64 run_id);
@@ -266,10 +277,20 @@ extern void catalog_finish_run(const CbRun *run, const char *state,
 							   ErrorData *edata);
 
 extern List *catalog_runs_in_states(const char *states);
+extern List *catalog_run_queue(void);
 extern bool catalog_mark_interrupted(int64 run_id);
 extern void catalog_fail_unstarted(int64 run_id, const char *sqlstate,
 								   const char *message);
 extern bool catalog_extension_present(void);
+
+/* An interval in milliseconds, a month counted as 30 days. */
+static inline double
+cb_interval_ms(const Interval *iv)
+{
+	return (double) iv->time / 1000.0 +
+		((double) iv->day + (double) iv->month * DAYS_PER_MONTH) *
+		SECS_PER_DAY * 1000.0;
+}
 
 /* ----------------------------------------------------------------
  * Other modules
@@ -287,7 +308,7 @@ extern void chunk_validate_sql(const char *job_name, const char *sql,
 
 /* grouplock.c */
 extern int64 cb_group_lock_key(const char *group);
-extern bool grouplock_acquire(CbRun *run, CbSlot *slot);
+extern bool grouplock_try(CbRun *run);
 extern void grouplock_release(CbRun *run);
 extern void grouplock_wake_waiters(void);
 

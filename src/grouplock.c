@@ -9,10 +9,12 @@
  * so an application joins a group with
  * pg_advisory_lock(chunkbatch.group_lock_key('G')).  The lock is a
  * session lock: it survives every chunk commit and is released when the
- * run ends or its process exits.  It is taken with a try-lock loop on the
- * worker's latch, in a short transaction of its own, so that cancel still
- * works while waiting.  A run holds at most this one group lock, so group
- * locks cannot deadlock with each other.
+ * run ends or its process exits.  The worker takes it with try-locks and
+ * waits on its latch in between, so that cancel still works while
+ * waiting.  A run holds at most this one group lock, so group locks cannot
+ * deadlock with each other.  The scheduler starts a run only when its group
+ * is free, so the worker normally gets the lock at the first try; it waits
+ * only for an outside session that took the lock in the meantime.
  *
  * Copyright (c) 2026, chunkbatch developers
  *
@@ -61,29 +63,21 @@ group_locktag(LOCKTAG *tag, const char *group)
 }
 
 /*
- * Take the run's group lock, waiting while another holder has it.
- * Returns false if the run was cancelled while waiting.
+ * Try once to take the run's group lock, in a short transaction of its own
+ * (a lock wait needs one to be cleaned up).  Returns false if another
+ * backend holds it.
  */
 bool
-grouplock_acquire(CbRun *run, CbSlot *slot)
+grouplock_try(CbRun *run)
 {
 	LOCKTAG		tag;
+	LockAcquireResult result;
 
 	group_locktag(&tag, run->job.lock_group);
-	for (;;)
-	{
-		LockAcquireResult result;
-
-		StartTransactionCommand();
-		result = LockAcquire(&tag, ExclusiveLock, true, true);
-		CommitTransactionCommand();
-		if (result != LOCKACQUIRE_NOT_AVAIL)
-			return true;
-
-		cb_slot_set_phase(slot, CB_PHASE_WAITING);
-		if (!throttle_wait_once(slot, 1000L))
-			return false;
-	}
+	StartTransactionCommand();
+	result = LockAcquire(&tag, ExclusiveLock, true, true);
+	CommitTransactionCommand();
+	return result != LOCKACQUIRE_NOT_AVAIL;
 }
 
 void

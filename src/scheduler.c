@@ -6,10 +6,11 @@
  *
  * A scheduler runs while its database has queued or active runs and a
  * little longer (chunkbatch.scheduler_idle_exit), then exits; run() wakes
- * the launcher to start it again.  Each pass has two transactions:
- * first, runs marked running or waiting whose worker is gone become
- * 'interrupted' (committed before any worker could look at them); then
- * queued and interrupted runs are started in queue order.
+ * the launcher to start it again.  Each pass first queues the runs handed
+ * over by run(..., wait => true); then runs marked running whose worker is
+ * gone become 'interrupted' (committed before any worker could look at
+ * them); then queued, waiting and interrupted runs are started in queue
+ * order, at most one per lock group, while worker slots are free.
  *
  * The scheduler connects as the bootstrap superuser and runs only the fixed
  * statements of catalog.c.  Run workers connect as the job's owner; the
@@ -319,7 +320,7 @@ scheduler_take_requests(void)
 
 			memcpy(params, req->params, req->params_len);
 			run_ids[i] = catalog_insert_run(req->job_id, PointerGetDatum(params),
-											req->queued_by, "sql");
+											req->queued_by, req->trigger);
 		}
 		PopActiveSnapshot();
 		CommitTransactionCommand();
@@ -364,18 +365,51 @@ scheduler_take_requests(void)
 	LWLockRelease(cb_shared->lock);
 }
 
+static bool
+group_taken(List *groups, const char *group)
+{
+	ListCell   *lc;
+
+	foreach(lc, groups)
+		if (strcmp((const char *) lfirst(lc), group) == 0)
+			return true;
+	return false;
+}
+
 /*
- * One pass over the database's runs.  Returns 1 if the database has queued
- * or active runs, 0 if it is idle, -1 if chunkbatch is not installed.
+ * A run whose group is busy: it is skipped if its job says so (or it has
+ * waited longer than group_wait_timeout), else it waits, without a worker.
+ */
+static void
+scheduler_group_busy(CbRunRef *ref)
+{
+	if (ref->skip_if_busy && strcmp(ref->state, "queued") == 0)
+		catalog_skip_run(ref->run_id, ref->holder_pid != 0 ?
+						 psprintf("its group was busy (held by process %d)", ref->holder_pid) :
+						 "its group was busy");
+	else if (ref->wait_expired)
+		catalog_skip_run(ref->run_id,
+						 "it waited for its group longer than group_wait_timeout");
+	else if (strcmp(ref->state, "waiting") != 0)
+		catalog_mark_waiting(ref->run_id);
+}
+
+/*
+ * One pass over the database's runs.  Returns -1 if chunkbatch is not
+ * installed, 0 if the database is idle, 1 if it has queued or active runs,
+ * 2 if some run waits for a group (whose holder may be an outside session,
+ * which nothing would wake us for).
  */
 static int
 scheduler_pass(void)
 {
 	List	   *runs;
+	List	   *taken = NIL;
 	ListCell   *lc;
 	bool		busy;
+	bool		waiting = false;
+	bool		slots_full = false;
 
-	/* Runs whose worker is gone become 'interrupted', committed first. */
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -385,17 +419,18 @@ scheduler_pass(void)
 		CommitTransactionCommand();
 		return -1;
 	}
-	/* Runs handed over by callers that wait are queued first. */
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 
+	/* Runs handed over by callers that wait are queued first. */
 	scheduler_take_requests();
 
+	/* Running runs whose worker is gone become 'interrupted', committed first. */
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	scheduler_reap_failed_starts();
-	runs = catalog_runs_in_states("waiting,running");
+	runs = catalog_runs_in_states("running");
 	foreach(lc, runs)
 	{
 		CbRunRef   *ref = lfirst(lc);
@@ -409,25 +444,45 @@ scheduler_pass(void)
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 
-	/* Start queued and interrupted runs, oldest first. */
+	/*
+	 * Start runs in queue order, at most one per group: a group is taken by
+	 * a run that has a worker, by any holder of its lock, or by an earlier
+	 * run of the queue.  Runs of taken groups wait without a worker, so a
+	 * busy group never holds up other groups.
+	 */
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	runs = catalog_runs_in_states("queued,interrupted,waiting,running");
+	runs = catalog_run_queue();
 	busy = (runs != NIL);
 	foreach(lc, runs)
 	{
 		CbRunRef   *ref = lfirst(lc);
 
-		if (scheduler_run_has_slot(ref->run_id))
+		if (scheduler_run_has_slot(ref->run_id) || ref->holder_pid != 0)
+			taken = lappend(taken, ref->lock_group);
+	}
+	foreach(lc, runs)
+	{
+		CbRunRef   *ref = lfirst(lc);
+
+		if (scheduler_run_has_slot(ref->run_id) ||
+			strcmp(ref->state, "running") == 0)
 			continue;
-		if (!scheduler_owner_ok(ref))
+		if (group_taken(taken, ref->lock_group))
+		{
+			scheduler_group_busy(ref);
+			waiting = true;
 			continue;
-		if (!scheduler_launch(ref))
-			break;
+		}
+		taken = lappend(taken, ref->lock_group);
+		if (!slots_full && scheduler_owner_ok(ref) && !scheduler_launch(ref))
+			slots_full = true;
 	}
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	if (waiting)
+		return 2;
 	return (busy || scheduler_slots_in_use()) ? 1 : 0;
 }
 
@@ -499,7 +554,7 @@ chunkbatch_scheduler_main(Datum main_arg)
 		}
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 busy > 0 ? cb_naptime * 1000L : 1000L, PG_WAIT_EXTENSION);
+						 busy == 1 ? cb_naptime * 1000L : 1000L, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
 }

@@ -119,6 +119,57 @@ mark_started_fn(CbRun *run, const char *state, ErrorData *edata)
 	catalog_mark_started(run->run_id);
 }
 
+static void
+mark_waiting_fn(CbRun *run, const char *state, ErrorData *edata)
+{
+	catalog_mark_waiting(run->run_id);
+}
+
+static void
+skip_fn(CbRun *run, const char *reason, ErrorData *edata)
+{
+	catalog_skip_run(run->run_id, reason);
+}
+
+/*
+ * Take the run's group.  Another backend holds it only if an outside
+ * session took the lock after the scheduler saw the group free: then the
+ * run waits ('waiting'), or ends as skipped by its job's group policy.
+ * Returns false if the run ended (cancelled or skipped) instead.
+ */
+static bool
+worker_take_group(CbRun *run)
+{
+	TimestampTz since = GetCurrentTimestamp();
+	bool		marked = false;
+
+	while (!grouplock_try(run))
+	{
+		if (run->job.skip_if_busy && run->chunks_done == 0)
+		{
+			worker_bookkeeping(skip_fn, run, "its group was busy", NULL);
+			return false;
+		}
+		if (run->job.group_wait_timeout != NULL &&
+			TimestampDifferenceExceeds(since, GetCurrentTimestamp(),
+									   (int) cb_interval_ms(run->job.group_wait_timeout)))
+		{
+			worker_bookkeeping(skip_fn, run, "it waited for its group longer than group_wait_timeout", NULL);
+			return false;
+		}
+		if (!marked)
+			worker_bookkeeping(mark_waiting_fn, run, NULL, NULL);
+		marked = true;
+		cb_slot_set_phase(MySlot, CB_PHASE_WAITING);
+		if (!throttle_wait_once(MySlot, 1000L))
+		{
+			worker_bookkeeping(finish_fn, run, "cancelled", NULL);
+			return false;
+		}
+	}
+	return true;
+}
+
 /* End the run as cancelled or failed after an unsuccessful chunk. */
 static void
 worker_fail(CbRun *run, ErrorData *edata)
@@ -265,11 +316,8 @@ chunkbatch_worker_main(Datum main_arg)
 									  ALLOCSET_DEFAULT_SIZES);
 	if (!worker_start(args.run_id, &run, &cs, run_ctx))
 		proc_exit(0);
-	if (!grouplock_acquire(&run, MySlot))
-	{
-		worker_bookkeeping(finish_fn, &run, "cancelled", NULL);
+	if (!worker_take_group(&run))
 		proc_exit(0);
-	}
 	worker_bookkeeping(mark_started_fn, &run, NULL, NULL);
 
 	/* The chunk loop: one committed chunk per iteration. */

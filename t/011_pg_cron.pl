@@ -1,0 +1,247 @@
+# Copyright (c) 2026, chunkbatch developers
+#
+# pg_cron schedules, with a real pg_cron (1.4, minute granularity).
+#
+# - chunkbatch.schedule('job', '* * * * *') creates the cron job
+#   'chunkbatch:job', which queues a run at the next minute (trigger
+#   'pg_cron ...'); the cron job itself returns at once and succeeds;
+# - a failing job scheduled with wait => true shows 'failed' in
+#   cron.job_run_details, with the run's error, while the run is failed with
+#   SQLSTATE 23514;
+# - unschedule('job') removes the cron job and returns true (false when there
+#   is nothing to remove);
+# - in a database without pg_cron, schedule() and unschedule() fail with
+#   SQLSTATE 55000 and a hint.
+#
+# Both jobs are scheduled at once and fire at the same minute, so the script
+# waits for pg_cron only once (at most about 60 s).
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time);
+
+# Run SQL expected to fail; return the SQLSTATE of its error ('' if none)
+# and its stderr.
+sub sql_error
+{
+	my ($node, $db, $sql) = @_;
+	my ($ret, $stdout, $stderr) =
+	  $node->psql($db, "\\set VERBOSITY verbose\n$sql");
+	my ($sqlstate) = $stderr =~ /ERROR:\s+([0-9A-Z]{5}):/;
+	return ($sqlstate // '', $stderr);
+}
+
+my $node = PostgreSQL::Test::Cluster->new('pg_cron');
+
+# Should the server die (restart_after_crash is off), fail this script
+# without making the test framework bail out of the remaining scripts.
+END
+{
+	local $?;
+	$node->stop('immediate', fail_ok => 1) if defined $node;
+}
+
+# pg_cron runs its jobs in background workers (no libpq connection to
+# cron.host, so no password or host setup).
+$node->init;
+$node->append_conf('postgresql.conf',
+	"shared_preload_libraries = 'pg_cron,chunkbatch'\n"
+	  . "cron.database_name = 'postgres'\n"
+	  . "cron.use_background_workers = on\n"
+	  . "chunkbatch.naptime = 1\n"
+	  . "max_worker_processes = 32\n");
+$node->start;
+
+my $db = 'postgres';
+
+sub sql
+{
+	my ($query, $dbname) = @_;
+	return $node->safe_psql($dbname // $db, $query);
+}
+
+sql(q{
+CREATE EXTENSION pg_cron;
+CREATE EXTENSION chunkbatch;
+
+CREATE TABLE items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);
+INSERT INTO items (id) SELECT generate_series(1, 200);
+SELECT chunkbatch.create_job(
+  job_name => 'job',
+  chunk_sql => $$UPDATE items SET counter = counter + 1
+                 WHERE id IN (SELECT id FROM items
+                               WHERE $2 IS NULL OR id > $2
+                               ORDER BY id LIMIT $1)
+                RETURNING id$$,
+  batch_size => 50,
+  cursor_type => 'bigint');
+
+-- the third chunk violates a CHECK constraint
+CREATE TABLE chk_items (id bigint PRIMARY KEY,
+                        v int NOT NULL DEFAULT 0 CONSTRAINT v_small CHECK (v <= 1));
+INSERT INTO chk_items (id) SELECT generate_series(1, 100);
+UPDATE chk_items SET v = 1 WHERE id = 25;
+SELECT chunkbatch.create_job(
+  job_name => 'cron_fail',
+  chunk_sql => $$UPDATE chk_items SET v = v + 1
+                 WHERE id IN (SELECT id FROM chk_items
+                               WHERE $2 IS NULL OR id > $2
+                               ORDER BY id LIMIT $1)
+                RETURNING id$$,
+  batch_size => 10,
+  cursor_type => 'bigint');
+
+-- a plain pg_cron job, to tell a pg_cron problem from a chunkbatch one
+CREATE TABLE cron_ping (at timestamptz NOT NULL);
+SELECT cron.schedule('control_ping', '* * * * *', 'INSERT INTO cron_ping VALUES (now())');
+});
+
+# ---------------------------------------------------------------------------
+# Schedule both jobs.
+# ---------------------------------------------------------------------------
+my $t0 = time;
+my $job_cron_id = sql(q{SELECT chunkbatch.schedule('job', '* * * * *')});
+like($job_cron_id, qr/^\d+$/, 'schedule() returns the pg_cron job id');
+my $fail_cron_id = sql(
+	q{SELECT chunkbatch.schedule('cron_fail', '* * * * *', wait => true)});
+like($fail_cron_id, qr/^\d+$/, 'schedule(..., wait => true) returns the pg_cron job id');
+
+is( sql(
+		q{SELECT jobid, schedule, database, active,
+                 command LIKE '%chunkbatch.run(%'
+            FROM cron.job WHERE jobname = 'chunkbatch:job'}),
+	"$job_cron_id|* * * * *|postgres|t|t",
+	'cron.job has the job chunkbatch:job, calling chunkbatch.run()');
+is( sql(
+		q{SELECT jobid, command ~ 'wait\s*=>\s*true'
+            FROM cron.job WHERE jobname = 'chunkbatch:cron_fail'}),
+	"$fail_cron_id|t",
+	'cron.job has chunkbatch:cron_fail, calling run() with wait => true');
+note('cron command: '
+	  . sql(q{SELECT command FROM cron.job WHERE jobname = 'chunkbatch:cron_fail'}));
+
+my ($sqlstate, $stderr) = sql_error($node, $db,
+	q{SELECT chunkbatch.schedule('no_such_job', '* * * * *');});
+is($sqlstate, '42704', 'schedule() of an unknown job fails with 42704')
+  or diag($stderr);
+
+# ---------------------------------------------------------------------------
+# Wait for pg_cron to fire both (the next minute).
+# ---------------------------------------------------------------------------
+my $ok_run = $node->poll_query_until(
+	$db, q{
+SELECT count(*) > 0 FROM chunkbatch.runs
+ WHERE job_name = 'job' AND trigger LIKE 'pg_cron%'
+});
+my $run_secs = time - $t0;
+ok($ok_run, 'pg_cron queued a run of the scheduled job')
+  or diag('runs: '
+	  . sql(q{SELECT string_agg(run_id || ' ' || job_name || ' ' || trigger, ', ')
+                FROM chunkbatch.runs})
+	  . "\ncron_ping rows: "
+	  . sql(q{SELECT count(*) FROM cron_ping})
+	  . "\njob_run_details: "
+	  . sql(q{SELECT string_agg(jobid || ' ' || status || ' ' || coalesce(return_message, ''), E'\n')
+                FROM cron.job_run_details}));
+note(sprintf('pg_cron started a run of "job" %.1f s after schedule()', $run_secs));
+
+my $ok_fail = $node->poll_query_until(
+	$db,
+	"SELECT count(*) > 0 FROM cron.job_run_details
+      WHERE jobid = $fail_cron_id AND status = 'failed'");
+my $fail_secs = time - $t0;
+ok($ok_fail,
+	'the failing job scheduled with wait => true shows failed in cron.job_run_details')
+  or diag('job_run_details: '
+	  . sql(q{SELECT string_agg(jobid || ' ' || status || ' ' || coalesce(return_message, ''), E'\n')
+                FROM cron.job_run_details}));
+note(sprintf('cron.job_run_details showed the failure %.1f s after schedule()',
+		$fail_secs));
+
+# Stop both schedules before the next minute.
+is(sql(q{SELECT chunkbatch.unschedule('job')}),
+	't', 'unschedule() returns true');
+is(sql(q{SELECT count(*) FROM cron.job WHERE jobname = 'chunkbatch:job'}),
+	'0', 'unschedule() removed the cron job');
+is(sql(q{SELECT chunkbatch.unschedule('cron_fail')}),
+	't', 'unschedule() of the failing job returns true');
+is(sql(q{SELECT chunkbatch.unschedule('job')}),
+	'f', 'unschedule() of a job without a schedule returns false');
+is( sql(
+		q{SELECT string_agg(jobname, ',' ORDER BY jobname) FROM cron.job}),
+	'control_ping',
+	'only the unrelated cron job is left');
+
+# ---------------------------------------------------------------------------
+# What the runs and the cron history show.
+# ---------------------------------------------------------------------------
+my $run = sql(
+	q{SELECT min(run_id) FROM chunkbatch.runs
+       WHERE job_name = 'job' AND trigger LIKE 'pg_cron%'});
+is(sql("SELECT chunkbatch.wait($run, '30s')"),
+	'succeeded', 'the scheduled run succeeds');
+is( sql(
+		"SELECT rows_done, trigger LIKE '%chunkbatch:job%'
+           FROM chunkbatch.runs WHERE run_id = $run"),
+	'200|t', 'the scheduled run did its work; its trigger names the cron job');
+note('trigger: ' . sql("SELECT trigger FROM chunkbatch.runs WHERE run_id = $run"));
+is(sql(q{SELECT count(*) FILTER (WHERE counter >= 1) FROM items}),
+	'200', 'every row was processed');
+ok( $node->poll_query_until(
+		$db,
+		"SELECT count(*) > 0 FROM cron.job_run_details
+          WHERE jobid = $job_cron_id AND status = 'succeeded'
+            AND end_time - start_time < interval '10s'"),
+	'the cron job of the run without wait returned at once and succeeded');
+
+is( sql(
+		q{SELECT state, sqlstate, trigger LIKE 'pg_cron%', rows_done
+            FROM chunkbatch.runs WHERE job_name = 'cron_fail'
+           ORDER BY run_id LIMIT 1}),
+	'failed|23514|t|20',
+	'the scheduled failing run failed with SQLSTATE 23514 at its third chunk');
+my $fail_run = sql(
+	q{SELECT min(run_id) FROM chunkbatch.runs WHERE job_name = 'cron_fail'});
+like(
+	sql(
+		"SELECT return_message FROM cron.job_run_details
+          WHERE jobid = $fail_cron_id AND status = 'failed'
+          ORDER BY runid LIMIT 1"),
+	qr/run $fail_run of job "cron_fail" failed/,
+	'cron.job_run_details has the run\'s error');
+note('cron return_message: '
+	  . sql("SELECT return_message FROM cron.job_run_details
+              WHERE jobid = $fail_cron_id AND status = 'failed'
+              ORDER BY runid LIMIT 1"));
+
+# ---------------------------------------------------------------------------
+# A database without pg_cron.
+# ---------------------------------------------------------------------------
+sql('CREATE DATABASE nocron');
+sql(q{
+CREATE EXTENSION chunkbatch;
+CREATE TABLE items (id bigint PRIMARY KEY);
+SELECT chunkbatch.create_job(
+  job_name => 'job',
+  chunk_sql => 'DELETE FROM items WHERE id IN (SELECT id FROM items LIMIT $1)');
+}, 'nocron');
+($sqlstate, $stderr) = sql_error($node, 'nocron',
+	q{SELECT chunkbatch.schedule('job', '* * * * *');});
+is($sqlstate, '55000',
+	'schedule() in a database without pg_cron fails with 55000')
+  or diag($stderr);
+like($stderr, qr/HINT:.*pg_cron/, 'the error has a hint about pg_cron');
+($sqlstate, $stderr) = sql_error($node, 'nocron',
+	q{SELECT chunkbatch.unschedule('job');});
+is($sqlstate, '55000',
+	'unschedule() in a database without pg_cron fails with 55000')
+  or diag($stderr);
+like($stderr, qr/HINT:/, 'the error has a hint');
+
+note(sprintf('pg_cron test: %.1f s in all', time - $t0));
+
+$node->stop;
+done_testing();

@@ -35,6 +35,14 @@ CREATE TABLE chunkbatch.jobs (
     on_group_busy       text NOT NULL DEFAULT 'wait'
                         CHECK (on_group_busy IN ('wait', 'skip')),
     group_wait_timeout  interval,
+    max_retries         integer NOT NULL DEFAULT 10 CHECK (max_retries >= 0),
+    lock_timeout        interval,
+    statement_timeout   interval,
+    max_runtime         interval,
+    on_error            text NOT NULL DEFAULT 'fail'
+                        CHECK (on_error IN ('fail', 'isolate')),
+    keys_sql            text,
+    max_dead_letters    integer CHECK (max_dead_letters >= 0),
     created_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
     altered_at          timestamptz
 );
@@ -49,7 +57,7 @@ CREATE TABLE chunkbatch.runs (
     state           text NOT NULL DEFAULT 'queued'
                     CHECK (state IN ('queued', 'waiting', 'running', 'paused',
                                      'succeeded', 'failed', 'cancelled',
-                                     'skipped', 'interrupted')),
+                                     'skipped', 'interrupted', 'stopped')),
     queued_by       regrole NOT NULL,
     trigger         text NOT NULL DEFAULT 'sql',
     queued_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
@@ -70,12 +78,27 @@ CREATE TABLE chunkbatch.runs (
     error           text,
     error_detail    text,
     error_chunk     bigint,
-    reason          text
+    reason          text,
+    start_attempts  integer NOT NULL DEFAULT 0,
+    dead_letters    bigint NOT NULL DEFAULT 0
 );
 
 CREATE INDEX runs_active_idx ON chunkbatch.runs (run_id)
     WHERE state IN ('queued', 'waiting', 'running', 'interrupted');
 CREATE INDEX runs_job_idx ON chunkbatch.runs (job_id);
+CREATE INDEX runs_finished_idx ON chunkbatch.runs (finished_at);
+
+/* Keys that a run with on_error => 'isolate' could not process. */
+CREATE TABLE chunkbatch.dead_letters (
+    run_id      bigint NOT NULL REFERENCES chunkbatch.runs ON DELETE CASCADE,
+    job_name    text NOT NULL,
+    owner       regrole NOT NULL,
+    key         text NOT NULL,
+    sqlstate    text NOT NULL,
+    error       text NOT NULL,
+    at          timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX dead_letters_run_idx ON chunkbatch.dead_letters (run_id);
 
 /*
  * Rows are written only by the functions below (as the extension owner);
@@ -84,6 +107,7 @@ CREATE INDEX runs_job_idx ON chunkbatch.runs (job_id);
  */
 ALTER TABLE chunkbatch.jobs ENABLE ROW LEVEL SECURITY;
 ALTER TABLE chunkbatch.runs ENABLE ROW LEVEL SECURITY;
+ALTER TABLE chunkbatch.dead_letters ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY jobs_visible ON chunkbatch.jobs FOR SELECT
     USING (pg_catalog.pg_has_role(owner::oid, 'USAGE'));
@@ -91,8 +115,11 @@ CREATE POLICY runs_visible ON chunkbatch.runs FOR SELECT
     USING (pg_catalog.pg_has_role(owner::oid, 'USAGE')
            OR pg_catalog.pg_has_role('pg_monitor', 'USAGE'));
 
-REVOKE ALL ON chunkbatch.jobs, chunkbatch.runs FROM PUBLIC;
-GRANT SELECT ON chunkbatch.jobs, chunkbatch.runs TO PUBLIC;
+CREATE POLICY dead_letters_visible ON chunkbatch.dead_letters FOR SELECT
+    USING (pg_catalog.pg_has_role(owner::oid, 'USAGE'));
+
+REVOKE ALL ON chunkbatch.jobs, chunkbatch.runs, chunkbatch.dead_letters FROM PUBLIC;
+GRANT SELECT ON chunkbatch.jobs, chunkbatch.runs, chunkbatch.dead_letters TO PUBLIC;
 
 SELECT pg_catalog.pg_extension_config_dump('chunkbatch.jobs', '');
 
@@ -108,7 +135,14 @@ CREATE FUNCTION chunkbatch.create_job(
     synchronous_commit  boolean DEFAULT false,
     validate            boolean DEFAULT true,
     on_group_busy       text DEFAULT 'wait',
-    group_wait_timeout  interval DEFAULT NULL)
+    group_wait_timeout  interval DEFAULT NULL,
+    max_retries         integer DEFAULT 10,
+    lock_timeout        interval DEFAULT NULL,
+    statement_timeout   interval DEFAULT NULL,
+    max_runtime         interval DEFAULT NULL,
+    on_error            text DEFAULT 'fail',
+    keys_sql            text DEFAULT NULL,
+    max_dead_letters    integer DEFAULT NULL)
 RETURNS bigint
 LANGUAGE C CALLED ON NULL INPUT VOLATILE
 AS 'MODULE_PATHNAME', 'chunkbatch_create_job';
@@ -123,7 +157,14 @@ CREATE FUNCTION chunkbatch.alter_job(
     synchronous_commit  boolean DEFAULT NULL,
     validate            boolean DEFAULT true,
     on_group_busy       text DEFAULT NULL,
-    group_wait_timeout  interval DEFAULT NULL)
+    group_wait_timeout  interval DEFAULT NULL,
+    max_retries         integer DEFAULT NULL,
+    lock_timeout        interval DEFAULT NULL,
+    statement_timeout   interval DEFAULT NULL,
+    max_runtime         interval DEFAULT NULL,
+    on_error            text DEFAULT NULL,
+    keys_sql            text DEFAULT NULL,
+    max_dead_letters    integer DEFAULT NULL)
 RETURNS void
 LANGUAGE C CALLED ON NULL INPUT VOLATILE
 AS 'MODULE_PATHNAME', 'chunkbatch_alter_job';
@@ -151,6 +192,16 @@ CREATE FUNCTION chunkbatch.cancel(run_id bigint)
 RETURNS boolean
 LANGUAGE C CALLED ON NULL INPUT VOLATILE
 AS 'MODULE_PATHNAME', 'chunkbatch_cancel';
+
+CREATE FUNCTION chunkbatch.pause(run_id bigint)
+RETURNS boolean
+LANGUAGE C CALLED ON NULL INPUT VOLATILE
+AS 'MODULE_PATHNAME', 'chunkbatch_pause';
+
+CREATE FUNCTION chunkbatch.resume(run_id bigint)
+RETURNS boolean
+LANGUAGE C CALLED ON NULL INPUT VOLATILE
+AS 'MODULE_PATHNAME', 'chunkbatch_resume';
 
 CREATE FUNCTION chunkbatch.group_lock_key(lock_group text)
 RETURNS bigint
@@ -319,7 +370,9 @@ BEGIN
     cron_job := 'chunkbatch:' OPERATOR(pg_catalog.||) job_name;
     RETURN cron.schedule(cron_job, cron,
         pg_catalog.format('SELECT chunkbatch.run(%L, %L::jsonb, wait => %s, trigger => %L)',
-                          job_name, params, wait, 'pg_cron ' OPERATOR(pg_catalog.||) cron_job));
+                          job_name, params,
+                          CASE WHEN wait THEN 'true' ELSE 'false' END,
+                          'pg_cron ' OPERATOR(pg_catalog.||) cron_job));
 END
 $$;
 
@@ -352,9 +405,11 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA chunkbatch FROM PUBLIC;
 GRANT USAGE ON SCHEMA chunkbatch TO PUBLIC;
 GRANT EXECUTE ON FUNCTION
     chunkbatch.create_job(text, text, integer, text, regtype, integer, boolean,
-                          boolean, text, interval),
+                          boolean, text, interval, integer, interval, interval,
+                          interval, text, text, integer),
     chunkbatch.alter_job(text, text, integer, text, regtype, integer, boolean,
-                         boolean, text, interval),
+                         boolean, text, interval, integer, interval, interval,
+                         interval, text, text, integer),
     chunkbatch.drop_job(text),
     chunkbatch.run(text, jsonb, boolean, text),
     chunkbatch.group_holder_pid(text),
@@ -362,6 +417,8 @@ GRANT EXECUTE ON FUNCTION
     chunkbatch.unschedule(text),
     chunkbatch.wait(bigint, interval),
     chunkbatch.cancel(bigint),
+    chunkbatch.pause(bigint),
+    chunkbatch.resume(bigint),
     chunkbatch.group_lock_key(text),
     chunkbatch.progress()
     TO PUBLIC;

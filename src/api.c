@@ -48,6 +48,8 @@ PG_FUNCTION_INFO_V1(chunkbatch_drop_job);
 PG_FUNCTION_INFO_V1(chunkbatch_run);
 PG_FUNCTION_INFO_V1(chunkbatch_wait);
 PG_FUNCTION_INFO_V1(chunkbatch_cancel);
+PG_FUNCTION_INFO_V1(chunkbatch_pause);
+PG_FUNCTION_INFO_V1(chunkbatch_resume);
 PG_FUNCTION_INFO_V1(chunkbatch_progress);
 
 /* Set when this transaction queued a run: wake the launcher at commit. */
@@ -234,6 +236,34 @@ find_job(const char *job_name, CbJob *job, CbJobLock lock)
 #define ARG_VALIDATE	7
 #define ARG_BUSY		8
 #define ARG_GROUP_WAIT	9
+#define ARG_MAX_RETRIES 10
+#define ARG_LOCK_TIMEOUT 11
+#define ARG_STMT_TIMEOUT 12
+#define ARG_MAX_RUNTIME 13
+#define ARG_ON_ERROR	14
+#define ARG_KEYS_SQL	15
+#define ARG_MAX_DEAD	16
+
+/*
+ * A timeout setting: NULL or zero means none, like PostgreSQL's own
+ * timeouts; a per-chunk timeout must fit in an int of milliseconds.
+ */
+static Interval *
+timeout_arg(FunctionCallInfo fcinfo, int argno, const char *name, bool per_chunk)
+{
+	Interval   *iv = PG_GETARG_INTERVAL_P(argno);
+	double		ms = cb_interval_ms(iv);
+
+	if (ms < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be negative", name)));
+	if (per_chunk && ms > INT_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be less than %d milliseconds", name, INT_MAX)));
+	return ms == 0 ? NULL : iv;
+}
 
 /* Apply the non-null settings of a create_job/alter_job call to *job. */
 static void
@@ -290,6 +320,48 @@ job_apply_args(FunctionCallInfo fcinfo, CbJob *job)
 					 errmsg("group_wait_timeout must be greater than zero")));
 		job->group_wait_timeout = iv;
 	}
+	if (!PG_ARGISNULL(ARG_MAX_RETRIES))
+	{
+		job->max_retries = PG_GETARG_INT32(ARG_MAX_RETRIES);
+		check_not_negative("max_retries", job->max_retries);
+	}
+	if (!PG_ARGISNULL(ARG_LOCK_TIMEOUT))
+		job->lock_timeout = timeout_arg(fcinfo, ARG_LOCK_TIMEOUT, "lock_timeout", true);
+	if (!PG_ARGISNULL(ARG_STMT_TIMEOUT))
+		job->statement_timeout = timeout_arg(fcinfo, ARG_STMT_TIMEOUT,
+											 "statement_timeout", true);
+	if (!PG_ARGISNULL(ARG_MAX_RUNTIME))
+		job->max_runtime = timeout_arg(fcinfo, ARG_MAX_RUNTIME, "max_runtime", false);
+	if (!PG_ARGISNULL(ARG_ON_ERROR))
+	{
+		char	   *on_error = text_to_cstring(PG_GETARG_TEXT_PP(ARG_ON_ERROR));
+
+		if (strcmp(on_error, "fail") != 0 && strcmp(on_error, "isolate") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid on_error \"%s\"", on_error),
+					 errhint("Use 'fail' or 'isolate'.")));
+		job->isolate = (strcmp(on_error, "isolate") == 0);
+	}
+	if (!PG_ARGISNULL(ARG_KEYS_SQL))
+	{
+		job->keys_sql = text_to_cstring(PG_GETARG_TEXT_PP(ARG_KEYS_SQL));
+		if (job->keys_sql[strspn(job->keys_sql, " \t\r\n")] == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("keys_sql must not be empty")));
+	}
+	if (!PG_ARGISNULL(ARG_MAX_DEAD))
+	{
+		job->max_dead_letters = PG_GETARG_INT32(ARG_MAX_DEAD);
+		check_not_negative("max_dead_letters", job->max_dead_letters);
+	}
+	if (job->isolate && (!OidIsValid(job->cursor_type) || job->keys_sql == NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("on_error => 'isolate' needs a keyset job with keys_sql"),
+				 errdetail("Poison rows are isolated by splitting a failed chunk by its keys, which keys_sql lists in key order."),
+				 errhint("Set cursor_type and keys_sql, or use on_error => 'fail'.")));
 }
 
 Datum
@@ -308,9 +380,12 @@ chunkbatch_create_job(PG_FUNCTION_ARGS)
 	require_arg(fcinfo, ARG_SYNC, "synchronous_commit");
 	require_arg(fcinfo, ARG_VALIDATE, "validate");
 	require_arg(fcinfo, ARG_BUSY, "on_group_busy");
+	require_arg(fcinfo, ARG_MAX_RETRIES, "max_retries");
+	require_arg(fcinfo, ARG_ON_ERROR, "on_error");
 	validate = PG_GETARG_BOOL(ARG_VALIDATE);
 
 	job.owner = GetUserId();
+	job.max_dead_letters = -1;
 	job.lock_group = job.job_name;
 	job.search_path = pstrdup(GetConfigOption("search_path", false, false));
 	job_apply_args(fcinfo, &job);
@@ -321,8 +396,13 @@ chunkbatch_create_job(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("job \"%s\" already exists", job.job_name)));
 	if (validate)
+	{
 		chunk_validate_sql(job.job_name, job.chunk_sql, job.cursor_type, job.owner,
 						   job.search_path);
+		if (job.keys_sql != NULL)
+			chunk_validate_sql(job.job_name, job.keys_sql, job.cursor_type,
+							   job.owner, job.search_path);
+	}
 
 	PG_RETURN_INT64(catalog_insert_job(&job));
 }
@@ -351,6 +431,10 @@ chunkbatch_alter_job(PG_FUNCTION_ARGS)
 	if (validate && (!PG_ARGISNULL(ARG_SQL) || !PG_ARGISNULL(ARG_CURSOR)))
 		chunk_validate_sql(job.job_name, job.chunk_sql, job.cursor_type, job.owner,
 						   job.search_path);
+	if (validate && job.keys_sql != NULL &&
+		(!PG_ARGISNULL(ARG_KEYS_SQL) || !PG_ARGISNULL(ARG_CURSOR)))
+		chunk_validate_sql(job.job_name, job.keys_sql, job.cursor_type,
+						   job.owner, job.search_path);
 	catalog_update_job(&job);
 	PG_RETURN_VOID();
 }
@@ -382,6 +466,14 @@ state_is_final(const char *state)
 {
 	return strcmp(state, "succeeded") == 0 || strcmp(state, "failed") == 0 ||
 		strcmp(state, "cancelled") == 0 || strcmp(state, "skipped") == 0;
+}
+
+/* Final, or resting until somebody resumes it: wait() returns. */
+static bool
+state_is_settled(const char *state)
+{
+	return state_is_final(state) || strcmp(state, "paused") == 0 ||
+		strcmp(state, "stopped") == 0;
 }
 
 /* Look a run up and check that the caller may act on it. */
@@ -445,7 +537,7 @@ wait_for_run(int64 run_id, long timeout_ms, char **sqlstate, char **error)
 		old = MemoryContextSwitchTo(poll_ctx);
 		find_run(run_id, false, &ref, &state, sqlstate, error);
 		MemoryContextSwitchTo(old);
-		finished = state_is_final(state) ||
+		finished = state_is_settled(state) ||
 			(timeout_ms >= 0 &&
 			 TimestampDifferenceExceeds(start, GetCurrentTimestamp(), timeout_ms));
 		if (finished)
@@ -673,54 +765,132 @@ chunkbatch_wait(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Flag the worker that executes the run, if any, to cancel or to pause at
+ * its next chunk boundary, and wake it; a cancel also cancels the chunk in
+ * progress.  Returns false if no worker has the run.
+ */
+static bool
+signal_run_worker(int64 run_id, bool cancel)
+{
+	bool		found = false;
+	int			i;
+
+	if (cb_shared == NULL)
+		return false;
+	LWLockAcquire(cb_shared->lock, LW_SHARED);
+	for (i = 0; i < cb_shared->nslots; i++)
+	{
+		CbSlot	   *slot = &cb_shared->slots[i];
+
+		if (slot->state == CB_SLOT_FREE || slot->dboid != MyDatabaseId ||
+			slot->run_id != run_id)
+			continue;
+		SpinLockAcquire(&slot->mutex);
+		if (cancel)
+			slot->cancel_requested = true;
+		else
+			slot->pause_requested = true;
+		SpinLockRelease(&slot->mutex);
+		if (slot->latch != NULL)
+			SetLatch(slot->latch);
+		if (cancel && slot->pid != 0 && slot->phase == CB_PHASE_CHUNK)
+			(void) kill(slot->pid, SIGINT);
+		found = true;
+	}
+	LWLockRelease(cb_shared->lock);
+	return found;
+}
+
+static int64
+run_id_arg(FunctionCallInfo fcinfo)
+{
+	require_arg(fcinfo, 0, "run_id");
+	return PG_GETARG_INT64(0);
+}
+
+/*
  * Cancel a run.  The run's row is locked first, so no worker can claim it
  * meanwhile; a worker that already has it (its slot names the run) is
  * flagged, woken, and its running chunk is cancelled; otherwise the run
- * is marked cancelled directly.
+ * is marked cancelled directly.  Paused and stopped runs can be cancelled.
  */
 Datum
 chunkbatch_cancel(PG_FUNCTION_ARGS)
 {
-	int64		run_id;
+	int64		run_id = run_id_arg(fcinfo);
 	CbRunRef	ref;
 	char	   *state;
 	char	   *sqlstate;
 	char	   *error;
-	bool		signalled = false;
-	int			i;
 
-	require_arg(fcinfo, 0, "run_id");
-	run_id = PG_GETARG_INT64(0);
 	find_run(run_id, true, &ref, &state, &sqlstate, &error);
 	if (state_is_final(state))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("run %lld has already finished", (long long) run_id),
 				 errdetail("Its state is \"%s\".", state)));
-
-	if (cb_shared != NULL)
-	{
-		LWLockAcquire(cb_shared->lock, LW_SHARED);
-		for (i = 0; i < cb_shared->nslots; i++)
-		{
-			CbSlot	   *slot = &cb_shared->slots[i];
-
-			if (slot->state == CB_SLOT_FREE || slot->dboid != MyDatabaseId ||
-				slot->run_id != run_id)
-				continue;
-			SpinLockAcquire(&slot->mutex);
-			slot->cancel_requested = true;
-			SpinLockRelease(&slot->mutex);
-			if (slot->latch != NULL)
-				SetLatch(slot->latch);
-			if (slot->pid != 0 && slot->phase == CB_PHASE_CHUNK)
-				(void) kill(slot->pid, SIGINT);
-			signalled = true;
-		}
-		LWLockRelease(cb_shared->lock);
-	}
-	if (!signalled)
+	if (!signal_run_worker(run_id, true))
 		(void) catalog_cancel_unowned(run_id);
+	PG_RETURN_BOOL(true);
+}
+
+/*
+ * Pause a run: a worker finishes its current chunk, records 'paused' and
+ * exits, freeing its slot and its group; a run without a worker is marked
+ * paused at once.  resume() continues it from its checkpoint.
+ */
+Datum
+chunkbatch_pause(PG_FUNCTION_ARGS)
+{
+	int64		run_id = run_id_arg(fcinfo);
+	CbRunRef	ref;
+	char	   *state;
+	char	   *sqlstate;
+	char	   *error;
+
+	find_run(run_id, true, &ref, &state, &sqlstate, &error);
+	if (state_is_settled(state))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("run %lld is not active", (long long) run_id),
+				 errdetail("Its state is \"%s\".", state)));
+	if (!signal_run_worker(run_id, false) && !catalog_pause_unowned(run_id))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("run %lld cannot be paused now", (long long) run_id),
+				 errdetail("Its state is \"%s\" and no worker executes it.", state),
+				 errhint("Try again in a moment.")));
+	PG_RETURN_BOOL(true);
+}
+
+/*
+ * Resume a paused, failed or stopped run from its checkpoint: it is
+ * queued again and starts in its group's turn after this transaction
+ * commits.
+ */
+Datum
+chunkbatch_resume(PG_FUNCTION_ARGS)
+{
+	int64		run_id = run_id_arg(fcinfo);
+	CbRunRef	ref;
+	char	   *state;
+	char	   *sqlstate;
+	char	   *error;
+
+	cb_require_shmem();
+	find_run(run_id, true, &ref, &state, &sqlstate, &error);
+	if (strcmp(state, "paused") != 0 && strcmp(state, "failed") != 0 &&
+		strcmp(state, "stopped") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("run %lld cannot be resumed", (long long) run_id),
+				 errdetail("Its state is \"%s\"; only paused, failed and stopped runs can be resumed.",
+						   state)));
+	if (!catalog_resume_run(run_id))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("the job of run %lld no longer exists", (long long) run_id)));
+	wake_at_commit = true;
 	PG_RETURN_BOOL(true);
 }
 

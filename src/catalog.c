@@ -134,6 +134,15 @@ col_datum(int row, int col)
 						 col, &isnull);
 }
 
+/* An interval column, copied into the current context, or NULL. */
+static Interval *
+col_interval(int row, int col)
+{
+	if (col_isnull(row, col))
+		return NULL;
+	return DatumGetIntervalP(datumCopy(col_datum(row, col), false, sizeof(Interval)));
+}
+
 /* ----------------------------------------------------------------
  * Jobs
  * ----------------------------------------------------------------
@@ -141,7 +150,8 @@ col_datum(int row, int col)
 #define JOB_COLUMNS \
 	"job_id, job_name, owner::oid, chunk_sql, cursor_type::oid, batch_size, " \
 	"lock_group, sleep_ms, synchronous_commit, search_path, on_group_busy, " \
-	"group_wait_timeout"
+	"group_wait_timeout, max_retries, lock_timeout, statement_timeout, " \
+	"max_runtime, on_error, keys_sql, max_dead_letters"
 
 /* Fill *job from row 0 of SPI_tuptable, copying into memory context mcxt. */
 static void
@@ -162,8 +172,15 @@ job_from_row(CbJob *job, MemoryContext mcxt)
 	job->search_path = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 10);
 	job->skip_if_busy = strcmp(SPI_getvalue(SPI_tuptable->vals[0],
 											SPI_tuptable->tupdesc, 11), "skip") == 0;
-	job->group_wait_timeout = col_isnull(0, 12) ? NULL :
-		DatumGetIntervalP(datumCopy(col_datum(0, 12), false, sizeof(Interval)));
+	job->group_wait_timeout = col_interval(0, 12);
+	job->max_retries = DatumGetInt32(col_datum(0, 13));
+	job->lock_timeout = col_interval(0, 14);
+	job->statement_timeout = col_interval(0, 15);
+	job->max_runtime = col_interval(0, 16);
+	job->isolate = strcmp(SPI_getvalue(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 17), "isolate") == 0;
+	job->keys_sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 18);
+	job->max_dead_letters = col_isnull(0, 19) ? -1 : DatumGetInt32(col_datum(0, 19));
 	MemoryContextSwitchTo(old);
 }
 
@@ -211,11 +228,24 @@ job_params(const CbJob *job, Datum *values, char *nulls)
 	values[10] = CStringGetTextDatum(job->skip_if_busy ? "skip" : "wait");
 	values[11] = IntervalPGetDatum(job->group_wait_timeout);
 	nulls[11] = job->group_wait_timeout ? ' ' : 'n';
+	values[12] = Int32GetDatum(job->max_retries);
+	values[13] = IntervalPGetDatum(job->lock_timeout);
+	nulls[13] = job->lock_timeout ? ' ' : 'n';
+	values[14] = IntervalPGetDatum(job->statement_timeout);
+	nulls[14] = job->statement_timeout ? ' ' : 'n';
+	values[15] = IntervalPGetDatum(job->max_runtime);
+	nulls[15] = job->max_runtime ? ' ' : 'n';
+	values[16] = CStringGetTextDatum(job->isolate ? "isolate" : "fail");
+	values[17] = job->keys_sql ? CStringGetTextDatum(job->keys_sql) : (Datum) 0;
+	nulls[17] = job->keys_sql ? ' ' : 'n';
+	values[18] = Int32GetDatum(job->max_dead_letters);
+	nulls[18] = job->max_dead_letters >= 0 ? ' ' : 'n';
 }
 
-#define JOB_NPARAMS 12
+#define JOB_NPARAMS 19
 static Oid	job_types[JOB_NPARAMS] = {TEXTOID, OIDOID, TEXTOID, OIDOID, INT4OID,
-	TEXTOID, INT4OID, BOOLOID, TEXTOID, INT8OID, TEXTOID, INTERVALOID};
+	TEXTOID, INT4OID, BOOLOID, TEXTOID, INT8OID, TEXTOID, INTERVALOID,
+	INT4OID, INTERVALOID, INTERVALOID, INTERVALOID, TEXTOID, TEXTOID, INT4OID};
 
 int64
 catalog_insert_job(const CbJob *job)
@@ -230,9 +260,11 @@ catalog_insert_job(const CbJob *job)
 	catalog_enter(&s);
 	cb_exec("INSERT INTO chunkbatch.jobs (job_name, owner, chunk_sql, cursor_type,"
 			" batch_size, lock_group, sleep_ms, synchronous_commit, search_path,"
-			" on_group_busy, group_wait_timeout)"
+			" on_group_busy, group_wait_timeout, max_retries, lock_timeout,"
+			" statement_timeout, max_runtime, on_error, keys_sql, max_dead_letters)"
 			" VALUES ($1, $2::pg_catalog.regrole, $3, $4::pg_catalog.regtype,"
-			" $5, $6, $7, $8, $9, $11, $12) RETURNING job_id",
+			" $5, $6, $7, $8, $9, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+			" RETURNING job_id",
 			JOB_NPARAMS, job_types, values, nulls, SPI_OK_INSERT_RETURNING);
 	job_id = DatumGetInt64(col_datum(0, 1));
 	catalog_leave(&s);
@@ -253,7 +285,9 @@ catalog_update_job(const CbJob *job)
 			" cursor_type = $4::pg_catalog.regtype, batch_size = $5,"
 			" lock_group = $6, sleep_ms = $7, synchronous_commit = $8,"
 			" on_group_busy = $11, group_wait_timeout = $12,"
-			" altered_at = pg_catalog.now()"
+			" max_retries = $13, lock_timeout = $14, statement_timeout = $15,"
+			" max_runtime = $16, on_error = $17, keys_sql = $18,"
+			" max_dead_letters = $19, altered_at = pg_catalog.now()"
 			" WHERE job_id OPERATOR(pg_catalog.=) $10",
 			JOB_NPARAMS, job_types, values, nulls, SPI_OK_UPDATE);
 	catalog_leave(&s);
@@ -424,11 +458,13 @@ catalog_claim_run(int64 run_id, CbRun *run)
 	char	   *lock_group;
 
 	catalog_enter(&s);
-	cb_exec("UPDATE chunkbatch.runs SET state = 'waiting', worker_pid = $2"
+	cb_exec("UPDATE chunkbatch.runs SET state = 'waiting', worker_pid = $2,"
+			" start_attempts = start_attempts OPERATOR(pg_catalog.+) 1"
 			" WHERE run_id OPERATOR(pg_catalog.=) $1"
 			" AND state IN ('queued', 'waiting', 'interrupted')"
 			" RETURNING job_id, params, cursor, rows_done, chunks_done,"
-			" batch_size, avg_chunk_ms, max_chunk_ms, retries, lock_group",
+			" batch_size, avg_chunk_ms, max_chunk_ms, retries, lock_group,"
+			" dead_letters, start_attempts",
 			2, types, values, NULL, SPI_OK_UPDATE_RETURNING);
 	if (SPI_processed != 1)
 	{
@@ -448,6 +484,8 @@ catalog_claim_run(int64 run_id, CbRun *run)
 		run->batch_size = DatumGetInt32(col_datum(0, 6));
 		run->retries = DatumGetInt32(col_datum(0, 9));
 		lock_group = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 10);
+		run->dead_letters = DatumGetInt64(col_datum(0, 11));
+		run->start_attempts = DatumGetInt32(col_datum(0, 12));
 		run->avg_chunk_ms = col_isnull(0, 7) ? 0 : DatumGetFloat8(col_datum(0, 7));
 		run->max_chunk_ms = col_isnull(0, 8) ? 0 : DatumGetFloat8(col_datum(0, 8));
 		MemoryContextSwitchTo(old);
@@ -495,10 +533,10 @@ void
 catalog_checkpoint(const CbRun *run, const CbCheckpoint *cp)
 {
 	CbAsOwner	s;
-	Oid			types[9] = {INT8OID, TEXTOID, INT8OID, INT8OID, INT4OID,
-	FLOAT8OID, FLOAT8OID, BOOLOID, INT4OID};
-	Datum		values[9];
-	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[10] = {INT8OID, TEXTOID, INT8OID, INT8OID, INT4OID,
+	FLOAT8OID, FLOAT8OID, BOOLOID, INT4OID, INT8OID};
+	Datum		values[10];
+	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	int			rc;
 
 	values[0] = Int64GetDatum(run->run_id);
@@ -511,6 +549,7 @@ catalog_checkpoint(const CbRun *run, const CbCheckpoint *cp)
 	values[6] = Float8GetDatum(cp->max_chunk_ms);
 	values[7] = BoolGetDatum(cp->done);
 	values[8] = Int32GetDatum(cp->retries);
+	values[9] = Int64GetDatum(cp->dead_letters);
 
 	catalog_enter(&s);
 	if (checkpoint_plan == NULL)
@@ -520,12 +559,13 @@ catalog_checkpoint(const CbRun *run, const CbCheckpoint *cp)
 		plan = SPI_prepare("UPDATE chunkbatch.runs SET cursor = $2,"
 						   " rows_done = $3, chunks_done = $4, batch_size = $5,"
 						   " avg_chunk_ms = $6, max_chunk_ms = $7, retries = $9,"
+						   " dead_letters = $10, start_attempts = 0,"
 						   " last_chunk_at = pg_catalog.clock_timestamp(),"
 						   " state = CASE WHEN $8 THEN 'succeeded' ELSE state END,"
 						   " finished_at = CASE WHEN $8 THEN pg_catalog.clock_timestamp() END,"
 						   " worker_pid = CASE WHEN $8 THEN NULL ELSE worker_pid END"
 						   " WHERE run_id OPERATOR(pg_catalog.=) $1",
-						   9, types);
+						   10, types);
 		if (plan == NULL || SPI_keepplan(plan) != 0)
 			elog(ERROR, "could not prepare checkpoint statement: %s",
 				 SPI_result_code_string(SPI_result));
@@ -540,16 +580,23 @@ catalog_checkpoint(const CbRun *run, const CbCheckpoint *cp)
 	catalog_leave(&s);
 }
 
-/* Record a terminal state (or interruption) other than success. */
+/*
+ * Record how a run ended other than by success: failed, cancelled, skipped,
+ * stopped (with a reason), paused or interrupted (both resumable, no
+ * NOTIFY).  The checkpoint is kept.
+ */
 void
-catalog_finish_run(const CbRun *run, const char *state, ErrorData *edata)
+catalog_finish_run(const CbRun *run, const char *state, ErrorData *edata,
+				   const char *reason)
 {
 	CbAsOwner	s;
-	Oid			types[7] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID,
-	INT4OID};
-	Datum		values[7];
-	char		nulls[7] = {' ', ' ', 'n', 'n', 'n', 'n', ' '};
+	Oid			types[8] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID,
+	INT4OID, TEXTOID};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', 'n', 'n', 'n', 'n', ' ', 'n'};
 	const char *sqlstate = NULL;
+	bool		resting = (strcmp(state, "interrupted") == 0 ||
+						   strcmp(state, "paused") == 0);
 
 	values[0] = Int64GetDatum(run->run_id);
 	values[1] = CStringGetTextDatum(state);
@@ -569,18 +616,116 @@ catalog_finish_run(const CbRun *run, const char *state, ErrorData *edata)
 		values[5] = Int64GetDatum(run->chunks_done + 1);
 		nulls[5] = ' ';
 	}
+	if (reason != NULL)
+	{
+		values[7] = CStringGetTextDatum(reason);
+		nulls[7] = ' ';
+	}
 
 	catalog_enter(&s);
 	cb_exec("UPDATE chunkbatch.runs SET state = $2,"
 			" finished_at = CASE WHEN $2 IN ('interrupted', 'paused') THEN NULL"
 			" ELSE pg_catalog.clock_timestamp() END,"
 			" worker_pid = NULL, sqlstate = $3, error = $4, error_detail = $5,"
-			" error_chunk = $6, retries = $7"
+			" error_chunk = $6, retries = $7, reason = $8,"
+			" start_attempts = CASE WHEN $2 IN ('interrupted', 'paused') THEN 0"
+			" ELSE start_attempts END"
 			" WHERE run_id OPERATOR(pg_catalog.=) $1",
-			7, types, values, nulls, SPI_OK_UPDATE);
-	if (strcmp(state, "interrupted") != 0 && strcmp(state, "paused") != 0)
+			8, types, values, nulls, SPI_OK_UPDATE);
+	if (!resting)
 		catalog_notify(run->run_id, state, sqlstate);
 	catalog_leave(&s);
+}
+
+/* Pause a run that no worker executes; false if it is not waiting to run. */
+bool
+catalog_pause_unowned(int64 run_id)
+{
+	CbAsOwner	s;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(run_id)};
+	bool		done;
+
+	catalog_enter(&s);
+	cb_exec("UPDATE chunkbatch.runs SET state = 'paused', worker_pid = NULL"
+			" WHERE run_id OPERATOR(pg_catalog.=) $1"
+			" AND state IN ('queued', 'waiting', 'interrupted')"
+			" RETURNING run_id",
+			1, types, values, NULL, SPI_OK_UPDATE_RETURNING);
+	done = (SPI_processed == 1);
+	catalog_leave(&s);
+	return done;
+}
+
+/*
+ * Queue a paused, failed or stopped run again; it continues from its
+ * checkpoint.  False if the run is in another state or its job is gone.
+ */
+bool
+catalog_resume_run(int64 run_id)
+{
+	CbAsOwner	s;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(run_id)};
+	bool		done;
+
+	catalog_enter(&s);
+	cb_exec("UPDATE chunkbatch.runs r SET state = 'queued', finished_at = NULL,"
+			" sqlstate = NULL, error = NULL, error_detail = NULL,"
+			" error_chunk = NULL, reason = NULL, start_attempts = 0,"
+			" waiting_since = NULL"
+			" WHERE r.run_id OPERATOR(pg_catalog.=) $1"
+			" AND r.state IN ('paused', 'failed', 'stopped')"
+			" AND EXISTS (SELECT 1 FROM chunkbatch.jobs j"
+			"             WHERE j.job_id OPERATOR(pg_catalog.=) r.job_id)"
+			" RETURNING r.run_id",
+			1, types, values, NULL, SPI_OK_UPDATE_RETURNING);
+	done = (SPI_processed == 1);
+	catalog_leave(&s);
+	return done;
+}
+
+/* Record a key that a run with on_error => 'isolate' could not process. */
+void
+catalog_dead_letter(const CbRun *run, const char *key, ErrorData *edata)
+{
+	CbAsOwner	s;
+	Oid			types[4] = {INT8OID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[4];
+
+	values[0] = Int64GetDatum(run->run_id);
+	values[1] = CStringGetTextDatum(key);
+	values[2] = CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode));
+	values[3] = CStringGetTextDatum(edata->message ? edata->message : "");
+	catalog_enter(&s);
+	cb_exec("INSERT INTO chunkbatch.dead_letters (run_id, job_name, owner, key,"
+			" sqlstate, error)"
+			" SELECT r.run_id, r.job_name, r.owner, $2, $3, $4"
+			" FROM chunkbatch.runs r WHERE r.run_id OPERATOR(pg_catalog.=) $1",
+			4, types, values, NULL, SPI_OK_INSERT);
+	catalog_leave(&s);
+}
+
+/* Delete finished runs older than the retention; returns how many. */
+uint64
+catalog_prune_history(int retention_min)
+{
+	CbAsOwner	s;
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(retention_min)};
+	uint64		n;
+
+	catalog_enter(&s);
+	cb_exec("DELETE FROM chunkbatch.runs WHERE run_id IN ("
+			" SELECT run_id FROM chunkbatch.runs"
+			" WHERE state IN ('succeeded', 'failed', 'cancelled', 'skipped')"
+			" AND finished_at OPERATOR(pg_catalog.<) (pg_catalog.now()"
+			"     OPERATOR(pg_catalog.-) pg_catalog.make_interval(mins => $1))"
+			" LIMIT 10000)",
+			1, types, values, NULL, SPI_OK_DELETE);
+	n = SPI_processed;
+	catalog_leave(&s);
+	return n;
 }
 
 /* ----------------------------------------------------------------
@@ -640,8 +785,9 @@ catalog_run_queue(void)
 			" SELECT r.run_id, r.owner::oid, r.job_name, r.lock_group, r.state,"
 			"   j.on_group_busy OPERATOR(pg_catalog.=) 'skip',"
 			"   j.group_wait_timeout IS NOT NULL AND"
-			"   pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-)"
-			"   COALESCE(r.waiting_since, r.queued_at)"
+			"   r.chunks_done OPERATOR(pg_catalog.=) 0 AND"
+			"   (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-)"
+			"    COALESCE(r.waiting_since, r.queued_at))"
 			"   OPERATOR(pg_catalog.>) j.group_wait_timeout,"
 			"   COALESCE(h.pid, 0)"
 			" FROM chunkbatch.runs r"

@@ -32,6 +32,7 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
 
@@ -42,6 +43,7 @@ struct CbChunkState
 	CbRun	   *run;
 	MemoryContext run_ctx;		/* holds the cursor value */
 	SPIPlanPtr	plan;
+	SPIPlanPtr	keys_plan;		/* keys_sql, for on_error => 'isolate' */
 	Oid			argtypes[3];
 	bool		keyset;
 	Datum		cursor;			/* $2, in run_ctx */
@@ -200,6 +202,19 @@ chunk_apply_settings(CbChunkState *cs)
 	(void) set_config_option("search_path", job->search_path,
 							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
 							 true, 0, false);
+	if (job->lock_timeout != NULL)
+	{
+		char		ms[32];
+
+		snprintf(ms, sizeof(ms), "%d", (int) cb_interval_ms(job->lock_timeout));
+		(void) set_config_option("lock_timeout", ms,
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
+								 true, 0, false);
+	}
+	/* SPI in a background worker never arms statement_timeout: do it here. */
+	if (job->statement_timeout != NULL)
+		enable_timeout_after(STATEMENT_TIMEOUT,
+							 (int) cb_interval_ms(job->statement_timeout));
 }
 
 static void
@@ -292,6 +307,7 @@ chunk_body(CbChunkState *cs, MemoryContext chunk_ctx, CbChunkResult *res,
 
 	start = GetCurrentTimestamp();
 	rc = SPI_execute_plan(cs->plan, values, nulls, false, 0);
+	disable_timeout(STATEMENT_TIMEOUT, false);
 	if (rc < 0)
 		elog(ERROR, "chunk SQL failed: %s", SPI_result_code_string(rc));
 	res->processed = SPI_processed;
@@ -328,6 +344,7 @@ chunk_body(CbChunkState *cs, MemoryContext chunk_ctx, CbChunkResult *res,
 	cp->chunks_done = run->chunks_done + 1;
 	cp->batch_size = run->batch_size;
 	cp->retries = run->retries;
+	cp->dead_letters = run->dead_letters;
 	cp->avg_chunk_ms = (run->avg_chunk_ms * run->chunks_done + res->elapsed_ms) /
 		(run->chunks_done + 1);
 	cp->max_chunk_ms = Max(run->max_chunk_ms, res->elapsed_ms);
@@ -352,6 +369,33 @@ chunk_error_is_transient(ErrorData *edata)
 		edata->sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE;
 }
 
+/* After a commit, the written checkpoint becomes the run's state. */
+static void
+chunk_advance(CbChunkState *cs, const CbCheckpoint *cp, Datum newkey,
+			  bool have_key)
+{
+	CbRun	   *run = cs->run;
+
+	run->rows_done = cp->rows_done;
+	run->chunks_done = cp->chunks_done;
+	run->avg_chunk_ms = cp->avg_chunk_ms;
+	run->max_chunk_ms = cp->max_chunk_ms;
+	run->dead_letters = cp->dead_letters;
+	if (have_key)
+	{
+		MemoryContext old = MemoryContextSwitchTo(cs->run_ctx);
+
+		if (!cs->cursor_null && !cs->typbyval)
+			pfree(DatumGetPointer(cs->cursor));
+		if (run->cursor != NULL)
+			pfree(run->cursor);
+		cs->cursor = datumCopy(newkey, cs->typbyval, cs->typlen);
+		cs->cursor_null = false;
+		run->cursor = pstrdup(cp->cursor);
+		MemoryContextSwitchTo(old);
+	}
+}
+
 /*
  * Execute one chunk in its own transaction.  The caller's memory context
  * is the per-chunk context: the error, if any, is copied there.  On
@@ -365,8 +409,10 @@ chunk_execute(CbChunkState *cs, CbChunkResult *res)
 	CbCheckpoint cp;
 	Datum		newkey = (Datum) 0;
 	bool		have_key = false;
+	TimestampTz start;
 
 	memset(res, 0, sizeof(CbChunkResult));
+	start = GetCurrentTimestamp();
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	pgstat_report_activity(STATE_RUNNING, run->job.chunk_sql);
@@ -379,6 +425,7 @@ chunk_execute(CbChunkState *cs, CbChunkResult *res)
 	{
 		MemoryContextSwitchTo(chunk_ctx);
 		HOLD_INTERRUPTS();
+		disable_timeout(STATEMENT_TIMEOUT, false);
 		res->error = CopyErrorData();
 		EmitErrorReport();
 		FlushErrorState();
@@ -391,24 +438,244 @@ chunk_execute(CbChunkState *cs, CbChunkResult *res)
 	pgstat_report_activity(STATE_IDLE, NULL);
 
 	if (!res->ok)
-		return;
-
-	/* Committed: the checkpoint is the run's state now. */
-	run->rows_done = cp.rows_done;
-	run->chunks_done = cp.chunks_done;
-	run->avg_chunk_ms = cp.avg_chunk_ms;
-	run->max_chunk_ms = cp.max_chunk_ms;
-	if (have_key)
 	{
-		MemoryContext old = MemoryContextSwitchTo(cs->run_ctx);
+		Interval   *timeout = run->job.statement_timeout;
 
-		if (!cs->cursor_null && !cs->typbyval)
-			pfree(DatumGetPointer(cs->cursor));
-		if (run->cursor != NULL)
-			pfree(run->cursor);
-		cs->cursor = datumCopy(newkey, cs->typbyval, cs->typlen);
-		cs->cursor_null = false;
-		run->cursor = pstrdup(cp.cursor);
-		MemoryContextSwitchTo(old);
+		res->elapsed_ms = (double) (GetCurrentTimestamp() - start) / 1000.0;
+		res->timed_out = (res->error->sqlerrcode == ERRCODE_QUERY_CANCELED &&
+						  timeout != NULL &&
+						  res->elapsed_ms >= cb_interval_ms(timeout) * 0.95);
+		return;
 	}
+
+	chunk_advance(cs, &cp, have_key ? newkey : (Datum) 0, have_key);
+}
+
+/* ----------------------------------------------------------------
+ * Poison rows: on_error => 'isolate'
+ *
+ * A keyset chunk that failed with a non-transient error is done again in
+ * one transaction, split by the keys keys_sql lists for it: each part is
+ * the chunk SQL with $2 = the key before the part and $1 = its size, in a
+ * subtransaction; a failing part is halved until single keys remain,
+ * which go to chunkbatch.dead_letters.  Every other row of the chunk is
+ * committed with the checkpoint, past the whole chunk.  A bad row costs
+ * about 2 * log2(chunk size) subtransactions.
+ * ----------------------------------------------------------------
+ */
+typedef struct CbIsolation
+{
+	CbChunkState *cs;
+	Datum	   *keys;
+	int			nkeys;
+	uint64		processed;
+	int64		dead;
+} CbIsolation;
+
+/* Execute the chunk SQL for keys[lo .. lo+n-1] in a subtransaction. */
+static bool
+isolate_try(CbIsolation *iso, int lo, int n, ErrorData **edata)
+{
+	CbChunkState *cs = iso->cs;
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+	volatile bool ok = false;
+
+	values[0] = Int32GetDatum(n);
+	values[1] = lo == 0 ? cs->cursor : iso->keys[lo - 1];
+	nulls[1] = (lo == 0 && cs->cursor_null) ? 'n' : ' ';
+	values[2] = cs->run->params;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		int			rc = SPI_execute_plan(cs->plan, values, nulls, false, 0);
+
+		if (rc < 0)
+			elog(ERROR, "chunk SQL failed: %s", SPI_result_code_string(rc));
+		iso->processed += SPI_processed;
+		ReleaseCurrentSubTransaction();
+		ok = true;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		*edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+	CurrentResourceOwner = oldowner;
+	return ok;
+}
+
+/* Process keys[lo .. lo+n-1], which failed together, by halves. */
+static void
+isolate_split(CbIsolation *iso, int lo, int n, ErrorData *edata)
+{
+	int			half = n / 2;
+	ErrorData  *err = NULL;
+
+	if (n == 1)
+	{
+		char	   *key = OutputFunctionCall(&iso->cs->output, iso->keys[lo]);
+
+		catalog_dead_letter(iso->cs->run, key, edata);
+		iso->dead++;
+		ereport(LOG,
+				(errmsg("chunkbatch run %lld of job \"%s\" put key %s in dead_letters: %s",
+						(long long) iso->cs->run->run_id,
+						iso->cs->run->job.job_name, key, edata->message)));
+		return;
+	}
+	if (!isolate_try(iso, lo, half, &err))
+		isolate_split(iso, lo, half, err);
+	err = NULL;
+	if (!isolate_try(iso, lo + half, n - half, &err))
+		isolate_split(iso, lo + half, n - half, err);
+}
+
+/* The keys the failed chunk was to process, in order, copied. */
+static void
+isolate_keys(CbIsolation *iso)
+{
+	CbChunkState *cs = iso->cs;
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+	int			rc;
+	uint64		i;
+
+	if (cs->keys_plan == NULL)
+	{
+		SPIPlanPtr	plan;
+
+		chunk_validate_sql(cs->run->job.job_name, cs->run->job.keys_sql,
+						   cs->run->job.cursor_type, GetUserId(),
+						   cs->run->job.search_path);
+		plan = SPI_prepare_cursor(cs->run->job.keys_sql, 3, cs->argtypes,
+								  CURSOR_OPT_CUSTOM_PLAN);
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare keys_sql: %s",
+				 SPI_result_code_string(SPI_result));
+		cs->keys_plan = plan;
+	}
+	values[0] = Int32GetDatum(cs->run->batch_size);
+	values[1] = cs->cursor;
+	nulls[1] = cs->cursor_null ? 'n' : ' ';
+	values[2] = cs->run->params;
+	rc = SPI_execute_plan(cs->keys_plan, values, nulls, true, cs->run->batch_size);
+	if (rc != SPI_OK_SELECT)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("keys_sql of job \"%s\" must be a SELECT", cs->run->job.job_name)));
+	iso->nkeys = (int) SPI_processed;
+	iso->keys = palloc(sizeof(Datum) * Max(iso->nkeys, 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		key = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+										1, &isnull);
+
+		if (isnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("keys_sql of job \"%s\" returned a NULL key",
+							cs->run->job.job_name)));
+		iso->keys[i] = datumCopy(key, cs->typbyval, cs->typlen);
+		if (i > 0 &&
+			DatumGetInt32(FunctionCall2Coll(&cs->cmp, cs->collation,
+											iso->keys[i], iso->keys[i - 1])) <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_EXCEPTION),
+					 errmsg("keys_sql of job \"%s\" must return keys in ascending order",
+							cs->run->job.job_name)));
+	}
+}
+
+/*
+ * Redo a chunk that failed with "failure" by isolating its poison rows.
+ * On success *res describes the committed chunk; otherwise it carries
+ * the error that ends the run (the original one if keys_sql found no keys
+ * to split by).
+ */
+void
+chunk_isolate(CbChunkState *cs, CbChunkResult *res)
+{
+	MemoryContext chunk_ctx = CurrentMemoryContext;
+	CbRun	   *run = cs->run;
+	ErrorData  *failure = res->error;
+	CbIsolation iso;
+	CbCheckpoint cp;
+	Datum		lastkey = (Datum) 0;
+	volatile bool ok = false;
+
+	if (cs->plan == NULL)
+		return;					/* it failed before its SQL could even run */
+	memset(&iso, 0, sizeof(iso));
+	iso.cs = cs;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PG_TRY();
+	{
+		chunk_apply_settings(cs);
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		PushActiveSnapshot(GetTransactionSnapshot());
+		MemoryContextSwitchTo(chunk_ctx);
+		isolate_keys(&iso);
+		if (iso.nkeys > 0)
+		{
+			isolate_split(&iso, 0, iso.nkeys, failure);
+			disable_timeout(STATEMENT_TIMEOUT, false);
+			if (run->job.max_dead_letters >= 0 &&
+				run->dead_letters + iso.dead > run->job.max_dead_letters)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("run %lld of job \"%s\" has more than %d dead letters",
+								(long long) run->run_id, run->job.job_name,
+								run->job.max_dead_letters),
+						 errdetail("The last chunk failed with: %s", failure->message)));
+			lastkey = iso.keys[iso.nkeys - 1];
+			cp.cursor = MemoryContextStrdup(chunk_ctx,
+											OutputFunctionCall(&cs->output, lastkey));
+			cp.rows_done = run->rows_done + (int64) iso.processed;
+			cp.chunks_done = run->chunks_done + 1;
+			cp.batch_size = run->batch_size;
+			cp.retries = run->retries;
+			cp.avg_chunk_ms = run->avg_chunk_ms;
+			cp.max_chunk_ms = run->max_chunk_ms;
+			cp.dead_letters = run->dead_letters + iso.dead;
+			cp.done = false;
+			catalog_checkpoint(run, &cp);
+			ok = true;
+		}
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(chunk_ctx);
+		HOLD_INTERRUPTS();
+		disable_timeout(STATEMENT_TIMEOUT, false);
+		res->error = CopyErrorData();
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		RESUME_INTERRUPTS();
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(chunk_ctx);
+	pgstat_report_stat(false);
+	if (!ok)
+		return;
+	res->ok = true;
+	res->error = NULL;
+	res->processed = iso.processed;
+	chunk_advance(cs, &cp, lastkey, true);
 }

@@ -29,6 +29,7 @@ void		_PG_init(void);
 int			cb_max_workers = 4;
 int			cb_naptime = 10;
 int			cb_scheduler_idle_exit = 30;
+int			cb_history_retention = 30 * 24 * 60;
 
 void
 _PG_init(void)
@@ -47,6 +48,14 @@ _PG_init(void)
 							&cb_scheduler_idle_exit,
 							30, 0, 86400,
 							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("chunkbatch.history_retention",
+							"How long finished runs are kept before the scheduler deletes them.",
+							"0 keeps them forever.",
+							&cb_history_retention,
+							30 * 24 * 60, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MIN,
 							NULL, NULL, NULL);
 
 	/*

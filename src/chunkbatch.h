@@ -37,6 +37,7 @@
 extern int	cb_max_workers;
 extern int	cb_naptime;
 extern int	cb_scheduler_idle_exit;
+extern int	cb_history_retention;
 
 /* ----------------------------------------------------------------
  * Shared memory (shmem.c)
@@ -78,6 +79,7 @@ typedef struct CbSlot
 	int64		rows_this_worker;
 	int32		batch_size;
 	bool		cancel_requested;
+	bool		pause_requested;
 } CbSlot;
 
 typedef enum CbDbState
@@ -181,6 +183,13 @@ typedef struct CbJob
 	char	   *search_path;
 	bool		skip_if_busy;	/* on_group_busy = 'skip' */
 	Interval   *group_wait_timeout; /* NULL: wait for the group forever */
+	int32		max_retries;	/* retries of one chunk after transient errors */
+	Interval   *lock_timeout;	/* per chunk; NULL: none */
+	Interval   *statement_timeout;	/* per chunk; NULL: none */
+	Interval   *max_runtime;	/* per worker; NULL: none */
+	bool		isolate;		/* on_error = 'isolate' */
+	char	   *keys_sql;		/* keys the next chunk would process */
+	int32		max_dead_letters;	/* -1: no limit */
 } CbJob;
 
 typedef struct CbRun
@@ -195,6 +204,8 @@ typedef struct CbRun
 	int32		retries;		/* chunks retried after a transient error */
 	double		avg_chunk_ms;
 	double		max_chunk_ms;
+	int64		dead_letters;
+	int32		start_attempts; /* worker starts since the last checkpoint */
 } CbRun;
 
 /* A run's checkpoint as written with each chunk. */
@@ -207,6 +218,7 @@ typedef struct CbCheckpoint
 	int32		retries;
 	double		avg_chunk_ms;
 	double		max_chunk_ms;
+	int64		dead_letters;
 	bool		done;			/* the run succeeded with this chunk */
 } CbCheckpoint;
 
@@ -233,6 +245,7 @@ typedef struct CbChunkResult
 	uint64		processed;
 	double		elapsed_ms;
 	ErrorData  *error;			/* when !ok, in the caller's context */
+	bool		timed_out;		/* the job's statement_timeout ended it */
 } CbChunkResult;
 
 /* ----------------------------------------------------------------
@@ -274,7 +287,12 @@ extern bool catalog_claim_run(int64 run_id, CbRun *run);
 extern void catalog_mark_started(int64 run_id);
 extern void catalog_checkpoint(const CbRun *run, const CbCheckpoint *cp);
 extern void catalog_finish_run(const CbRun *run, const char *state,
-							   ErrorData *edata);
+							   ErrorData *edata, const char *reason);
+extern bool catalog_pause_unowned(int64 run_id);
+extern bool catalog_resume_run(int64 run_id);
+extern void catalog_dead_letter(const CbRun *run, const char *key,
+								ErrorData *edata);
+extern uint64 catalog_prune_history(int retention_min);
 
 extern List *catalog_runs_in_states(const char *states);
 extern List *catalog_run_queue(void);
@@ -301,6 +319,7 @@ cb_interval_ms(const Interval *iv)
 typedef struct CbChunkState CbChunkState;
 extern CbChunkState *chunk_begin(CbRun *run, MemoryContext run_ctx);
 extern void chunk_execute(CbChunkState *cs, CbChunkResult *res);
+extern void chunk_isolate(CbChunkState *cs, CbChunkResult *res);
 extern bool chunk_error_is_transient(ErrorData *edata);
 extern void chunk_validate_sql(const char *job_name, const char *sql,
 							   Oid cursor_type, Oid owner,
@@ -316,6 +335,8 @@ extern void grouplock_wake_waiters(void);
 extern bool throttle_wait_once(CbSlot *slot, long timeout_ms);
 extern bool throttle_sleep(CbSlot *slot, int sleep_ms);
 extern bool cb_slot_cancel_requested(CbSlot *slot);
+extern void cb_worker_sigterm(SIGNAL_ARGS);
+extern bool cb_terminate_pending(void);
 extern void cb_slot_set_phase(CbSlot *slot, CbPhase phase);
 
 /* worker.c, launcher.c, scheduler.c: bgworker entry points */

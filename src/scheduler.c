@@ -47,6 +47,7 @@
 #include "chunkbatch.h"
 
 static int	MyDbIndex = -1;
+static TimestampTz last_prune = 0;
 static Oid	MyDb = InvalidOid;
 static BackgroundWorkerHandle **worker_handles = NULL;
 
@@ -231,6 +232,7 @@ scheduler_launch(CbRunRef *ref)
 	slot->rows_done = slot->chunks_done = slot->rows_this_worker = 0;
 	slot->batch_size = 0;
 	slot->cancel_requested = false;
+	slot->pause_requested = false;
 	SpinLockRelease(&slot->mutex);
 
 	args.run_id = ref->run_id;
@@ -425,6 +427,24 @@ scheduler_pass(void)
 	/* Runs handed over by callers that wait are queued first. */
 	scheduler_take_requests();
 
+	/* Finished runs past chunkbatch.history_retention go, every ten minutes. */
+	if (cb_history_retention > 0 &&
+		TimestampDifferenceExceeds(last_prune, GetCurrentTimestamp(), 600 * 1000))
+	{
+		uint64		pruned;
+
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pruned = catalog_prune_history(cb_history_retention);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		if (pruned > 0)
+			elog(LOG, "chunkbatch deleted %llu finished runs older than chunkbatch.history_retention",
+				 (unsigned long long) pruned);
+		last_prune = GetCurrentTimestamp();
+	}
+
 	/* Running runs whose worker is gone become 'interrupted', committed first. */
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -517,7 +537,7 @@ chunkbatch_scheduler_main(Datum main_arg)
 
 	for (;;)
 	{
-		int			busy;
+		volatile int busy;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -532,7 +552,21 @@ chunkbatch_scheduler_main(Datum main_arg)
 
 		MemoryContextReset(pass_ctx);
 		MemoryContextSwitchTo(pass_ctx);
-		busy = scheduler_pass();
+		PG_TRY();
+		{
+			busy = scheduler_pass();
+		}
+		PG_CATCH();
+		{
+			/* Log it and try again later rather than exit and restart. */
+			HOLD_INTERRUPTS();
+			EmitErrorReport();
+			AbortOutOfAnyTransaction();
+			FlushErrorState();
+			RESUME_INTERRUPTS();
+			busy = 1;
+		}
+		PG_END_TRY();
 		MemoryContextSwitchTo(TopMemoryContext);
 
 		if (busy > 0)

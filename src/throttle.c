@@ -3,9 +3,9 @@
  * throttle.c
  *	  Waiting between chunks: the job's sleep, interruptible by cancel.
  *
- * Every wait of a run worker goes through here, so that a cancel request
- * (a flag in the worker's slot plus a latch wake-up), a SIGTERM or the
- * postmaster's death ends it at once.
+ * Every wait of a run worker goes through here, so that a cancel or pause
+ * request (a flag in the worker's slot plus a latch wake-up), a SIGTERM or
+ * the postmaster's death ends it at once.
  *
  * Copyright (c) 2026, chunkbatch developers
  *
@@ -16,6 +16,8 @@
  */
 #include "postgres.h"
 
+#include <signal.h>
+
 #include "miscadmin.h"
 #include "postmaster/interrupt.h"
 #include "storage/latch.h"
@@ -25,15 +27,42 @@
 
 #include "chunkbatch.h"
 
+static volatile sig_atomic_t terminate_pending = false;
+
+/*
+ * SIGTERM handler of the run worker.  Unlike die(), it does not end the
+ * process from the next CHECK_FOR_INTERRUPTS: it cancels the running chunk
+ * (only that chunk rolls back) and lets the worker record the run as
+ * 'interrupted' before it exits, so that the run resumes later.
+ */
+void
+cb_worker_sigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	terminate_pending = true;
+	InterruptPending = true;
+	QueryCancelPending = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+bool
+cb_terminate_pending(void)
+{
+	return terminate_pending;
+}
+
+/* Has the run been asked to stop: cancel, pause or SIGTERM? */
 bool
 cb_slot_cancel_requested(CbSlot *slot)
 {
-	bool		cancel;
+	bool		stop;
 
 	SpinLockAcquire(&slot->mutex);
-	cancel = slot->cancel_requested;
+	stop = slot->cancel_requested || slot->pause_requested;
 	SpinLockRelease(&slot->mutex);
-	return cancel;
+	return stop || terminate_pending;
 }
 
 void
@@ -48,7 +77,7 @@ cb_slot_set_phase(CbSlot *slot, CbPhase phase)
  * Wait for the latch or the timeout, outside any transaction.  A query
  * cancel that arrives here has no statement to cancel: it is consumed
  * (chunkbatch's own cancel also sets the slot flag, checked by callers).
- * Returns false if the run was asked to cancel.
+ * Returns false if the run was asked to stop.
  */
 bool
 throttle_wait_once(CbSlot *slot, long timeout_ms)
@@ -66,7 +95,7 @@ throttle_wait_once(CbSlot *slot, long timeout_ms)
 	return !cb_slot_cancel_requested(slot);
 }
 
-/* Sleep sleep_ms between chunks; false if the run was asked to cancel. */
+/* Sleep sleep_ms between chunks; false if the run was asked to stop. */
 bool
 throttle_sleep(CbSlot *slot, int sleep_ms)
 {

@@ -35,6 +35,9 @@
 
 #include "chunkbatch.h"
 
+/* A run fails as a crash loop when this many workers died on it in a row. */
+#define CB_MAX_START_ATTEMPTS	3
+
 static CbSlot *MySlot = NULL;
 
 /* Slot release at exit; a worker that never connected reports that. */
@@ -91,99 +94,165 @@ worker_publish(const CbRun *run, CbPhase phase, uint64 processed)
 	SpinLockRelease(&MySlot->mutex);
 }
 
-/* Run fn(arg) in a short transaction of its own, shielded from cancel. */
+/*
+ * Bookkeeping runs in short transactions of its own, shielded from query
+ * cancels: a cancel aimed at a chunk must not abort the record of it.
+ */
 static void
-worker_bookkeeping(void (*fn) (CbRun *run, const char *state, ErrorData *edata),
-				   CbRun *run, const char *state, ErrorData *edata)
+bookkeeping_begin(void)
 {
 	HOLD_CANCEL_INTERRUPTS();
 	QueryCancelPending = false;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	fn(run, state, edata);
+}
+
+static void
+bookkeeping_end(void)
+{
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	RESUME_CANCEL_INTERRUPTS();
 }
 
 static void
-finish_fn(CbRun *run, const char *state, ErrorData *edata)
+worker_end_run(CbRun *run, const char *state, ErrorData *edata,
+			   const char *reason)
 {
-	catalog_finish_run(run, state, edata);
+	bookkeeping_begin();
+	catalog_finish_run(run, state, edata, reason);
+	bookkeeping_end();
+	ereport(LOG,
+			(errmsg("chunkbatch run %lld of job \"%s\" %s at %lld rows in %lld chunks%s%s",
+					(long long) run->run_id, run->job.job_name, state,
+					(long long) run->rows_done, (long long) run->chunks_done,
+					reason ? ": " : "", reason ? reason : "")));
+}
+
+/* Why the run must stop at this chunk boundary, if it must. */
+typedef enum CbStop
+{
+	CB_GO = 0,
+	CB_STOP_TERMINATE,			/* SIGTERM: interrupted, resumes later */
+	CB_STOP_CANCEL,
+	CB_STOP_PAUSE,
+	CB_STOP_RUNTIME				/* max_runtime reached: stopped */
+} CbStop;
+
+static CbStop
+worker_should_stop(const CbRun *run, TimestampTz began)
+{
+	bool		cancel;
+	bool		pause;
+
+	if (cb_terminate_pending())
+		return CB_STOP_TERMINATE;
+	SpinLockAcquire(&MySlot->mutex);
+	cancel = MySlot->cancel_requested;
+	pause = MySlot->pause_requested;
+	SpinLockRelease(&MySlot->mutex);
+	if (cancel)
+		return CB_STOP_CANCEL;
+	if (pause)
+		return CB_STOP_PAUSE;
+	if (run->job.max_runtime != NULL &&
+		TimestampDifferenceExceeds(began, GetCurrentTimestamp(),
+								   (int) Min(cb_interval_ms(run->job.max_runtime),
+											 (double) INT_MAX)))
+		return CB_STOP_RUNTIME;
+	return CB_GO;
 }
 
 static void
-mark_started_fn(CbRun *run, const char *state, ErrorData *edata)
+worker_stop(CbRun *run, CbStop why)
 {
-	catalog_mark_started(run->run_id);
-}
-
-static void
-mark_waiting_fn(CbRun *run, const char *state, ErrorData *edata)
-{
-	catalog_mark_waiting(run->run_id);
-}
-
-static void
-skip_fn(CbRun *run, const char *reason, ErrorData *edata)
-{
-	catalog_skip_run(run->run_id, reason);
+	switch (why)
+	{
+		case CB_STOP_TERMINATE:
+			worker_end_run(run, "interrupted", NULL, "its worker was terminated");
+			break;
+		case CB_STOP_CANCEL:
+			worker_end_run(run, "cancelled", NULL, NULL);
+			break;
+		case CB_STOP_PAUSE:
+			worker_end_run(run, "paused", NULL, NULL);
+			break;
+		case CB_STOP_RUNTIME:
+			worker_end_run(run, "stopped", NULL, "max_runtime");
+			break;
+		case CB_GO:
+			break;
+	}
 }
 
 /*
  * Take the run's group.  Another backend holds it only if an outside
  * session took the lock after the scheduler saw the group free: then the
  * run waits ('waiting'), or ends as skipped by its job's group policy.
- * Returns false if the run ended (cancelled or skipped) instead.
+ * Returns false if the run ended instead.
  */
 static bool
-worker_take_group(CbRun *run)
+worker_take_group(CbRun *run, TimestampTz began)
 {
-	TimestampTz since = GetCurrentTimestamp();
 	bool		marked = false;
 
 	while (!grouplock_try(run))
 	{
+		const char *skip = NULL;
+		CbStop		stop;
+
 		if (run->job.skip_if_busy && run->chunks_done == 0)
+			skip = "its group was busy";
+		else if (run->job.group_wait_timeout != NULL && run->chunks_done == 0 &&
+				 TimestampDifferenceExceeds(began, GetCurrentTimestamp(),
+											(int) cb_interval_ms(run->job.group_wait_timeout)))
+			skip = "it waited for its group longer than group_wait_timeout";
+		if (skip != NULL)
 		{
-			worker_bookkeeping(skip_fn, run, "its group was busy", NULL);
-			return false;
-		}
-		if (run->job.group_wait_timeout != NULL &&
-			TimestampDifferenceExceeds(since, GetCurrentTimestamp(),
-									   (int) cb_interval_ms(run->job.group_wait_timeout)))
-		{
-			worker_bookkeeping(skip_fn, run, "it waited for its group longer than group_wait_timeout", NULL);
+			bookkeeping_begin();
+			catalog_skip_run(run->run_id, skip);
+			bookkeeping_end();
 			return false;
 		}
 		if (!marked)
-			worker_bookkeeping(mark_waiting_fn, run, NULL, NULL);
-		marked = true;
-		cb_slot_set_phase(MySlot, CB_PHASE_WAITING);
-		if (!throttle_wait_once(MySlot, 1000L))
 		{
-			worker_bookkeeping(finish_fn, run, "cancelled", NULL);
+			bookkeeping_begin();
+			catalog_mark_waiting(run->run_id);
+			bookkeeping_end();
+			marked = true;
+		}
+		cb_slot_set_phase(MySlot, CB_PHASE_WAITING);
+		(void) throttle_wait_once(MySlot, 1000L);
+		if ((stop = worker_should_stop(run, began)) != CB_GO &&
+			stop != CB_STOP_RUNTIME)
+		{
+			worker_stop(run, stop);
 			return false;
 		}
 	}
+	bookkeeping_begin();
+	catalog_mark_started(run->run_id);
+	bookkeeping_end();
 	return true;
 }
 
-/* End the run as cancelled or failed after an unsuccessful chunk. */
+/*
+ * End the run after a chunk that did not commit: stopped as requested if
+ * a cancel, pause or SIGTERM caused (or met) the error, else failed, the
+ * checkpoint kept at the last committed chunk.
+ */
 static void
-worker_fail(CbRun *run, ErrorData *edata)
+worker_fail(CbRun *run, ErrorData *edata, TimestampTz began)
 {
-	/* A cancel request wins over whatever error the chunk ended with. */
-	if (cb_slot_cancel_requested(MySlot))
+	CbStop		stop = worker_should_stop(run, began);
+
+	if (stop != CB_GO && stop != CB_STOP_RUNTIME)
 	{
-		worker_bookkeeping(finish_fn, run, "cancelled", NULL);
-		elog(LOG, "chunkbatch run %lld of job \"%s\" cancelled in chunk %lld",
-			 (long long) run->run_id, run->job.job_name,
-			 (long long) run->chunks_done + 1);
+		worker_stop(run, stop);
 		return;
 	}
-	worker_bookkeeping(finish_fn, run, "failed", edata);
+	worker_end_run(run, "failed", edata, NULL);
 	ereport(LOG,
 			(errmsg("chunkbatch run %lld of job \"%s\" failed in chunk %lld: %s",
 					(long long) run->run_id, run->job.job_name,
@@ -194,32 +263,45 @@ worker_fail(CbRun *run, ErrorData *edata)
 }
 
 /*
- * After a transient error (lock timeout, deadlock, serialization failure)
- * the chunk is tried again in a new transaction, after an exponential
- * backoff with jitter, up to CB_CHUNK_MAX_RETRIES times in a row.
- * Returns false when the error must end the run instead.
+ * Decide whether a chunk that did not commit is tried again, in a new
+ * transaction.  A statement timeout halves the chunk size (down to one
+ * row) without counting as a retry; a transient error (lock timeout,
+ * deadlock, serialization failure) is retried after an exponential backoff
+ * with jitter, up to the job's max_retries times in a row.
  */
-#define CB_CHUNK_MAX_RETRIES	10
 #define CB_BACKOFF_BASE_MS		50
 #define CB_BACKOFF_MAX_MS		5000
 
 static bool
-worker_retry(CbRun *run, ErrorData *edata, int *attempts)
+worker_retry(CbRun *run, const CbChunkResult *res, int *attempts,
+			 TimestampTz began)
 {
 	long		backoff;
 
-	if (!chunk_error_is_transient(edata) || *attempts >= CB_CHUNK_MAX_RETRIES ||
-		cb_slot_cancel_requested(MySlot))
+	if (worker_should_stop(run, began) != CB_GO)
 		return false;
-	backoff = Min((long) CB_BACKOFF_BASE_MS << *attempts, CB_BACKOFF_MAX_MS);
+	if (res->timed_out)
+	{
+		if (run->batch_size <= 1)
+			return false;
+		run->batch_size = Max(run->batch_size / 2, 1);
+		ereport(LOG,
+				(errmsg("chunkbatch run %lld of job \"%s\" retries chunk %lld with %d rows after a statement timeout",
+						(long long) run->run_id, run->job.job_name,
+						(long long) run->chunks_done + 1, run->batch_size)));
+		return true;
+	}
+	if (!chunk_error_is_transient(res->error) || *attempts >= run->job.max_retries)
+		return false;
+	backoff = Min((long) CB_BACKOFF_BASE_MS << Min(*attempts, 16), CB_BACKOFF_MAX_MS);
 	backoff = backoff / 2 + (long) (pg_prng_double(&pg_global_prng_state) * backoff / 2);
 	(*attempts)++;
 	run->retries++;
 	ereport(LOG,
-			(errmsg("chunkbatch run %lld of job \"%s\" retries chunk %lld in %ld ms (attempt %d): %s",
+			(errmsg("chunkbatch run %lld of job \"%s\" retries chunk %lld in %ld ms (attempt %d of %d): %s",
 					(long long) run->run_id, run->job.job_name,
 					(long long) run->chunks_done + 1, backoff, *attempts,
-					edata->message)));
+					run->job.max_retries, res->error->message)));
 	(void) throttle_sleep(MySlot, (int) backoff);
 	return true;
 }
@@ -275,6 +357,19 @@ worker_start(int64 run_id, CbRun *run, CbChunkState **cs, MemoryContext run_ctx)
 	}
 	if (!claimed)
 		return false;
+	if (run->start_attempts > CB_MAX_START_ATTEMPTS)
+	{
+		char	   *msg = psprintf("its worker exited %d times in a row without committing a chunk",
+								   CB_MAX_START_ATTEMPTS);
+
+		bookkeeping_begin();
+		catalog_fail_unstarted(run_id, "55000", msg);
+		bookkeeping_end();
+		ereport(LOG,
+				(errmsg("chunkbatch run %lld of job \"%s\" failed as a crash loop: %s",
+						(long long) run_id, run->job.job_name, msg)));
+		return false;
+	}
 
 	snprintf(appname, sizeof(appname), "chunkbatch run %lld: %s",
 			 (long long) run_id, run->job.job_name);
@@ -295,10 +390,12 @@ chunkbatch_worker_main(Datum main_arg)
 	CbChunkState *cs = NULL;
 	MemoryContext run_ctx;
 	MemoryContext chunk_ctx;
+	TimestampTz began = GetCurrentTimestamp();
 	int			attempts = 0;
+	CbStop		stop;
 
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
-	pqsignal(SIGTERM, die);
+	pqsignal(SIGTERM, cb_worker_sigterm);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 	worker_attach(DatumGetInt32(main_arg), &args);
@@ -314,11 +411,9 @@ chunkbatch_worker_main(Datum main_arg)
 									ALLOCSET_DEFAULT_SIZES);
 	chunk_ctx = AllocSetContextCreate(run_ctx, "chunkbatch chunk",
 									  ALLOCSET_DEFAULT_SIZES);
-	if (!worker_start(args.run_id, &run, &cs, run_ctx))
+	if (!worker_start(args.run_id, &run, &cs, run_ctx) ||
+		!worker_take_group(&run, began))
 		proc_exit(0);
-	if (!worker_take_group(&run))
-		proc_exit(0);
-	worker_bookkeeping(mark_started_fn, &run, NULL, NULL);
 
 	/* The chunk loop: one committed chunk per iteration. */
 	for (;;)
@@ -327,18 +422,21 @@ chunkbatch_worker_main(Datum main_arg)
 
 		MemoryContextReset(chunk_ctx);
 		MemoryContextSwitchTo(chunk_ctx);
-		if (cb_slot_cancel_requested(MySlot))
+		if ((stop = worker_should_stop(&run, began)) != CB_GO)
 		{
-			worker_bookkeeping(finish_fn, &run, "cancelled", NULL);
+			worker_stop(&run, stop);
 			break;
 		}
 		worker_publish(&run, CB_PHASE_CHUNK, 0);
 		chunk_execute(cs, &res);
-		if (!res.ok && worker_retry(&run, res.error, &attempts))
+		if (!res.ok && worker_retry(&run, &res, &attempts, began))
 			continue;
+		if (!res.ok && run.job.isolate && !chunk_error_is_transient(res.error) &&
+			worker_should_stop(&run, began) == CB_GO)
+			chunk_isolate(cs, &res);
 		if (!res.ok)
 		{
-			worker_fail(&run, res.error);
+			worker_fail(&run, res.error, began);
 			break;
 		}
 		attempts = 0;

@@ -18,8 +18,9 @@
 #   run proceeds after pg_advisory_unlock; a run of an on_group_busy => 'skip'
 #   job ends 'skipped' with a reason, and so does a run whose
 #   group_wait_timeout expires;
-# - 200 runs of three jobs of one group, queued by 4 concurrent sessions:
-#   all succeed, no overlap, start order = run_id order.
+# - 200 runs of three jobs of one group, queued by 4 concurrent sessions
+#   while a run of the group holds it: all succeed, no overlap, start order =
+#   run_id order.
 use strict;
 use warnings;
 
@@ -477,7 +478,23 @@ SELECT chunkbatch.create_job(
   chunk_sql => 'UPDATE bulk_counter SET n = n + 1 WHERE $2 IS NULL RETURNING 1',
   cursor_type => 'int', lock_group => 'bulk')
   FROM unnest(ARRAY['a', 'b', 'c']) j;
+SELECT chunkbatch.create_job(
+  job_name => 'bulk_hold',
+  chunk_sql => 'SELECT 1 FROM pg_sleep(1) WHERE $2 IS NULL',
+  cursor_type => 'int', lock_group => 'bulk');
 });
+
+# A run of the group holds it (for 1 s) while the 200 requests arrive, so
+# that their order is their run_id order: a run_id is taken before the
+# queueing transaction commits, and the scheduler can only see committed
+# runs, so two runs queued within the same millisecond into a free group
+# could be seen in commit order rather than run_id order.
+my $bulk_hold = sql(q{SELECT chunkbatch.run('bulk_hold')});
+ok( $node->poll_query_until(
+		$db,
+		"SELECT state = 'running' FROM chunkbatch.runs WHERE run_id = $bulk_hold"
+	),
+	'a run of the group holds it');
 
 # The sessions queue their runs when this session releases the barrier.
 my $barrier_key = 4242;
@@ -525,6 +542,8 @@ my %distinct = map { $_ => 1 } @bulk;
 is(scalar(keys %distinct), 200, '200 distinct runs queued');
 
 my $bulk_list = join(',', @bulk);
+is(sql("SELECT chunkbatch.wait($bulk_hold, '30s')"),
+	'succeeded', 'the run holding the group succeeds');
 ok( $node->poll_query_until(
 		$db,
 		"SELECT count(*) = 200 FROM chunkbatch.runs
@@ -539,20 +558,33 @@ is( sql(
 	'200|3|1',
 	'all 200 runs of the 3 jobs of one group succeeded');
 is(sql(q{SELECT n FROM bulk_counter}), '200', 'each run did its work once');
-my $bulk_overlaps = overlaps(\@bulk);
-is($bulk_overlaps, '0', 'no two of the 200 runs overlap');
-my $bulk_inversions = inversions(\@bulk);
-is($bulk_inversions, '0', 'the 200 runs started in run_id order')
+my $bulk_overlaps = overlaps([ $bulk_hold, @bulk ]);
+is($bulk_overlaps, '0', 'no two of the 200 runs (and the holder) overlap');
+my $bulk_inversions = inversions([ $bulk_hold, @bulk ]);
+is($bulk_inversions, '0',
+	'the 200 runs (and the holder) started in run_id order')
   or diag(
 	sql(
 		"SELECT string_agg(run_id || ' ' || job_name || ' queued ' || queued_at
                            || ' started ' || started_at, E'\\n' ORDER BY started_at)
            FROM chunkbatch.runs WHERE run_id IN ($bulk_list)"));
 note(sprintf(
-		"200 runs of one group from 4 sessions: queued in %.2f s, all ended "
-		  . "after %.2f s (%.1f ms per run), %d overlapping pairs, "
-		  . "%d start-order inversions, longest group wait %s ms",
-		$queue_secs, $bulk_secs, $bulk_secs * 1000 / 200,
+		"200 runs of one group from 4 sessions: queued in %.2f s "
+		  . "(%s of them while the holder ran), all ended %.2f s after the "
+		  . "barrier, %s s after the holder (%s ms per run), %d overlapping "
+		  . "pairs, %d start-order inversions, longest group wait %s ms",
+		$queue_secs,
+		sql(
+			"SELECT count(*) FROM chunkbatch.runs r, chunkbatch.runs h
+              WHERE r.run_id IN ($bulk_list) AND h.run_id = $bulk_hold
+                AND r.queued_at < h.finished_at"),
+		$bulk_secs,
+		split(/\|/, sql(
+			"SELECT round(extract(epoch FROM max(r.finished_at) - h.finished_at)::numeric, 2),
+                    round(extract(epoch FROM max(r.finished_at) - h.finished_at)::numeric * 1000 / 200, 1)
+               FROM chunkbatch.runs r, chunkbatch.runs h
+              WHERE r.run_id IN ($bulk_list) AND h.run_id = $bulk_hold
+              GROUP BY h.finished_at")),
 		$bulk_overlaps, $bulk_inversions,
 		sql(
 			"SELECT round(max(group_wait_ms)) FROM chunkbatch.runs

@@ -63,6 +63,17 @@ sub sql
 	return $node->safe_psql($dbname // $db, $query);
 }
 
+# The output of a query whose failure is one of the test's findings: on an
+# error, report it and return what psql printed (so the assertion fails and
+# the script goes on).
+sub val
+{
+	my ($query) = @_;
+	my ($ret, $stdout, $stderr) = $node->psql($db, $query);
+	diag("query failed: $query\n$stderr") if $ret != 0;
+	return $stdout;
+}
+
 sql(q{
 CREATE EXTENSION pg_cron;
 CREATE EXTENSION chunkbatch;
@@ -116,7 +127,7 @@ is( sql(
 	"$job_cron_id|* * * * *|postgres|t|t",
 	'cron.job has the job chunkbatch:job, calling chunkbatch.run()');
 is( sql(
-		q{SELECT jobid, command ~ 'wait\s*=>\s*true'
+		q{SELECT jobid, command ~ 'wait\s*=>\s*(true\M|''t(rue)?'')'
             FROM cron.job WHERE jobname = 'chunkbatch:cron_fail'}),
 	"$fail_cron_id|t",
 	'cron.job has chunkbatch:cron_fail, calling run() with wait => true');
@@ -131,35 +142,52 @@ is($sqlstate, '42704', 'schedule() of an unknown job fails with 42704')
 # ---------------------------------------------------------------------------
 # Wait for pg_cron to fire both (the next minute).
 # ---------------------------------------------------------------------------
+# Each poll also ends when the cron job itself failed, so that a broken
+# cron command fails the test at once instead of after the poll's timeout.
+my $details = q{SELECT string_agg(jobid || ' ' || status || ' '
+                                  || coalesce(return_message, ''), E'\n' ORDER BY runid)
+                  FROM cron.job_run_details};
 my $ok_run = $node->poll_query_until(
-	$db, q{
-SELECT count(*) > 0 FROM chunkbatch.runs
- WHERE job_name = 'job' AND trigger LIKE 'pg_cron%'
+	$db, qq{
+SELECT EXISTS (SELECT FROM chunkbatch.runs
+                WHERE job_name = 'job' AND trigger LIKE 'pg_cron%')
+    OR EXISTS (SELECT FROM cron.job_run_details
+                WHERE jobid = $job_cron_id AND status = 'failed')
 });
 my $run_secs = time - $t0;
-ok($ok_run, 'pg_cron queued a run of the scheduled job')
-  or diag('runs: '
-	  . sql(q{SELECT string_agg(run_id || ' ' || job_name || ' ' || trigger, ', ')
+is( val(
+		q{SELECT count(*) > 0 FROM chunkbatch.runs
+           WHERE job_name = 'job' AND trigger LIKE 'pg_cron%'}),
+	't',
+	'pg_cron queued a run of the scheduled job')
+  or diag("poll ok: $ok_run\nruns: "
+	  . val(q{SELECT string_agg(run_id || ' ' || job_name || ' ' || trigger, ', ')
                 FROM chunkbatch.runs})
 	  . "\ncron_ping rows: "
-	  . sql(q{SELECT count(*) FROM cron_ping})
-	  . "\njob_run_details: "
-	  . sql(q{SELECT string_agg(jobid || ' ' || status || ' ' || coalesce(return_message, ''), E'\n')
-                FROM cron.job_run_details}));
+	  . val(q{SELECT count(*) FROM cron_ping})
+	  . "\njob_run_details:\n"
+	  . val($details));
 note(sprintf('pg_cron started a run of "job" %.1f s after schedule()', $run_secs));
 
 my $ok_fail = $node->poll_query_until(
 	$db,
 	"SELECT count(*) > 0 FROM cron.job_run_details
-      WHERE jobid = $fail_cron_id AND status = 'failed'");
+      WHERE jobid = $fail_cron_id AND status IN ('failed', 'succeeded')");
 my $fail_secs = time - $t0;
-ok($ok_fail,
-	'the failing job scheduled with wait => true shows failed in cron.job_run_details')
-  or diag('job_run_details: '
-	  . sql(q{SELECT string_agg(jobid || ' ' || status || ' ' || coalesce(return_message, ''), E'\n')
-                FROM cron.job_run_details}));
+my $fail_run = val(
+	q{SELECT min(run_id) FROM chunkbatch.runs
+       WHERE job_name = 'cron_fail' AND trigger LIKE 'pg_cron%'});
+$fail_run = 0 if $fail_run eq '';
+my $fail_msg = val(
+	"SELECT return_message FROM cron.job_run_details
+      WHERE jobid = $fail_cron_id AND status = 'failed'
+      ORDER BY runid LIMIT 1");
+like($fail_msg, qr/run $fail_run of job "cron_fail" failed/,
+	'the failing job scheduled with wait => true shows failed in cron.job_run_details, with the run\'s error'
+) or diag("poll ok: $ok_fail\njob_run_details:\n" . val($details));
 note(sprintf('cron.job_run_details showed the failure %.1f s after schedule()',
 		$fail_secs));
+note("cron return_message: $fail_msg");
 
 # Stop both schedules before the next minute.
 is(sql(q{SELECT chunkbatch.unschedule('job')}),
@@ -178,44 +206,36 @@ is( sql(
 # ---------------------------------------------------------------------------
 # What the runs and the cron history show.
 # ---------------------------------------------------------------------------
-my $run = sql(
+my $run = val(
 	q{SELECT min(run_id) FROM chunkbatch.runs
        WHERE job_name = 'job' AND trigger LIKE 'pg_cron%'});
-is(sql("SELECT chunkbatch.wait($run, '30s')"),
+$run = 0 if $run eq '';
+is(val("SELECT chunkbatch.wait($run, '30s')"),
 	'succeeded', 'the scheduled run succeeds');
-is( sql(
+is( val(
 		"SELECT rows_done, trigger LIKE '%chunkbatch:job%'
            FROM chunkbatch.runs WHERE run_id = $run"),
 	'200|t', 'the scheduled run did its work; its trigger names the cron job');
-note('trigger: ' . sql("SELECT trigger FROM chunkbatch.runs WHERE run_id = $run"));
-is(sql(q{SELECT count(*) FILTER (WHERE counter >= 1) FROM items}),
+note('trigger: ' . val("SELECT trigger FROM chunkbatch.runs WHERE run_id = $run"));
+is(val(q{SELECT count(*) FILTER (WHERE counter >= 1) FROM items}),
 	'200', 'every row was processed');
 ok( $node->poll_query_until(
 		$db,
 		"SELECT count(*) > 0 FROM cron.job_run_details
-          WHERE jobid = $job_cron_id AND status = 'succeeded'
-            AND end_time - start_time < interval '10s'"),
+          WHERE jobid = $job_cron_id AND status IN ('succeeded', 'failed')"),
+	'the cron job of the run without wait ended');
+is( val(
+		"SELECT status, end_time - start_time < interval '10s'
+           FROM cron.job_run_details WHERE jobid = $job_cron_id
+          ORDER BY runid LIMIT 1"),
+	'succeeded|t',
 	'the cron job of the run without wait returned at once and succeeded');
 
-is( sql(
-		q{SELECT state, sqlstate, trigger LIKE 'pg_cron%', rows_done
-            FROM chunkbatch.runs WHERE job_name = 'cron_fail'
-           ORDER BY run_id LIMIT 1}),
-	'failed|23514|t|20',
+is( val(
+		"SELECT state, sqlstate, rows_done
+           FROM chunkbatch.runs WHERE run_id = $fail_run"),
+	'failed|23514|20',
 	'the scheduled failing run failed with SQLSTATE 23514 at its third chunk');
-my $fail_run = sql(
-	q{SELECT min(run_id) FROM chunkbatch.runs WHERE job_name = 'cron_fail'});
-like(
-	sql(
-		"SELECT return_message FROM cron.job_run_details
-          WHERE jobid = $fail_cron_id AND status = 'failed'
-          ORDER BY runid LIMIT 1"),
-	qr/run $fail_run of job "cron_fail" failed/,
-	'cron.job_run_details has the run\'s error');
-note('cron return_message: '
-	  . sql("SELECT return_message FROM cron.job_run_details
-              WHERE jobid = $fail_cron_id AND status = 'failed'
-              ORDER BY runid LIMIT 1"));
 
 # ---------------------------------------------------------------------------
 # A database without pg_cron.

@@ -47,7 +47,9 @@ worker_detach(int code, Datum arg)
 	LWLockAcquire(cb_shared->lock, LW_EXCLUSIVE);
 	if (MySlot->pid == MyProcPid)
 	{
-		MySlot->state = (MySlot->state == CB_SLOT_STARTING) ?
+		/* Terminated while connecting is no failure of the run's. */
+		MySlot->state = (MySlot->state == CB_SLOT_STARTING &&
+						 !cb_terminate_pending()) ?
 			CB_SLOT_START_FAILED : CB_SLOT_FREE;
 		MySlot->pid = 0;
 		MySlot->latch = NULL;
@@ -343,6 +345,8 @@ worker_start(int64 run_id, CbRun *run, CbChunkState **cs, MemoryContext run_ctx)
 	PG_END_TRY();
 	MemoryContextSwitchTo(run_ctx);
 
+	if (edata != NULL && cb_terminate_pending())
+		return false;			/* SIGTERM: the run stays queued */
 	if (edata != NULL)
 	{
 		/* The claim was rolled back with the error: fail the queued run. */

@@ -43,6 +43,14 @@ CREATE TABLE chunkbatch.jobs (
                         CHECK (on_error IN ('fail', 'isolate')),
     keys_sql            text,
     max_dead_letters    integer CHECK (max_dead_letters >= 0),
+    target_chunk_ms     integer CHECK (target_chunk_ms > 0),
+    min_batch_size      integer NOT NULL DEFAULT 1 CHECK (min_batch_size > 0),
+    max_batch_size      integer NOT NULL DEFAULT 1000000 CHECK (max_batch_size > 0),
+    sleep_ratio         double precision NOT NULL DEFAULT 0 CHECK (sleep_ratio >= 0),
+    max_replica_lag     interval,
+    max_replica_lag_bytes bigint CHECK (max_replica_lag_bytes > 0),
+    throttle_sql        text,
+    count_sql           text,
     created_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
     altered_at          timestamptz
 );
@@ -57,7 +65,8 @@ CREATE TABLE chunkbatch.runs (
     state           text NOT NULL DEFAULT 'queued'
                     CHECK (state IN ('queued', 'waiting', 'running', 'paused',
                                      'succeeded', 'failed', 'cancelled',
-                                     'skipped', 'interrupted', 'stopped')),
+                                     'skipped', 'interrupted', 'stopped',
+                                     'throttled')),
     queued_by       regrole NOT NULL,
     trigger         text NOT NULL DEFAULT 'sql',
     queued_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
@@ -80,11 +89,16 @@ CREATE TABLE chunkbatch.runs (
     error_chunk     bigint,
     reason          text,
     start_attempts  integer NOT NULL DEFAULT 0,
-    dead_letters    bigint NOT NULL DEFAULT 0
+    dead_letters    bigint NOT NULL DEFAULT 0,
+    lock_waiters_seen bigint NOT NULL DEFAULT 0,
+    throttled_since timestamptz,
+    throttle_reason text,
+    throttled_ms    double precision NOT NULL DEFAULT 0,
+    total_estimate  bigint
 );
 
 CREATE INDEX runs_active_idx ON chunkbatch.runs (run_id)
-    WHERE state IN ('queued', 'waiting', 'running', 'interrupted');
+    WHERE state IN ('queued', 'waiting', 'running', 'throttled', 'interrupted');
 CREATE INDEX runs_job_idx ON chunkbatch.runs (job_id);
 CREATE INDEX runs_finished_idx ON chunkbatch.runs (finished_at);
 
@@ -142,7 +156,15 @@ CREATE FUNCTION chunkbatch.create_job(
     max_runtime         interval DEFAULT NULL,
     on_error            text DEFAULT 'fail',
     keys_sql            text DEFAULT NULL,
-    max_dead_letters    integer DEFAULT NULL)
+    max_dead_letters    integer DEFAULT NULL,
+    target_chunk_ms     integer DEFAULT NULL,
+    min_batch_size      integer DEFAULT 1,
+    max_batch_size      integer DEFAULT 1000000,
+    sleep_ratio         double precision DEFAULT 0,
+    max_replica_lag     interval DEFAULT NULL,
+    max_replica_lag_bytes bigint DEFAULT NULL,
+    throttle_sql        text DEFAULT NULL,
+    count_sql           text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE C CALLED ON NULL INPUT VOLATILE
 AS 'MODULE_PATHNAME', 'chunkbatch_create_job';
@@ -164,7 +186,15 @@ CREATE FUNCTION chunkbatch.alter_job(
     max_runtime         interval DEFAULT NULL,
     on_error            text DEFAULT NULL,
     keys_sql            text DEFAULT NULL,
-    max_dead_letters    integer DEFAULT NULL)
+    max_dead_letters    integer DEFAULT NULL,
+    target_chunk_ms     integer DEFAULT NULL,
+    min_batch_size      integer DEFAULT NULL,
+    max_batch_size      integer DEFAULT NULL,
+    sleep_ratio         double precision DEFAULT NULL,
+    max_replica_lag     interval DEFAULT NULL,
+    max_replica_lag_bytes bigint DEFAULT NULL,
+    throttle_sql        text DEFAULT NULL,
+    count_sql           text DEFAULT NULL)
 RETURNS void
 LANGUAGE C CALLED ON NULL INPUT VOLATILE
 AS 'MODULE_PATHNAME', 'chunkbatch_alter_job';
@@ -218,7 +248,9 @@ CREATE FUNCTION chunkbatch.progress(
     OUT chunks_done bigint,
     OUT rows_this_worker bigint,
     OUT batch_size integer,
-    OUT chunk_started_at timestamptz)
+    OUT chunk_started_at timestamptz,
+    OUT recent_rows_per_sec double precision,
+    OUT throttled_since timestamptz)
 RETURNS SETOF record
 LANGUAGE C STRICT VOLATILE
 AS 'MODULE_PATHNAME', 'chunkbatch_progress';
@@ -266,18 +298,29 @@ SELECT r.run_id,
        COALESCE(p.rows_done, r.rows_done) AS rows_done,
        COALESCE(p.chunks_done, r.chunks_done) AS chunks_done,
        COALESCE(p.batch_size, r.batch_size) AS batch_size,
-       CASE WHEN p.rows_this_worker > 0
-            THEN pg_catalog.round((p.rows_this_worker /
-                 GREATEST(extract(epoch FROM pg_catalog.clock_timestamp()
-                                  OPERATOR(pg_catalog.-) p.worker_started_at),
-                          0.001))::numeric, 0)
-       END AS rows_per_sec,
+       pg_catalog.round(p.recent_rows_per_sec::numeric, 0) AS rows_per_sec,
+       r.total_estimate,
+       e.percent,
+       CASE WHEN e.percent IS NOT NULL
+            THEN '[' OPERATOR(pg_catalog.||)
+                 pg_catalog.rpad(pg_catalog.repeat('#', (e.percent OPERATOR(pg_catalog./) 5)::int),
+                                 20, '.') OPERATOR(pg_catalog.||) ']'
+       END AS progress,
+       CASE WHEN p.recent_rows_per_sec OPERATOR(pg_catalog.>) 0
+             AND r.total_estimate OPERATOR(pg_catalog.>) COALESCE(p.rows_done, r.rows_done)
+            THEN pg_catalog.make_interval(secs => pg_catalog.round(
+                 (r.total_estimate OPERATOR(pg_catalog.-) COALESCE(p.rows_done, r.rows_done))
+                 OPERATOR(pg_catalog./) p.recent_rows_per_sec))
+       END AS eta,
        CASE WHEN p.chunk_started_at IS NOT NULL
             THEN pg_catalog.round((extract(epoch FROM pg_catalog.clock_timestamp()
                  OPERATOR(pg_catalog.-) p.chunk_started_at) OPERATOR(pg_catalog.*) 1000)::numeric, 1)
        END AS current_chunk_ms,
        r.avg_chunk_ms,
        r.max_chunk_ms,
+       r.throttle_reason,
+       pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) r.throttled_since AS throttled_for,
+       r.lock_waiters_seen,
        r.cursor,
        r.queued_at,
        r.started_at,
@@ -298,15 +341,21 @@ SELECT r.run_id,
   FROM chunkbatch.runs r
   LEFT JOIN chunkbatch.progress() p ON p.run_id OPERATOR(pg_catalog.=) r.run_id
   LEFT JOIN LATERAL (
+       SELECT CASE WHEN r.total_estimate OPERATOR(pg_catalog.>) 0
+                   THEN LEAST(100, pg_catalog.round(COALESCE(p.rows_done, r.rows_done)
+                        OPERATOR(pg_catalog.*) 100.0
+                        OPERATOR(pg_catalog./) r.total_estimate, 1))
+              END AS percent) e ON true
+  LEFT JOIN LATERAL (
        SELECT chunkbatch.group_holder_pid(r.lock_group) AS holder_pid,
               (SELECT a.run_id FROM chunkbatch.runs a
                 WHERE a.lock_group OPERATOR(pg_catalog.=) r.lock_group
                   AND a.run_id OPERATOR(pg_catalog.<) r.run_id
-                  AND a.state IN ('queued', 'waiting', 'running', 'interrupted')
+                  AND a.state IN ('queued', 'waiting', 'running', 'throttled', 'interrupted')
                 ORDER BY a.run_id LIMIT 1) AS ahead_run
         WHERE r.state IN ('queued', 'waiting') OR p.phase = 'waiting') w ON true
   LEFT JOIN chunkbatch.progress() hr ON hr.pid OPERATOR(pg_catalog.=) w.holder_pid
- WHERE r.state IN ('queued', 'waiting', 'running', 'paused', 'interrupted')
+ WHERE r.state IN ('queued', 'waiting', 'running', 'throttled', 'paused', 'interrupted')
  ORDER BY r.run_id;
 
 /* Per group: who holds it, and which runs wait for it, in order. */
@@ -325,7 +374,7 @@ SELECT g.lock_group,
                    FILTER (WHERE r.state IN ('queued', 'waiting', 'interrupted'))
                    AS longest_wait
           FROM chunkbatch.runs r
-         WHERE r.state IN ('queued', 'waiting', 'running', 'interrupted')
+         WHERE r.state IN ('queued', 'waiting', 'running', 'throttled', 'interrupted')
          GROUP BY r.lock_group) g
   CROSS JOIN LATERAL (SELECT chunkbatch.group_holder_pid(g.lock_group) AS holder_pid) h
   LEFT JOIN chunkbatch.progress() hr ON hr.pid OPERATOR(pg_catalog.=) h.holder_pid
@@ -406,10 +455,12 @@ GRANT USAGE ON SCHEMA chunkbatch TO PUBLIC;
 GRANT EXECUTE ON FUNCTION
     chunkbatch.create_job(text, text, integer, text, regtype, integer, boolean,
                           boolean, text, interval, integer, interval, interval,
-                          interval, text, text, integer),
+                          interval, text, text, integer, integer, integer,
+                          integer, double precision, interval, bigint, text, text),
     chunkbatch.alter_job(text, text, integer, text, regtype, integer, boolean,
                          boolean, text, interval, integer, interval, interval,
-                         interval, text, text, integer),
+                         interval, text, text, integer, integer, integer,
+                         integer, double precision, interval, bigint, text, text),
     chunkbatch.drop_job(text),
     chunkbatch.run(text, jsonb, boolean, text),
     chunkbatch.group_holder_pid(text),

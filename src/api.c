@@ -243,6 +243,30 @@ find_job(const char *job_name, CbJob *job, CbJobLock lock)
 #define ARG_ON_ERROR	14
 #define ARG_KEYS_SQL	15
 #define ARG_MAX_DEAD	16
+#define ARG_TARGET_MS	17
+#define ARG_MIN_BATCH	18
+#define ARG_MAX_BATCH	19
+#define ARG_SLEEP_RATIO 20
+#define ARG_MAX_LAG		21
+#define ARG_MAX_LAG_BYTES 22
+#define ARG_THROTTLE_SQL 23
+#define ARG_COUNT_SQL	24
+
+/* An optional SQL text argument: NULL stays unchanged, empty is refused. */
+static char *
+sql_arg(FunctionCallInfo fcinfo, int argno, const char *name, char *current)
+{
+	char	   *sql;
+
+	if (PG_ARGISNULL(argno))
+		return current;
+	sql = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	if (sql[strspn(sql, " \t\r\n")] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be empty", name)));
+	return sql;
+}
 
 /*
  * A timeout setting: NULL or zero means none, like PostgreSQL's own
@@ -356,12 +380,64 @@ job_apply_args(FunctionCallInfo fcinfo, CbJob *job)
 		job->max_dead_letters = PG_GETARG_INT32(ARG_MAX_DEAD);
 		check_not_negative("max_dead_letters", job->max_dead_letters);
 	}
+	if (!PG_ARGISNULL(ARG_TARGET_MS))
+	{
+		job->target_chunk_ms = PG_GETARG_INT32(ARG_TARGET_MS);
+		check_not_negative("target_chunk_ms", job->target_chunk_ms);
+	}
+	if (!PG_ARGISNULL(ARG_MIN_BATCH))
+	{
+		job->min_batch_size = PG_GETARG_INT32(ARG_MIN_BATCH);
+		check_positive("min_batch_size", job->min_batch_size);
+	}
+	if (!PG_ARGISNULL(ARG_MAX_BATCH))
+	{
+		job->max_batch_size = PG_GETARG_INT32(ARG_MAX_BATCH);
+		check_positive("max_batch_size", job->max_batch_size);
+	}
+	if (job->min_batch_size > job->max_batch_size)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("min_batch_size %d is greater than max_batch_size %d",
+						job->min_batch_size, job->max_batch_size)));
+	if (!PG_ARGISNULL(ARG_SLEEP_RATIO))
+	{
+		job->sleep_ratio = PG_GETARG_FLOAT8(ARG_SLEEP_RATIO);
+		if (!(job->sleep_ratio >= 0 && job->sleep_ratio <= 1000))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("sleep_ratio must be between 0 and 1000")));
+	}
+	if (!PG_ARGISNULL(ARG_MAX_LAG))
+		job->max_replica_lag = timeout_arg(fcinfo, ARG_MAX_LAG, "max_replica_lag", false);
+	if (!PG_ARGISNULL(ARG_MAX_LAG_BYTES))
+	{
+		job->max_replica_lag_bytes = PG_GETARG_INT64(ARG_MAX_LAG_BYTES);
+		if (job->max_replica_lag_bytes < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("max_replica_lag_bytes must not be negative")));
+	}
+	job->throttle_sql = sql_arg(fcinfo, ARG_THROTTLE_SQL, "throttle_sql", job->throttle_sql);
+	job->count_sql = sql_arg(fcinfo, ARG_COUNT_SQL, "count_sql", job->count_sql);
 	if (job->isolate && (!OidIsValid(job->cursor_type) || job->keys_sql == NULL))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("on_error => 'isolate' needs a keyset job with keys_sql"),
 				 errdetail("Poison rows are isolated by splitting a failed chunk by its keys, which keys_sql lists in key order."),
 				 errhint("Set cursor_type and keys_sql, or use on_error => 'fail'.")));
+}
+
+/* throttle_sql and count_sql, as the owner. */
+static void
+validate_selects(const CbJob *job)
+{
+	if (job->throttle_sql != NULL)
+		chunk_validate_select(job->job_name, "throttle_sql", job->throttle_sql,
+							  job->cursor_type, true, job->owner, job->search_path);
+	if (job->count_sql != NULL)
+		chunk_validate_select(job->job_name, "count_sql", job->count_sql,
+							  job->cursor_type, false, job->owner, job->search_path);
 }
 
 Datum
@@ -382,10 +458,15 @@ chunkbatch_create_job(PG_FUNCTION_ARGS)
 	require_arg(fcinfo, ARG_BUSY, "on_group_busy");
 	require_arg(fcinfo, ARG_MAX_RETRIES, "max_retries");
 	require_arg(fcinfo, ARG_ON_ERROR, "on_error");
+	require_arg(fcinfo, ARG_MIN_BATCH, "min_batch_size");
+	require_arg(fcinfo, ARG_MAX_BATCH, "max_batch_size");
+	require_arg(fcinfo, ARG_SLEEP_RATIO, "sleep_ratio");
 	validate = PG_GETARG_BOOL(ARG_VALIDATE);
 
 	job.owner = GetUserId();
 	job.max_dead_letters = -1;
+	job.min_batch_size = 1;
+	job.max_batch_size = 1000000;
 	job.lock_group = job.job_name;
 	job.search_path = pstrdup(GetConfigOption("search_path", false, false));
 	job_apply_args(fcinfo, &job);
@@ -402,6 +483,7 @@ chunkbatch_create_job(PG_FUNCTION_ARGS)
 		if (job.keys_sql != NULL)
 			chunk_validate_sql(job.job_name, job.keys_sql, job.cursor_type,
 							   job.owner, job.search_path);
+		validate_selects(&job);
 	}
 
 	PG_RETURN_INT64(catalog_insert_job(&job));
@@ -435,6 +517,8 @@ chunkbatch_alter_job(PG_FUNCTION_ARGS)
 		(!PG_ARGISNULL(ARG_KEYS_SQL) || !PG_ARGISNULL(ARG_CURSOR)))
 		chunk_validate_sql(job.job_name, job.keys_sql, job.cursor_type,
 						   job.owner, job.search_path);
+	if (validate)
+		validate_selects(&job);
 	catalog_update_job(&job);
 	PG_RETURN_VOID();
 }
@@ -917,6 +1001,38 @@ phase_name(CbPhase phase)
 	return "unknown";
 }
 
+/*
+ * Rows per second over the chunks of the last ten seconds (at least the
+ * last two), not counting time spent throttled; -1 if unknown.
+ */
+static double
+slot_recent_rate(const CbSlot *s)
+{
+	int			n = Min(s->nsamples, CB_RATE_SAMPLES);
+	int			newest = (s->nsamples - 1) % CB_RATE_SAMPLES;
+	int			oldest = newest;
+	int			k;
+	double		secs;
+
+	if (n < 2)
+		return s->rows_this_worker > 0 && s->worker_started_at != 0 ?
+			s->rows_this_worker /
+			Max((GetCurrentTimestamp() - s->worker_started_at) / 1e6, 0.001) : -1;
+	for (k = 1; k < n; k++)
+	{
+		int			i = (newest - k + CB_RATE_SAMPLES) % CB_RATE_SAMPLES;
+
+		if (k > 1 && s->sample_at[newest] - s->sample_at[i] > 10 * USECS_PER_SEC)
+			break;
+		oldest = i;
+	}
+	secs = ((s->sample_at[newest] - s->sample_at[oldest]) -
+			(s->sample_throttled_us[newest] - s->sample_throttled_us[oldest])) / 1e6;
+	if (secs <= 0)
+		return -1;
+	return (s->sample_rows[newest] - s->sample_rows[oldest]) / secs;
+}
+
 Datum
 chunkbatch_progress(PG_FUNCTION_ARGS)
 {
@@ -945,8 +1061,9 @@ chunkbatch_progress(PG_FUNCTION_ARGS)
 	for (i = 0; i < n; i++)
 	{
 		CbSlot	   *s = &copy[i];
-		Datum		values[9];
-		bool		nulls[9];
+		Datum		values[11];
+		bool		nulls[11];
+		double		rate;
 
 		if (s->state == CB_SLOT_FREE || s->state == CB_SLOT_START_FAILED ||
 			s->dboid != MyDatabaseId)
@@ -966,6 +1083,11 @@ chunkbatch_progress(PG_FUNCTION_ARGS)
 		values[7] = Int32GetDatum(s->batch_size);
 		values[8] = TimestampTzGetDatum(s->chunk_started_at);
 		nulls[8] = (s->chunk_started_at == 0);
+		rate = slot_recent_rate(s);
+		values[9] = Float8GetDatum(rate);
+		nulls[9] = (rate < 0);
+		values[10] = TimestampTzGetDatum(s->throttled_since);
+		nulls[10] = (s->throttled_since == 0);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PG_RETURN_VOID();

@@ -151,7 +151,10 @@ col_interval(int row, int col)
 	"job_id, job_name, owner::oid, chunk_sql, cursor_type::oid, batch_size, " \
 	"lock_group, sleep_ms, synchronous_commit, search_path, on_group_busy, " \
 	"group_wait_timeout, max_retries, lock_timeout, statement_timeout, " \
-	"max_runtime, on_error, keys_sql, max_dead_letters"
+	"max_runtime, on_error, keys_sql, max_dead_letters, target_chunk_ms, " \
+	"min_batch_size, max_batch_size, sleep_ratio, max_replica_lag, " \
+	"max_replica_lag_bytes, throttle_sql, count_sql, " \
+	"COALESCE(altered_at, created_at)"
 
 /* Fill *job from row 0 of SPI_tuptable, copying into memory context mcxt. */
 static void
@@ -181,6 +184,15 @@ job_from_row(CbJob *job, MemoryContext mcxt)
 									   SPI_tuptable->tupdesc, 17), "isolate") == 0;
 	job->keys_sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 18);
 	job->max_dead_letters = col_isnull(0, 19) ? -1 : DatumGetInt32(col_datum(0, 19));
+	job->target_chunk_ms = col_isnull(0, 20) ? 0 : DatumGetInt32(col_datum(0, 20));
+	job->min_batch_size = DatumGetInt32(col_datum(0, 21));
+	job->max_batch_size = DatumGetInt32(col_datum(0, 22));
+	job->sleep_ratio = DatumGetFloat8(col_datum(0, 23));
+	job->max_replica_lag = col_interval(0, 24);
+	job->max_replica_lag_bytes = col_isnull(0, 25) ? 0 : DatumGetInt64(col_datum(0, 25));
+	job->throttle_sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 26);
+	job->count_sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 27);
+	job->altered_at = DatumGetTimestampTz(col_datum(0, 28));
 	MemoryContextSwitchTo(old);
 }
 
@@ -240,12 +252,26 @@ job_params(const CbJob *job, Datum *values, char *nulls)
 	nulls[17] = job->keys_sql ? ' ' : 'n';
 	values[18] = Int32GetDatum(job->max_dead_letters);
 	nulls[18] = job->max_dead_letters >= 0 ? ' ' : 'n';
+	values[19] = Int32GetDatum(job->target_chunk_ms);
+	nulls[19] = job->target_chunk_ms > 0 ? ' ' : 'n';
+	values[20] = Int32GetDatum(job->min_batch_size);
+	values[21] = Int32GetDatum(job->max_batch_size);
+	values[22] = Float8GetDatum(job->sleep_ratio);
+	values[23] = IntervalPGetDatum(job->max_replica_lag);
+	nulls[23] = job->max_replica_lag ? ' ' : 'n';
+	values[24] = Int64GetDatum(job->max_replica_lag_bytes);
+	nulls[24] = job->max_replica_lag_bytes > 0 ? ' ' : 'n';
+	values[25] = job->throttle_sql ? CStringGetTextDatum(job->throttle_sql) : (Datum) 0;
+	nulls[25] = job->throttle_sql ? ' ' : 'n';
+	values[26] = job->count_sql ? CStringGetTextDatum(job->count_sql) : (Datum) 0;
+	nulls[26] = job->count_sql ? ' ' : 'n';
 }
 
-#define JOB_NPARAMS 19
+#define JOB_NPARAMS 27
 static Oid	job_types[JOB_NPARAMS] = {TEXTOID, OIDOID, TEXTOID, OIDOID, INT4OID,
 	TEXTOID, INT4OID, BOOLOID, TEXTOID, INT8OID, TEXTOID, INTERVALOID,
-	INT4OID, INTERVALOID, INTERVALOID, INTERVALOID, TEXTOID, TEXTOID, INT4OID};
+	INT4OID, INTERVALOID, INTERVALOID, INTERVALOID, TEXTOID, TEXTOID, INT4OID,
+	INT4OID, INT4OID, INT4OID, FLOAT8OID, INTERVALOID, INT8OID, TEXTOID, TEXTOID};
 
 int64
 catalog_insert_job(const CbJob *job)
@@ -261,9 +287,12 @@ catalog_insert_job(const CbJob *job)
 	cb_exec("INSERT INTO chunkbatch.jobs (job_name, owner, chunk_sql, cursor_type,"
 			" batch_size, lock_group, sleep_ms, synchronous_commit, search_path,"
 			" on_group_busy, group_wait_timeout, max_retries, lock_timeout,"
-			" statement_timeout, max_runtime, on_error, keys_sql, max_dead_letters)"
+			" statement_timeout, max_runtime, on_error, keys_sql, max_dead_letters,"
+			" target_chunk_ms, min_batch_size, max_batch_size, sleep_ratio,"
+			" max_replica_lag, max_replica_lag_bytes, throttle_sql, count_sql)"
 			" VALUES ($1, $2::pg_catalog.regrole, $3, $4::pg_catalog.regtype,"
-			" $5, $6, $7, $8, $9, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+			" $5, $6, $7, $8, $9, $11, $12, $13, $14, $15, $16, $17, $18, $19,"
+			" $20, $21, $22, $23, $24, $25, $26, $27)"
 			" RETURNING job_id",
 			JOB_NPARAMS, job_types, values, nulls, SPI_OK_INSERT_RETURNING);
 	job_id = DatumGetInt64(col_datum(0, 1));
@@ -287,7 +316,10 @@ catalog_update_job(const CbJob *job)
 			" on_group_busy = $11, group_wait_timeout = $12,"
 			" max_retries = $13, lock_timeout = $14, statement_timeout = $15,"
 			" max_runtime = $16, on_error = $17, keys_sql = $18,"
-			" max_dead_letters = $19, altered_at = pg_catalog.now()"
+			" max_dead_letters = $19, target_chunk_ms = $20, min_batch_size = $21,"
+			" max_batch_size = $22, sleep_ratio = $23, max_replica_lag = $24,"
+			" max_replica_lag_bytes = $25, throttle_sql = $26, count_sql = $27,"
+			" altered_at = pg_catalog.clock_timestamp()"
 			" WHERE job_id OPERATOR(pg_catalog.=) $10",
 			JOB_NPARAMS, job_types, values, nulls, SPI_OK_UPDATE);
 	catalog_leave(&s);
@@ -317,7 +349,7 @@ catalog_count_active_runs(int64 job_id)
 	catalog_enter(&s);
 	cb_exec("SELECT pg_catalog.count(*) FROM chunkbatch.runs"
 			" WHERE job_id OPERATOR(pg_catalog.=) $1"
-			" AND state IN ('queued', 'waiting', 'running', 'paused', 'interrupted')",
+			" AND state IN ('queued', 'waiting', 'running', 'throttled', 'paused', 'interrupted')",
 			1, types, values, NULL, SPI_OK_SELECT);
 	n = DatumGetInt64(col_datum(0, 1));
 	catalog_leave(&s);
@@ -427,7 +459,7 @@ catalog_cancel_unowned(int64 run_id)
 	cb_exec("UPDATE chunkbatch.runs SET state = 'cancelled',"
 			" finished_at = pg_catalog.clock_timestamp(), worker_pid = NULL"
 			" WHERE run_id OPERATOR(pg_catalog.=) $1"
-			" AND state IN ('queued', 'interrupted', 'waiting', 'running', 'paused')"
+			" AND state IN ('queued', 'interrupted', 'waiting', 'running', 'throttled', 'paused')"
 			" RETURNING run_id",
 			1, types, values, NULL, SPI_OK_UPDATE_RETURNING);
 	done = (SPI_processed == 1);
@@ -529,15 +561,16 @@ catalog_mark_started(int64 run_id)
  * Write the checkpoint in the chunk's own transaction.  When the chunk
  * was the run's last, the run succeeds in the same transaction.
  */
-void
+TimestampTz
 catalog_checkpoint(const CbRun *run, const CbCheckpoint *cp)
 {
 	CbAsOwner	s;
-	Oid			types[10] = {INT8OID, TEXTOID, INT8OID, INT8OID, INT4OID,
-	FLOAT8OID, FLOAT8OID, BOOLOID, INT4OID, INT8OID};
-	Datum		values[10];
-	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[11] = {INT8OID, TEXTOID, INT8OID, INT8OID, INT4OID,
+	FLOAT8OID, FLOAT8OID, BOOLOID, INT4OID, INT8OID, INT8OID};
+	Datum		values[11];
+	char		nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	int			rc;
+	TimestampTz altered_at;
 
 	values[0] = Int64GetDatum(run->run_id);
 	values[1] = cp->cursor ? CStringGetTextDatum(cp->cursor) : (Datum) 0;
@@ -550,34 +583,143 @@ catalog_checkpoint(const CbRun *run, const CbCheckpoint *cp)
 	values[7] = BoolGetDatum(cp->done);
 	values[8] = Int32GetDatum(cp->retries);
 	values[9] = Int64GetDatum(cp->dead_letters);
+	values[10] = Int64GetDatum(cp->lock_waiters_seen);
 
 	catalog_enter(&s);
 	if (checkpoint_plan == NULL)
 	{
 		SPIPlanPtr	plan;
 
-		plan = SPI_prepare("UPDATE chunkbatch.runs SET cursor = $2,"
+		plan = SPI_prepare("UPDATE chunkbatch.runs r SET cursor = $2,"
 						   " rows_done = $3, chunks_done = $4, batch_size = $5,"
 						   " avg_chunk_ms = $6, max_chunk_ms = $7, retries = $9,"
-						   " dead_letters = $10, start_attempts = 0,"
+						   " dead_letters = $10, lock_waiters_seen = $11,"
+						   " start_attempts = 0,"
 						   " last_chunk_at = pg_catalog.clock_timestamp(),"
-						   " state = CASE WHEN $8 THEN 'succeeded' ELSE state END,"
+						   " state = CASE WHEN $8 THEN 'succeeded' ELSE r.state END,"
 						   " finished_at = CASE WHEN $8 THEN pg_catalog.clock_timestamp() END,"
-						   " worker_pid = CASE WHEN $8 THEN NULL ELSE worker_pid END"
-						   " WHERE run_id OPERATOR(pg_catalog.=) $1",
-						   10, types);
+						   " worker_pid = CASE WHEN $8 THEN NULL ELSE r.worker_pid END"
+						   " FROM chunkbatch.jobs j"
+						   " WHERE r.run_id OPERATOR(pg_catalog.=) $1"
+						   " AND j.job_id OPERATOR(pg_catalog.=) r.job_id"
+						   " RETURNING COALESCE(j.altered_at, j.created_at)",
+						   11, types);
 		if (plan == NULL || SPI_keepplan(plan) != 0)
 			elog(ERROR, "could not prepare checkpoint statement: %s",
 				 SPI_result_code_string(SPI_result));
 		checkpoint_plan = plan;
 	}
 	rc = SPI_execute_plan(checkpoint_plan, values, nulls, false, 0);
-	if (rc != SPI_OK_UPDATE || SPI_processed != 1)
+	if (rc != SPI_OK_UPDATE_RETURNING || SPI_processed != 1)
 		elog(ERROR, "could not write checkpoint of run %lld: %s",
 			 (long long) run->run_id, SPI_result_code_string(rc));
+	altered_at = DatumGetTimestampTz(col_datum(0, 1));
 	if (cp->done)
 		catalog_notify(run->run_id, "succeeded", NULL);
 	catalog_leave(&s);
+	return altered_at;
+}
+
+/* Re-read a job's settings, for a running run (alter_job takes effect). */
+void
+catalog_reload_job(CbJob *job)
+{
+	CbAsOwner	s;
+	MemoryContext mcxt = CurrentMemoryContext;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(job->job_id)};
+
+	catalog_enter(&s);
+	cb_exec("SELECT " JOB_COLUMNS " FROM chunkbatch.jobs"
+			" WHERE job_id OPERATOR(pg_catalog.=) $1",
+			1, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 1)
+	{
+		CbJob		fresh;
+
+		job_from_row(&fresh, mcxt);
+		/* The statement, its key type and its group stay as the run began. */
+		fresh.chunk_sql = job->chunk_sql;
+		fresh.cursor_type = job->cursor_type;
+		fresh.lock_group = job->lock_group;
+		fresh.search_path = job->search_path;
+		*job = fresh;
+	}
+	catalog_leave(&s);
+}
+
+/* The run waits before its next chunk (reason) or goes on (NULL). */
+void
+catalog_set_throttled(int64 run_id, const char *reason, double throttled_ms)
+{
+	CbAsOwner	s;
+	Oid			types[3] = {INT8OID, TEXTOID, FLOAT8OID};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+
+	values[0] = Int64GetDatum(run_id);
+	values[1] = reason ? CStringGetTextDatum(reason) : (Datum) 0;
+	nulls[1] = reason ? ' ' : 'n';
+	values[2] = Float8GetDatum(throttled_ms);
+	catalog_enter(&s);
+	cb_exec("UPDATE chunkbatch.runs SET"
+			" state = CASE WHEN $2 IS NULL THEN 'running' ELSE 'throttled' END,"
+			" throttle_reason = $2,"
+			" throttled_since = CASE WHEN $2 IS NULL THEN NULL"
+			"   ELSE COALESCE(throttled_since, pg_catalog.clock_timestamp()) END,"
+			" throttled_ms = throttled_ms OPERATOR(pg_catalog.+) $3"
+			" WHERE run_id OPERATOR(pg_catalog.=) $1",
+			3, types, values, nulls, SPI_OK_UPDATE);
+	catalog_leave(&s);
+}
+
+/* Record the estimate of the run's total rows (count_sql). */
+void
+catalog_set_estimate(int64 run_id, int64 total)
+{
+	CbAsOwner	s;
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		values[2] = {Int64GetDatum(run_id), Int64GetDatum(total)};
+
+	catalog_enter(&s);
+	cb_exec("UPDATE chunkbatch.runs SET total_estimate = $2"
+			" WHERE run_id OPERATOR(pg_catalog.=) $1",
+			2, types, values, NULL, SPI_OK_UPDATE);
+	catalog_leave(&s);
+}
+
+/*
+ * Is any standby further behind than the limits (0 / NULL: no limit)?
+ * A streaming standby that has caught up shows a NULL replay_lag: 0.
+ * Returns the reason, or NULL.
+ */
+char *
+catalog_replica_lag_exceeded(double max_lag_ms, int64 max_lag_bytes)
+{
+	CbAsOwner	s;
+	MemoryContext mcxt = CurrentMemoryContext;
+	Oid			types[2] = {FLOAT8OID, INT8OID};
+	Datum		values[2] = {Float8GetDatum(max_lag_ms), Int64GetDatum(max_lag_bytes)};
+	char	   *reason = NULL;
+
+	catalog_enter(&s);
+	cb_exec("SELECT pg_catalog.format('replica lag: standby %s is %s s and %s bytes behind',"
+			"   x.application_name, pg_catalog.round(x.lag_ms / 1000.0, 1), x.lag_bytes)"
+			" FROM (SELECT r.application_name,"
+			"   extract(epoch FROM COALESCE(r.replay_lag, '0'::interval))::float8"
+			"     OPERATOR(pg_catalog.*) 1000 AS lag_ms,"
+			"   COALESCE(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(),"
+			"     r.replay_lsn), 0)::bigint AS lag_bytes"
+			"   FROM pg_catalog.pg_stat_replication r) x"
+			" WHERE ($1 OPERATOR(pg_catalog.>) 0 AND x.lag_ms OPERATOR(pg_catalog.>) $1)"
+			"   OR ($2 OPERATOR(pg_catalog.>) 0 AND x.lag_bytes OPERATOR(pg_catalog.>) $2)"
+			" LIMIT 1",
+			2, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 1)
+		reason = MemoryContextStrdup(mcxt, SPI_getvalue(SPI_tuptable->vals[0],
+														 SPI_tuptable->tupdesc, 1));
+	catalog_leave(&s);
+	return reason;
 }
 
 /*
@@ -779,7 +921,7 @@ catalog_run_queue(void)
 
 	catalog_enter(&s);
 	cb_exec("WITH g AS (SELECT DISTINCT lock_group FROM chunkbatch.runs"
-			"   WHERE state IN ('queued', 'waiting', 'running', 'interrupted')),"
+			"   WHERE state IN ('queued', 'waiting', 'running', 'throttled', 'interrupted')),"
 			" h AS (SELECT g.lock_group,"
 			"   chunkbatch.group_holder_pid(g.lock_group) AS pid FROM g)"
 			" SELECT r.run_id, r.owner::oid, r.job_name, r.lock_group, r.state,"
@@ -793,7 +935,7 @@ catalog_run_queue(void)
 			" FROM chunkbatch.runs r"
 			" JOIN h ON h.lock_group OPERATOR(pg_catalog.=) r.lock_group"
 			" LEFT JOIN chunkbatch.jobs j ON j.job_id OPERATOR(pg_catalog.=) r.job_id"
-			" WHERE r.state IN ('queued', 'waiting', 'running', 'interrupted')"
+			" WHERE r.state IN ('queued', 'waiting', 'running', 'throttled', 'interrupted')"
 			" ORDER BY r.run_id",
 			0, NULL, NULL, NULL, SPI_OK_SELECT);
 	for (i = 0; i < SPI_processed; i++)
@@ -867,7 +1009,7 @@ catalog_mark_interrupted(int64 run_id)
 	catalog_enter(&s);
 	cb_exec("UPDATE chunkbatch.runs SET state = 'interrupted', worker_pid = NULL"
 			" WHERE run_id OPERATOR(pg_catalog.=) $1"
-			" AND state OPERATOR(pg_catalog.=) 'running' RETURNING run_id",
+			" AND state IN ('running', 'throttled') RETURNING run_id",
 			1, types, values, NULL, SPI_OK_UPDATE_RETURNING);
 	done = (SPI_processed == 1);
 	catalog_leave(&s);
@@ -888,7 +1030,7 @@ catalog_fail_unstarted(int64 run_id, const char *sqlstate, const char *message)
 			" error = $2, worker_pid = NULL,"
 			" finished_at = pg_catalog.clock_timestamp()"
 			" WHERE run_id OPERATOR(pg_catalog.=) $1"
-			" AND state IN ('queued', 'interrupted', 'waiting', 'running')"
+			" AND state IN ('queued', 'interrupted', 'waiting', 'running', 'throttled')"
 			" RETURNING run_id",
 			3, types, values, NULL, SPI_OK_UPDATE_RETURNING);
 	if (SPI_processed == 1)

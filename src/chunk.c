@@ -24,9 +24,11 @@
 #include "miscadmin.h"
 #include "nodes/nodeFuncs.h"
 #include "parser/analyze.h"
+#include "parser/parse_coerce.h"
 #include "rewrite/rewriteHandler.h"
 #include "tcop/tcopprot.h"
 #include "pgstat.h"
+#include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/guc.h"
@@ -102,6 +104,86 @@ chunk_begin(CbRun *run, MemoryContext run_ctx)
 	return cs;
 }
 
+/* Run parse analysis and privilege checks as another role. */
+typedef struct CbAsRole
+{
+	Oid			save_uid;
+	int			save_sec;
+	int			nestlevel;
+} CbAsRole;
+
+static void
+as_role_enter(CbAsRole *r, Oid role, const char *search_path)
+{
+	GetUserIdAndSecContext(&r->save_uid, &r->save_sec);
+	SetUserIdAndSecContext(role, r->save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	r->nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", search_path, PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+}
+
+static void
+as_role_leave(CbAsRole *r)
+{
+	AtEOXact_GUC(true, r->nestlevel);
+	SetUserIdAndSecContext(r->save_uid, r->save_sec);
+}
+
+/* Parse and analyze exactly one statement that is not a utility statement. */
+static Query *
+analyze_one(const char *what, const char *sql, Oid *argtypes, int nargs)
+{
+	List	   *raw = pg_parse_query(sql);
+	Query	   *query;
+
+	if (list_length(raw) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYNTAX_ERROR),
+				 errmsg("%s must be exactly one statement", what),
+				 errdetail("It contains %d statements.", list_length(raw))));
+	query = parse_analyze_fixedparams(linitial_node(RawStmt, raw), sql,
+									  argtypes, nargs, NULL);
+	if (query->commandType == CMD_UTILITY)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s cannot be a utility statement", what),
+				 errdetail("Chunk SQL must be a SELECT, INSERT, UPDATE, DELETE or MERGE statement; chunkbatch itself commits each chunk.")));
+	return query;
+}
+
+/* Table privileges of the statement, checked as the current user. */
+static void
+check_privileges(Query *query)
+{
+	ListCell   *lc;
+
+	foreach(lc, QueryRewrite(query))
+	{
+		Query	   *q = lfirst_node(Query, lc);
+
+		if (q->commandType != CMD_UTILITY)
+			(void) ExecCheckRTPerms(q->rtable, true);
+	}
+}
+
+/* The first result column of a statement, or NULL. */
+static TargetEntry *
+first_column(Query *query)
+{
+	List	   *tlist = (query->commandType == CMD_SELECT) ?
+		query->targetList : query->returningList;
+	ListCell   *lc;
+
+	foreach(lc, tlist)
+	{
+		TargetEntry *tle = lfirst_node(TargetEntry, lc);
+
+		if (!tle->resjunk)
+			return tle;
+	}
+	return NULL;
+}
+
 /*
  * Parse, analyze and check the privileges of chunk SQL, as the role that
  * will run it, with the three chunk parameter types.  In keyset mode the
@@ -111,56 +193,17 @@ void
 chunk_validate_sql(const char *job_name, const char *sql, Oid cursor_type,
 				   Oid owner, const char *search_path)
 {
-	Oid			argtypes[3];
-	List	   *raw;
-	RawStmt    *stmt;
+	Oid			argtypes[3] = {INT4OID, OidIsValid(cursor_type) ? cursor_type : TEXTOID,
+	JSONBOID};
+	CbAsRole	r;
 	Query	   *query;
-	List	   *rewritten;
-	ListCell   *lc;
-	Oid			save_uid;
-	int			save_sec;
-	int			nestlevel;
 
-	argtypes[0] = INT4OID;
-	argtypes[1] = OidIsValid(cursor_type) ? cursor_type : TEXTOID;
-	argtypes[2] = JSONBOID;
-
-	GetUserIdAndSecContext(&save_uid, &save_sec);
-	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", search_path, PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-
-	raw = pg_parse_query(sql);
-	if (list_length(raw) != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_SYNTAX_ERROR),
-				 errmsg("chunk SQL must be exactly one statement"),
-				 errdetail("It contains %d statements.", list_length(raw))));
-	stmt = linitial_node(RawStmt, raw);
-	query = parse_analyze_fixedparams(stmt, sql, argtypes, 3, NULL);
-	if (query->commandType == CMD_UTILITY)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("chunk SQL cannot be a utility statement"),
-				 errdetail("Chunk SQL must be a SELECT, INSERT, UPDATE, DELETE or MERGE statement; chunkbatch itself commits each chunk.")));
-
+	as_role_enter(&r, owner, search_path);
+	query = analyze_one("chunk SQL", sql, argtypes, 3);
 	if (OidIsValid(cursor_type))
 	{
-		List	   *tlist = (query->commandType == CMD_SELECT) ?
-			query->targetList : query->returningList;
-		TargetEntry *first = NULL;
+		TargetEntry *first = first_column(query);
 
-		foreach(lc, tlist)
-		{
-			TargetEntry *tle = lfirst_node(TargetEntry, lc);
-
-			if (!tle->resjunk)
-			{
-				first = tle;
-				break;
-			}
-		}
 		if (first == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -175,18 +218,45 @@ chunk_validate_sql(const char *job_name, const char *sql, Oid cursor_type,
 							format_type_be(exprType((Node *) first->expr)),
 							format_type_be(cursor_type))));
 	}
+	check_privileges(query);
+	as_role_leave(&r);
+}
 
-	rewritten = QueryRewrite(query);
-	foreach(lc, rewritten)
-	{
-		Query	   *q = lfirst_node(Query, lc);
+/*
+ * Validate a job's throttle_sql (no parameters, a SELECT whose first column
+ * is boolean) or count_sql (the chunk parameters, a SELECT whose first
+ * column is a number), as the owner.
+ */
+void
+chunk_validate_select(const char *job_name, const char *what, const char *sql,
+					  Oid cursor_type, bool want_boolean, Oid owner,
+					  const char *search_path)
+{
+	Oid			argtypes[3] = {INT4OID, OidIsValid(cursor_type) ? cursor_type : TEXTOID,
+	JSONBOID};
+	CbAsRole	r;
+	Query	   *query;
+	TargetEntry *first;
+	Oid			type;
 
-		if (q->commandType != CMD_UTILITY)
-			(void) ExecCheckRTPerms(q->rtable, true);
-	}
-
-	AtEOXact_GUC(true, nestlevel);
-	SetUserIdAndSecContext(save_uid, save_sec);
+	as_role_enter(&r, owner, search_path);
+	query = analyze_one(what, sql, argtypes, want_boolean ? 0 : 3);
+	first = first_column(query);
+	if (query->commandType != CMD_SELECT || first == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s of job \"%s\" must be a SELECT returning a %s",
+						what, job_name, want_boolean ? "boolean" : "number")));
+	type = exprType((Node *) first->expr);
+	if (want_boolean ? type != BOOLOID :
+		TypeCategory(type) != TYPCATEGORY_NUMERIC)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("%s of job \"%s\" returns %s, not a %s",
+						what, job_name, format_type_be(type),
+						want_boolean ? "boolean" : "number")));
+	check_privileges(query);
+	as_role_leave(&r);
 }
 
 /* Per-chunk settings, undone at the chunk's commit or abort. */
@@ -280,6 +350,24 @@ chunk_max_key(CbChunkState *cs, Datum *result)
 }
 
 /*
+ * Do other sessions wait for this chunk's transaction, i.e. for a row it
+ * locked?  A session blocked on a row waits for the transaction lock of
+ * the row's locker (behind it, more may queue on the tuple lock).
+ */
+static bool
+chunk_has_lock_waiters(void)
+{
+	TransactionId xid = GetTopTransactionIdIfAny();
+	LOCKTAG		tag;
+
+	if (!TransactionIdIsValid(xid))
+		return false;
+	SET_LOCKTAG_TRANSACTION(tag, xid);
+	/* The count includes this transaction's own hold of the lock. */
+	return LockWaiterCount(&tag) > 1;
+}
+
+/*
  * The chunk proper: executes inside the transaction started by
  * chunk_execute and fills *cp and *newkey.  Any error propagates.
  */
@@ -350,7 +438,9 @@ chunk_body(CbChunkState *cs, MemoryContext chunk_ctx, CbChunkResult *res,
 	cp->max_chunk_ms = Max(run->max_chunk_ms, res->elapsed_ms);
 	cp->done = (res->processed == 0);
 	res->done = cp->done;
-	catalog_checkpoint(run, cp);
+	res->lock_waiters = chunk_has_lock_waiters();
+	cp->lock_waiters_seen = run->lock_waiters_seen + (res->lock_waiters ? 1 : 0);
+	res->job_altered_at = catalog_checkpoint(run, cp);
 
 	SPI_finish();
 	PopActiveSnapshot();
@@ -381,6 +471,7 @@ chunk_advance(CbChunkState *cs, const CbCheckpoint *cp, Datum newkey,
 	run->avg_chunk_ms = cp->avg_chunk_ms;
 	run->max_chunk_ms = cp->max_chunk_ms;
 	run->dead_letters = cp->dead_letters;
+	run->lock_waiters_seen = cp->lock_waiters_seen;
 	if (have_key)
 	{
 		MemoryContext old = MemoryContextSwitchTo(cs->run_ctx);
@@ -649,8 +740,9 @@ chunk_isolate(CbChunkState *cs, CbChunkResult *res)
 			cp.avg_chunk_ms = run->avg_chunk_ms;
 			cp.max_chunk_ms = run->max_chunk_ms;
 			cp.dead_letters = run->dead_letters + iso.dead;
+			cp.lock_waiters_seen = run->lock_waiters_seen;
 			cp.done = false;
-			catalog_checkpoint(run, &cp);
+			res->job_altered_at = catalog_checkpoint(run, &cp);
 			ok = true;
 		}
 		SPI_finish();
@@ -678,4 +770,35 @@ chunk_isolate(CbChunkState *cs, CbChunkResult *res)
 	res->error = NULL;
 	res->processed = iso.processed;
 	chunk_advance(cs, &cp, lastkey, true);
+}
+
+/*
+ * The job's count_sql: an estimate of the rows the run will process, for
+ * percent and ETA.  Same parameters as the chunk SQL; runs as the owner
+ * inside the caller's transaction.  Returns -1 if it gave no number.
+ */
+int64
+chunk_count_estimate(CbChunkState *cs)
+{
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+	int64		total = -1;
+	char	   *text;
+	int			rc;
+
+	chunk_apply_settings(cs);
+	disable_timeout(STATEMENT_TIMEOUT, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	values[0] = Int32GetDatum(cs->run->batch_size);
+	values[1] = cs->cursor;
+	nulls[1] = cs->cursor_null ? 'n' : ' ';
+	values[2] = cs->run->params;
+	rc = SPI_execute_with_args(cs->run->job.count_sql, 3, cs->argtypes, values,
+							   nulls, true, 1);
+	if (rc == SPI_OK_SELECT && SPI_processed == 1 &&
+		(text = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)) != NULL)
+		total = (int64) strtod(text, NULL);
+	SPI_finish();
+	return total;
 }

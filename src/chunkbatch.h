@@ -32,6 +32,7 @@
 #define CB_SCHEMA_NAME		"chunkbatch"
 #define CB_MAX_DATABASES	64
 #define CB_NAME_MAXLEN		63	/* job and group names, in bytes */
+#define CB_RATE_SAMPLES		16	/* chunk completions kept for the rate */
 
 /* GUCs (chunkbatch.c) */
 extern int	cb_max_workers;
@@ -80,6 +81,13 @@ typedef struct CbSlot
 	int32		batch_size;
 	bool		cancel_requested;
 	bool		pause_requested;
+	/* recent progress, for the rate and ETA: a ring of chunk completions */
+	int			nsamples;
+	TimestampTz sample_at[CB_RATE_SAMPLES];
+	int64		sample_rows[CB_RATE_SAMPLES];
+	int64		sample_throttled_us[CB_RATE_SAMPLES];
+	int64		throttled_us;	/* time spent throttled, this worker */
+	TimestampTz throttled_since;	/* 0 when not throttled */
 } CbSlot;
 
 typedef enum CbDbState
@@ -190,6 +198,15 @@ typedef struct CbJob
 	bool		isolate;		/* on_error = 'isolate' */
 	char	   *keys_sql;		/* keys the next chunk would process */
 	int32		max_dead_letters;	/* -1: no limit */
+	int32		target_chunk_ms;	/* 0: fixed batch size */
+	int32		min_batch_size;
+	int32		max_batch_size;
+	double		sleep_ratio;	/* sleep = ratio x last chunk time */
+	Interval   *max_replica_lag;	/* NULL: none */
+	int64		max_replica_lag_bytes;	/* 0: none */
+	char	   *throttle_sql;	/* true = wait before the next chunk */
+	char	   *count_sql;		/* estimate of the run's rows */
+	TimestampTz altered_at;		/* to notice alter_job during a run */
 } CbJob;
 
 typedef struct CbRun
@@ -206,6 +223,9 @@ typedef struct CbRun
 	double		max_chunk_ms;
 	int64		dead_letters;
 	int32		start_attempts; /* worker starts since the last checkpoint */
+	int64		lock_waiters_seen;	/* chunks that made other sessions wait */
+	double		rate;			/* decaying average of rows per ms */
+	int32		full_batch_size;	/* size to grow back to (fixed mode) */
 } CbRun;
 
 /* A run's checkpoint as written with each chunk. */
@@ -219,6 +239,7 @@ typedef struct CbCheckpoint
 	double		avg_chunk_ms;
 	double		max_chunk_ms;
 	int64		dead_letters;
+	int64		lock_waiters_seen;
 	bool		done;			/* the run succeeded with this chunk */
 } CbCheckpoint;
 
@@ -246,6 +267,8 @@ typedef struct CbChunkResult
 	double		elapsed_ms;
 	ErrorData  *error;			/* when !ok, in the caller's context */
 	bool		timed_out;		/* the job's statement_timeout ended it */
+	bool		lock_waiters;	/* other sessions waited for its locks */
+	TimestampTz job_altered_at; /* the job's altered_at, read at commit */
 } CbChunkResult;
 
 /* ----------------------------------------------------------------
@@ -285,7 +308,12 @@ extern bool catalog_cancel_unowned(int64 run_id);
 
 extern bool catalog_claim_run(int64 run_id, CbRun *run);
 extern void catalog_mark_started(int64 run_id);
-extern void catalog_checkpoint(const CbRun *run, const CbCheckpoint *cp);
+extern TimestampTz catalog_checkpoint(const CbRun *run, const CbCheckpoint *cp);
+extern void catalog_reload_job(CbJob *job);
+extern void catalog_set_throttled(int64 run_id, const char *reason,
+								  double throttled_ms);
+extern void catalog_set_estimate(int64 run_id, int64 total);
+extern char *catalog_replica_lag_exceeded(double max_lag_ms, int64 max_lag_bytes);
 extern void catalog_finish_run(const CbRun *run, const char *state,
 							   ErrorData *edata, const char *reason);
 extern bool catalog_pause_unowned(int64 run_id);
@@ -321,9 +349,14 @@ extern CbChunkState *chunk_begin(CbRun *run, MemoryContext run_ctx);
 extern void chunk_execute(CbChunkState *cs, CbChunkResult *res);
 extern void chunk_isolate(CbChunkState *cs, CbChunkResult *res);
 extern bool chunk_error_is_transient(ErrorData *edata);
+extern int64 chunk_count_estimate(CbChunkState *cs);
 extern void chunk_validate_sql(const char *job_name, const char *sql,
 							   Oid cursor_type, Oid owner,
 							   const char *search_path);
+extern void chunk_validate_select(const char *job_name, const char *what,
+								  const char *sql, Oid cursor_type,
+								  bool want_boolean, Oid owner,
+								  const char *search_path);
 
 /* grouplock.c */
 extern int64 cb_group_lock_key(const char *group);
@@ -338,6 +371,9 @@ extern bool cb_slot_cancel_requested(CbSlot *slot);
 extern void cb_worker_sigterm(SIGNAL_ARGS);
 extern bool cb_terminate_pending(void);
 extern void cb_slot_set_phase(CbSlot *slot, CbPhase phase);
+extern int32 throttle_next_batch(CbRun *run, const CbChunkResult *res);
+extern int	throttle_pause_ms(const CbRun *run, const CbChunkResult *res);
+extern bool throttle_gate(CbRun *run, CbSlot *slot, ErrorData **error);
 
 /* worker.c, launcher.c, scheduler.c: bgworker entry points */
 extern PGDLLEXPORT void chunkbatch_launcher_main(Datum main_arg) pg_attribute_noreturn();

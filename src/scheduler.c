@@ -450,7 +450,7 @@ scheduler_pass(void)
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	scheduler_reap_failed_starts();
-	runs = catalog_runs_in_states("running");
+	runs = catalog_runs_in_states("running,throttled");
 	foreach(lc, runs)
 	{
 		CbRunRef   *ref = lfirst(lc);
@@ -487,7 +487,8 @@ scheduler_pass(void)
 		CbRunRef   *ref = lfirst(lc);
 
 		if (scheduler_run_has_slot(ref->run_id) ||
-			strcmp(ref->state, "running") == 0)
+			strcmp(ref->state, "running") == 0 ||
+			strcmp(ref->state, "throttled") == 0)
 			continue;
 		if (group_taken(taken, ref->lock_group))
 		{

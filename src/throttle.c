@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * throttle.c
- *	  Waiting between chunks: the job's sleep, interruptible by cancel.
+ *	  Pacing a run: the wait between chunks (interruptible by cancel), the
+ *	  next chunk's size, and throttling on replica lag or throttle_sql.
  *
  * Every wait of a run worker goes through here, so that a cancel or pause
  * request (a flag in the worker's slot plus a latch wake-up), a SIGTERM or
@@ -18,10 +19,13 @@
 
 #include <signal.h>
 
+#include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "postmaster/interrupt.h"
 #include "storage/latch.h"
 #include "utils/guc.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
@@ -114,4 +118,194 @@ throttle_sleep(CbSlot *slot, int sleep_ms)
 		if (!throttle_wait_once(slot, left))
 			return false;
 	}
+}
+
+/* ----------------------------------------------------------------
+ * Chunk sizing
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * The size of the next chunk.
+ *
+ * Fixed mode: the job's batch size; after a chunk that made other sessions
+ * wait for its locks it is halved, then grows back (doubling per chunk).
+ *
+ * Adaptive mode (target_chunk_ms): the rows per millisecond of the chunks
+ * so far, a decaying average weighting the past by 0.75, times the target,
+ * growing at most twofold per chunk, within [min_batch_size,
+ * max_batch_size]; a chunk that took more than twice the target, or made
+ * other sessions wait, halves it at once (multiplicative decrease).
+ */
+int32
+throttle_next_batch(CbRun *run, const CbChunkResult *res)
+{
+	CbJob	   *job = &run->job;
+	double		cur = run->batch_size;
+	double		next;
+	double		lo = 1;
+	double		hi = run->full_batch_size;
+
+	if (res->processed > 0 && res->elapsed_ms > 0)
+	{
+		double		rate = (double) res->processed / res->elapsed_ms;
+
+		run->rate = run->rate > 0 ? 0.75 * run->rate + 0.25 * rate : rate;
+	}
+	if (job->target_chunk_ms > 0)
+	{
+		next = run->rate > 0 ? run->rate * job->target_chunk_ms : cur;
+		next = Min(next, cur * 2);
+		if (res->elapsed_ms > 2.0 * job->target_chunk_ms)
+			next = Min(next, cur / 2);
+		lo = job->min_batch_size;
+		hi = job->max_batch_size;
+	}
+	else
+		next = cur * 2;
+	if (res->lock_waiters)
+		next = Min(next, cur / 2);
+	return (int32) Max(lo, Min(hi, next));
+}
+
+/* The pause after a chunk: sleep_ms plus sleep_ratio times its duration. */
+int
+throttle_pause_ms(const CbRun *run, const CbChunkResult *res)
+{
+	double		ms = run->job.sleep_ms + run->job.sleep_ratio * res->elapsed_ms;
+
+	return (int) Min(ms, (double) INT_MAX);
+}
+
+/* ----------------------------------------------------------------
+ * Throttling: replica lag and the job's throttle_sql
+ * ----------------------------------------------------------------
+ */
+
+/* Run throttle_sql as the job's owner: true means wait. */
+static bool
+throttle_sql_says_wait(CbRun *run)
+{
+	int			rc;
+	bool		isnull;
+	bool		wait = false;
+
+	(void) set_config_option("search_path", run->job.search_path,
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
+							 true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rc = SPI_execute(run->job.throttle_sql, true, 1);
+	if (rc != SPI_OK_SELECT)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("throttle_sql of job \"%s\" must be a SELECT", run->job.job_name)));
+	if (SPI_processed == 1 &&
+		SPI_tuptable->tupdesc->natts >= 1 &&
+		TupleDescAttr(SPI_tuptable->tupdesc, 0)->atttypid == BOOLOID)
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+									  1, &isnull);
+
+		wait = !isnull && DatumGetBool(d);
+	}
+	SPI_finish();
+	return wait;
+}
+
+/* Why the run must wait before its next chunk, or NULL; in a transaction. */
+static char *
+throttle_reason(CbRun *run)
+{
+	CbJob	   *job = &run->job;
+	char	   *reason = NULL;
+
+	if (job->max_replica_lag != NULL || job->max_replica_lag_bytes > 0)
+		reason = catalog_replica_lag_exceeded(job->max_replica_lag ?
+											  cb_interval_ms(job->max_replica_lag) : 0,
+											  job->max_replica_lag_bytes);
+	if (reason == NULL && job->throttle_sql != NULL && throttle_sql_says_wait(run))
+		reason = pstrdup("throttle_sql returned true");
+	return reason;
+}
+
+/*
+ * Check, in a transaction of its own, whether the run must wait; record
+ * the state change.  An error (a broken throttle_sql, say) is returned in
+ * *error, to fail the run: it must not run unthrottled.
+ */
+static char *
+throttle_check(CbRun *run, bool mark, double throttled_ms, ErrorData **error)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	char	   *volatile reason = NULL;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PG_TRY();
+	{
+		PushActiveSnapshot(GetTransactionSnapshot());
+		reason = throttle_reason(run);
+		if (reason != NULL)
+			reason = MemoryContextStrdup(caller, reason);
+		if (mark || reason != NULL)
+			catalog_set_throttled(run->run_id, reason, throttled_ms);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(caller);
+		HOLD_INTERRUPTS();
+		*error = CopyErrorData();
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		RESUME_INTERRUPTS();
+		reason = NULL;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(caller);
+	return reason;
+}
+
+/*
+ * Hold the run while a standby lags behind the job's limits or its
+ * throttle_sql says so: state 'throttled' with the reason, checked every
+ * second.  Returns false if the run must not go on: it was asked to stop,
+ * or the check failed (*error).
+ */
+bool
+throttle_gate(CbRun *run, CbSlot *slot, ErrorData **error)
+{
+	TimestampTz since = 0;
+	bool		go = true;
+
+	*error = NULL;
+	if (run->job.max_replica_lag == NULL && run->job.max_replica_lag_bytes <= 0 &&
+		run->job.throttle_sql == NULL)
+		return true;
+	while (throttle_check(run, false, 0, error) != NULL)
+	{
+		if (since == 0)
+		{
+			since = GetCurrentTimestamp();
+			SpinLockAcquire(&slot->mutex);
+			slot->throttled_since = since;
+			SpinLockRelease(&slot->mutex);
+		}
+		if (!(go = throttle_wait_once(slot, 1000L)))
+			break;
+	}
+	if (since != 0 && *error == NULL)
+	{
+		int64		us = GetCurrentTimestamp() - since;
+
+		(void) throttle_check(run, true, us / 1000.0, error);
+		SpinLockAcquire(&slot->mutex);
+		slot->throttled_since = 0;
+		slot->throttled_us += us;
+		SpinLockRelease(&slot->mutex);
+	}
+	return go && *error == NULL;
 }

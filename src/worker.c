@@ -39,6 +39,7 @@
 #define CB_MAX_START_ATTEMPTS	3
 
 static CbSlot *MySlot = NULL;
+static MemoryContext RunContext = NULL;	/* lives as long as the run */
 
 /* Slot release at exit; a worker that never connected reports that. */
 static void
@@ -92,6 +93,14 @@ worker_publish(const CbRun *run, CbPhase phase, uint64 processed)
 	MySlot->chunks_done = run->chunks_done;
 	MySlot->rows_this_worker += processed;
 	MySlot->batch_size = run->batch_size;
+	if (phase == CB_PHASE_SLEEPING)
+	{
+		int			i = MySlot->nsamples++ % CB_RATE_SAMPLES;
+
+		MySlot->sample_at[i] = GetCurrentTimestamp();
+		MySlot->sample_rows[i] = run->rows_done;
+		MySlot->sample_throttled_us[i] = MySlot->throttled_us;
+	}
 	MySlot->chunk_started_at = (phase == CB_PHASE_CHUNK) ? GetCurrentTimestamp() : 0;
 	SpinLockRelease(&MySlot->mutex);
 }
@@ -309,6 +318,82 @@ worker_retry(CbRun *run, const CbChunkResult *res, int *attempts,
 }
 
 /*
+ * alter_job changed the job during the run: its new settings (batch size,
+ * target, sleeps, throttles, timeouts, retries) apply from the next chunk.
+ */
+static void
+worker_retune(CbRun *run)
+{
+	MemoryContext old = MemoryContextSwitchTo(RunContext);
+
+	bookkeeping_begin();
+	MemoryContextSwitchTo(RunContext);
+	catalog_reload_job(&run->job);
+	bookkeeping_end();
+	MemoryContextSwitchTo(old);
+	if (run->job.batch_size != run->full_batch_size)
+	{
+		run->full_batch_size = run->job.batch_size;
+		if (run->job.target_chunk_ms <= 0)
+			run->batch_size = run->job.batch_size;
+	}
+	ereport(LOG,
+			(errmsg("chunkbatch run %lld of job \"%s\" takes the job's new settings",
+					(long long) run->run_id, run->job.job_name)));
+}
+
+/*
+ * Between two chunks: new job settings, the next chunk's size, the pause,
+ * and the throttles.  Returns false if the run must not go on; *error
+ * then says why it fails (or is NULL if it was asked to stop).
+ */
+static bool
+worker_pace(CbRun *run, const CbChunkResult *res, ErrorData **error)
+{
+	if (res->job_altered_at != run->job.altered_at)
+		worker_retune(run);
+	run->batch_size = throttle_next_batch(run, res);
+	*error = NULL;
+	if (!throttle_sleep(MySlot, throttle_pause_ms(run, res)))
+		return false;
+	return throttle_gate(run, MySlot, error);
+}
+
+/* The run's total from count_sql, once, at its first start; best effort. */
+static void
+worker_estimate(CbRun *run, CbChunkState *cs)
+{
+	MemoryContext old = CurrentMemoryContext;
+
+	if (run->job.count_sql == NULL || run->chunks_done > 0)
+		return;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PG_TRY();
+	{
+		int64		total;
+
+		PushActiveSnapshot(GetTransactionSnapshot());
+		total = chunk_count_estimate(cs);
+		if (total >= 0)
+			catalog_set_estimate(run->run_id, total);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(old);
+		HOLD_INTERRUPTS();
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		RESUME_INTERRUPTS();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+}
+
+/*
  * Claim the run and prepare its execution; false if it is not ours.  A run
  * that cannot even be prepared (its checkpoint does not parse as the
  * cursor type, say) fails here instead of being restarted forever.
@@ -375,6 +460,7 @@ worker_start(int64 run_id, CbRun *run, CbChunkState **cs, MemoryContext run_ctx)
 		return false;
 	}
 
+	run->full_batch_size = run->job.batch_size;
 	snprintf(appname, sizeof(appname), "chunkbatch run %lld: %s",
 			 (long long) run_id, run->job.job_name);
 	pgstat_report_appname(appname);
@@ -397,6 +483,7 @@ chunkbatch_worker_main(Datum main_arg)
 	TimestampTz began = GetCurrentTimestamp();
 	int			attempts = 0;
 	CbStop		stop;
+	ErrorData  *error;
 
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
 	pqsignal(SIGTERM, cb_worker_sigterm);
@@ -415,9 +502,11 @@ chunkbatch_worker_main(Datum main_arg)
 									ALLOCSET_DEFAULT_SIZES);
 	chunk_ctx = AllocSetContextCreate(run_ctx, "chunkbatch chunk",
 									  ALLOCSET_DEFAULT_SIZES);
+	RunContext = run_ctx;
 	if (!worker_start(args.run_id, &run, &cs, run_ctx) ||
 		!worker_take_group(&run, began))
 		proc_exit(0);
+	worker_estimate(&run, cs);
 
 	/* The chunk loop: one committed chunk per iteration. */
 	for (;;)
@@ -452,7 +541,11 @@ chunkbatch_worker_main(Datum main_arg)
 				 (long long) run.rows_done, (long long) run.chunks_done);
 			break;
 		}
-		(void) throttle_sleep(MySlot, run.job.sleep_ms);
+		if (!worker_pace(&run, &res, &error) && error != NULL)
+		{
+			worker_fail(&run, error, began);
+			break;
+		}
 	}
 
 	cb_slot_set_phase(MySlot, CB_PHASE_FINISHING);

@@ -296,6 +296,8 @@ worker_retry(CbRun *run, const CbChunkResult *res, int *attempts,
 		if (run->batch_size <= 1)
 			return false;
 		run->batch_size = Max(run->batch_size / 2, 1);
+		/* A fixed-size job does not grow back to a size that timed out. */
+		run->full_batch_size = Min(run->full_batch_size, run->batch_size);
 		ereport(LOG,
 				(errmsg("chunkbatch run %lld of job \"%s\" retries chunk %lld with %d rows after a statement timeout",
 						(long long) run->run_id, run->job.job_name,

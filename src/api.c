@@ -293,14 +293,7 @@ timeout_arg(FunctionCallInfo fcinfo, int argno, const char *name, bool per_chunk
 static void
 job_apply_args(FunctionCallInfo fcinfo, CbJob *job)
 {
-	if (!PG_ARGISNULL(ARG_SQL))
-	{
-		job->chunk_sql = text_to_cstring(PG_GETARG_TEXT_PP(ARG_SQL));
-		if (job->chunk_sql[strspn(job->chunk_sql, " \t\r\n")] == '\0')
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("chunk_sql must not be empty")));
-	}
+	job->chunk_sql = sql_arg(fcinfo, ARG_SQL, "chunk_sql", job->chunk_sql);
 	if (!PG_ARGISNULL(ARG_BATCH))
 	{
 		job->batch_size = PG_GETARG_INT32(ARG_BATCH);
@@ -367,14 +360,7 @@ job_apply_args(FunctionCallInfo fcinfo, CbJob *job)
 					 errhint("Use 'fail' or 'isolate'.")));
 		job->isolate = (strcmp(on_error, "isolate") == 0);
 	}
-	if (!PG_ARGISNULL(ARG_KEYS_SQL))
-	{
-		job->keys_sql = text_to_cstring(PG_GETARG_TEXT_PP(ARG_KEYS_SQL));
-		if (job->keys_sql[strspn(job->keys_sql, " \t\r\n")] == '\0')
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("keys_sql must not be empty")));
-	}
+	job->keys_sql = sql_arg(fcinfo, ARG_KEYS_SQL, "keys_sql", job->keys_sql);
 	if (!PG_ARGISNULL(ARG_MAX_DEAD))
 	{
 		job->max_dead_letters = PG_GETARG_INT32(ARG_MAX_DEAD);

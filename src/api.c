@@ -414,16 +414,20 @@ job_apply_args(FunctionCallInfo fcinfo, CbJob *job)
 				 errhint("Set cursor_type and keys_sql, or use on_error => 'fail'.")));
 }
 
-/* throttle_sql and count_sql, as the owner. */
+/* throttle_sql, count_sql and keys_sql, as the owner. */
 static void
 validate_selects(const CbJob *job)
 {
 	if (job->throttle_sql != NULL)
 		chunk_validate_select(job->job_name, "throttle_sql", job->throttle_sql,
-							  job->cursor_type, true, job->owner, job->search_path);
+							  job->cursor_type, BOOLOID, job->owner, job->search_path);
 	if (job->count_sql != NULL)
 		chunk_validate_select(job->job_name, "count_sql", job->count_sql,
-							  job->cursor_type, false, job->owner, job->search_path);
+							  job->cursor_type, InvalidOid, job->owner, job->search_path);
+	if (job->keys_sql != NULL && OidIsValid(job->cursor_type))
+		chunk_validate_select(job->job_name, "keys_sql", job->keys_sql,
+							  job->cursor_type, job->cursor_type, job->owner,
+							  job->search_path);
 }
 
 Datum
@@ -466,9 +470,6 @@ chunkbatch_create_job(PG_FUNCTION_ARGS)
 	{
 		chunk_validate_sql(job.job_name, job.chunk_sql, job.cursor_type, job.owner,
 						   job.search_path);
-		if (job.keys_sql != NULL)
-			chunk_validate_sql(job.job_name, job.keys_sql, job.cursor_type,
-							   job.owner, job.search_path);
 		validate_selects(&job);
 	}
 
@@ -499,10 +500,6 @@ chunkbatch_alter_job(PG_FUNCTION_ARGS)
 	if (validate && (!PG_ARGISNULL(ARG_SQL) || !PG_ARGISNULL(ARG_CURSOR)))
 		chunk_validate_sql(job.job_name, job.chunk_sql, job.cursor_type, job.owner,
 						   job.search_path);
-	if (validate && job.keys_sql != NULL &&
-		(!PG_ARGISNULL(ARG_KEYS_SQL) || !PG_ARGISNULL(ARG_CURSOR)))
-		chunk_validate_sql(job.job_name, job.keys_sql, job.cursor_type,
-						   job.owner, job.search_path);
 	if (validate)
 		validate_selects(&job);
 	catalog_update_job(&job);

@@ -349,7 +349,8 @@ catalog_count_active_runs(int64 job_id)
 	catalog_enter(&s);
 	cb_exec("SELECT pg_catalog.count(*) FROM chunkbatch.runs"
 			" WHERE job_id OPERATOR(pg_catalog.=) $1"
-			" AND state IN ('queued', 'waiting', 'running', 'throttled', 'paused', 'interrupted')",
+			" AND state IN ('queued', 'waiting', 'running', 'throttled', 'paused',"
+			" 'interrupted', 'stopped')",
 			1, types, values, NULL, SPI_OK_SELECT);
 	n = DatumGetInt64(col_datum(0, 1));
 	catalog_leave(&s);
@@ -459,7 +460,8 @@ catalog_cancel_unowned(int64 run_id)
 	cb_exec("UPDATE chunkbatch.runs SET state = 'cancelled',"
 			" finished_at = pg_catalog.clock_timestamp(), worker_pid = NULL"
 			" WHERE run_id OPERATOR(pg_catalog.=) $1"
-			" AND state IN ('queued', 'interrupted', 'waiting', 'running', 'throttled', 'paused')"
+			" AND state IN ('queued', 'interrupted', 'waiting', 'running', 'throttled',"
+			" 'paused', 'stopped')"
 			" RETURNING run_id",
 			1, types, values, NULL, SPI_OK_UPDATE_RETURNING);
 	done = (SPI_processed == 1);
@@ -491,7 +493,7 @@ catalog_claim_run(int64 run_id, CbRun *run)
 
 	catalog_enter(&s);
 	cb_exec("UPDATE chunkbatch.runs SET state = 'waiting', worker_pid = $2,"
-			" start_attempts = start_attempts OPERATOR(pg_catalog.+) 1"
+			" start_attempts = start_attempts OPERATOR(pg_catalog.+) 1, reason = NULL"
 			" WHERE run_id OPERATOR(pg_catalog.=) $1"
 			" AND state IN ('queued', 'waiting', 'interrupted')"
 			" RETURNING job_id, params, cursor, rows_done, chunks_done,"
@@ -638,11 +640,12 @@ catalog_reload_job(CbJob *job)
 		CbJob		fresh;
 
 		job_from_row(&fresh, mcxt);
-		/* The statement, its key type and its group stay as the run began. */
+		/* Its statements, key type and group stay as the run began. */
 		fresh.chunk_sql = job->chunk_sql;
 		fresh.cursor_type = job->cursor_type;
 		fresh.lock_group = job->lock_group;
 		fresh.search_path = job->search_path;
+		fresh.keys_sql = job->keys_sql;
 		*job = fresh;
 	}
 	catalog_leave(&s);
@@ -925,7 +928,8 @@ catalog_run_queue(void)
 			" h AS (SELECT g.lock_group,"
 			"   chunkbatch.group_holder_pid(g.lock_group) AS pid FROM g)"
 			" SELECT r.run_id, r.owner::oid, r.job_name, r.lock_group, r.state,"
-			"   j.on_group_busy OPERATOR(pg_catalog.=) 'skip',"
+			"   j.on_group_busy OPERATOR(pg_catalog.=) 'skip'"
+			"   AND r.chunks_done OPERATOR(pg_catalog.=) 0,"
 			"   j.group_wait_timeout IS NOT NULL AND"
 			"   r.chunks_done OPERATOR(pg_catalog.=) 0 AND"
 			"   (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-)"

@@ -223,13 +223,14 @@ chunk_validate_sql(const char *job_name, const char *sql, Oid cursor_type,
 }
 
 /*
- * Validate a job's throttle_sql (no parameters, a SELECT whose first column
- * is boolean) or count_sql (the chunk parameters, a SELECT whose first
- * column is a number), as the owner.
+ * Validate a SELECT of a job other than its chunk SQL, as the owner:
+ * throttle_sql (no parameters, want_type boolean), keys_sql (the chunk
+ * parameters, want_type the cursor type) or count_sql (the chunk
+ * parameters, want_type InvalidOid: any number).
  */
 void
 chunk_validate_select(const char *job_name, const char *what, const char *sql,
-					  Oid cursor_type, bool want_boolean, Oid owner,
+					  Oid cursor_type, Oid want_type, Oid owner,
 					  const char *search_path)
 {
 	Oid			argtypes[3] = {INT4OID, OidIsValid(cursor_type) ? cursor_type : TEXTOID,
@@ -238,23 +239,23 @@ chunk_validate_select(const char *job_name, const char *what, const char *sql,
 	Query	   *query;
 	TargetEntry *first;
 	Oid			type;
+	const char *want = OidIsValid(want_type) ? format_type_be(want_type) : "number";
 
 	as_role_enter(&r, owner, search_path);
-	query = analyze_one(what, sql, argtypes, want_boolean ? 0 : 3);
+	query = analyze_one(what, sql, argtypes, want_type == BOOLOID ? 0 : 3);
 	first = first_column(query);
 	if (query->commandType != CMD_SELECT || first == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s of job \"%s\" must be a SELECT returning a %s",
-						what, job_name, want_boolean ? "boolean" : "number")));
+						what, job_name, want)));
 	type = exprType((Node *) first->expr);
-	if (want_boolean ? type != BOOLOID :
+	if (OidIsValid(want_type) ? type != want_type :
 		TypeCategory(type) != TYPCATEGORY_NUMERIC)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
 				 errmsg("%s of job \"%s\" returns %s, not a %s",
-						what, job_name, format_type_be(type),
-						want_boolean ? "boolean" : "number")));
+						what, job_name, format_type_be(type), want)));
 	check_privileges(query);
 	as_role_leave(&r);
 }
@@ -583,8 +584,14 @@ isolate_try(CbIsolation *iso, int lo, int n, ErrorData **edata)
 	MemoryContextSwitchTo(oldcxt);
 	PG_TRY();
 	{
-		int			rc = SPI_execute_plan(cs->plan, values, nulls, false, 0);
+		int			rc;
 
+		/* Each part gets the job's statement_timeout, not the whole split. */
+		if (cs->run->job.statement_timeout != NULL)
+			enable_timeout_after(STATEMENT_TIMEOUT,
+								 (int) cb_interval_ms(cs->run->job.statement_timeout));
+		rc = SPI_execute_plan(cs->plan, values, nulls, false, 0);
+		disable_timeout(STATEMENT_TIMEOUT, false);
 		if (rc < 0)
 			elog(ERROR, "chunk SQL failed: %s", SPI_result_code_string(rc));
 		iso->processed += SPI_processed;
@@ -593,6 +600,7 @@ isolate_try(CbIsolation *iso, int lo, int n, ErrorData **edata)
 	}
 	PG_CATCH();
 	{
+		disable_timeout(STATEMENT_TIMEOUT, false);
 		MemoryContextSwitchTo(oldcxt);
 		*edata = CopyErrorData();
 		FlushErrorState();
@@ -601,6 +609,17 @@ isolate_try(CbIsolation *iso, int lo, int n, ErrorData **edata)
 	PG_END_TRY();
 	MemoryContextSwitchTo(oldcxt);
 	CurrentResourceOwner = oldowner;
+
+	/*
+	 * Only an error of the rows themselves makes a poison row.  A transient
+	 * error, a timeout or a cancel (chunkbatch's own, or SIGTERM's) ends
+	 * the whole isolation: its transaction rolls back, and the run handles
+	 * the error as it would a chunk's.
+	 */
+	if (!ok && (chunk_error_is_transient(*edata) ||
+				(*edata)->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+				(*edata)->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN))
+		ReThrowError(*edata);
 	return ok;
 }
 
@@ -644,9 +663,10 @@ isolate_keys(CbIsolation *iso)
 	{
 		SPIPlanPtr	plan;
 
-		chunk_validate_sql(cs->run->job.job_name, cs->run->job.keys_sql,
-						   cs->run->job.cursor_type, GetUserId(),
-						   cs->run->job.search_path);
+		chunk_validate_select(cs->run->job.job_name, "keys_sql",
+							  cs->run->job.keys_sql, cs->run->job.cursor_type,
+							  cs->run->job.cursor_type, GetUserId(),
+							  cs->run->job.search_path);
 		plan = SPI_prepare_cursor(cs->run->job.keys_sql, 3, cs->argtypes,
 								  CURSOR_OPT_CUSTOM_PLAN);
 		if (plan == NULL || SPI_keepplan(plan) != 0)
@@ -713,6 +733,7 @@ chunk_isolate(CbChunkState *cs, CbChunkResult *res)
 	PG_TRY();
 	{
 		chunk_apply_settings(cs);
+		disable_timeout(STATEMENT_TIMEOUT, false);	/* armed per part */
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		PushActiveSnapshot(GetTransactionSnapshot());

@@ -338,6 +338,13 @@ cb_interval_ms(const Interval *iv)
 		SECS_PER_DAY * 1000.0;
 }
 
+/* Has more than the interval passed since "since"? */
+static inline bool
+cb_elapsed_exceeds(TimestampTz since, TimestampTz now, const Interval *iv)
+{
+	return (double) (now - since) > cb_interval_ms(iv) * 1000.0;
+}
+
 /* ----------------------------------------------------------------
  * Other modules
  * ----------------------------------------------------------------
@@ -355,7 +362,7 @@ extern void chunk_validate_sql(const char *job_name, const char *sql,
 							   const char *search_path);
 extern void chunk_validate_select(const char *job_name, const char *what,
 								  const char *sql, Oid cursor_type,
-								  bool want_boolean, Oid owner,
+								  Oid want_type, Oid owner,
 								  const char *search_path);
 
 /* grouplock.c */

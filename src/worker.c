@@ -168,9 +168,7 @@ worker_should_stop(const CbRun *run, TimestampTz began)
 	if (pause)
 		return CB_STOP_PAUSE;
 	if (run->job.max_runtime != NULL &&
-		TimestampDifferenceExceeds(began, GetCurrentTimestamp(),
-								   (int) Min(cb_interval_ms(run->job.max_runtime),
-											 (double) INT_MAX)))
+		cb_elapsed_exceeds(began, GetCurrentTimestamp(), run->job.max_runtime))
 		return CB_STOP_RUNTIME;
 	return CB_GO;
 }
@@ -216,8 +214,8 @@ worker_take_group(CbRun *run, TimestampTz began)
 		if (run->job.skip_if_busy && run->chunks_done == 0)
 			skip = "its group was busy";
 		else if (run->job.group_wait_timeout != NULL && run->chunks_done == 0 &&
-				 TimestampDifferenceExceeds(began, GetCurrentTimestamp(),
-											(int) cb_interval_ms(run->job.group_wait_timeout)))
+				 cb_elapsed_exceeds(began, GetCurrentTimestamp(),
+									run->job.group_wait_timeout))
 			skip = "it waited for its group longer than group_wait_timeout";
 		if (skip != NULL)
 		{
@@ -258,7 +256,9 @@ worker_fail(CbRun *run, ErrorData *edata, TimestampTz began)
 {
 	CbStop		stop = worker_should_stop(run, began);
 
-	if (stop != CB_GO && stop != CB_STOP_RUNTIME)
+	/* max_runtime ends a run that only meets transient errors: stopped. */
+	if (stop != CB_GO &&
+		(stop != CB_STOP_RUNTIME || chunk_error_is_transient(edata)))
 	{
 		worker_stop(run, stop);
 		return;

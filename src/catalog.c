@@ -424,7 +424,7 @@ catalog_get_run(int64 run_id, bool for_update, CbRunRef *ref, char **state,
 	cb_exec(for_update ?
 			"SELECT owner::oid, state, sqlstate, error, job_name, xmin"
 			" FROM chunkbatch.runs WHERE run_id OPERATOR(pg_catalog.=) $1"
-			" FOR UPDATE" :
+			" FOR NO KEY UPDATE" :
 			"SELECT owner::oid, state, sqlstate, error, job_name, xmin"
 			" FROM chunkbatch.runs WHERE run_id OPERATOR(pg_catalog.=) $1",
 			1, types, values, NULL, SPI_OK_SELECT);
@@ -863,7 +863,7 @@ catalog_prune_history(int retention_min)
 	catalog_enter(&s);
 	cb_exec("DELETE FROM chunkbatch.runs WHERE run_id IN ("
 			" SELECT run_id FROM chunkbatch.runs"
-			" WHERE state IN ('succeeded', 'failed', 'cancelled', 'skipped')"
+			" WHERE state IN ('succeeded', 'failed', 'cancelled', 'skipped', 'stopped')"
 			" AND finished_at OPERATOR(pg_catalog.<) (pg_catalog.now()"
 			"     OPERATOR(pg_catalog.-) pg_catalog.make_interval(mins => $1))"
 			" LIMIT 10000)",

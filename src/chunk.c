@@ -244,6 +244,10 @@ chunk_validate_select(const char *job_name, const char *what, const char *sql,
 	as_role_enter(&r, owner, search_path);
 	query = analyze_one(what, sql, argtypes, want_type == BOOLOID ? 0 : 3);
 	first = first_column(query);
+	if (query->rowMarks != NIL || query->hasModifyingCTE)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s of job \"%s\" must not lock or change rows", what, job_name)));
 	if (query->commandType != CMD_SELECT || first == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -747,7 +751,7 @@ chunk_isolate(CbChunkState *cs, CbChunkResult *res)
 				run->dead_letters + iso.dead > run->job.max_dead_letters)
 				ereport(ERROR,
 						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-						 errmsg("run %lld of job \"%s\" has more than %d dead letters",
+						 errmsg("run %lld of job \"%s\" exceeded max_dead_letters (%d)",
 								(long long) run->run_id, run->job.job_name,
 								run->job.max_dead_letters),
 						 errdetail("The last chunk failed with: %s", failure->message)));

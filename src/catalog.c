@@ -493,12 +493,13 @@ catalog_claim_run(int64 run_id, CbRun *run)
 
 	catalog_enter(&s);
 	cb_exec("UPDATE chunkbatch.runs SET state = 'waiting', worker_pid = $2,"
-			" start_attempts = start_attempts OPERATOR(pg_catalog.+) 1, reason = NULL"
+			" start_attempts = start_attempts OPERATOR(pg_catalog.+) 1, reason = NULL,"
+			" throttle_reason = NULL, throttled_since = NULL"
 			" WHERE run_id OPERATOR(pg_catalog.=) $1"
 			" AND state IN ('queued', 'waiting', 'interrupted')"
 			" RETURNING job_id, params, cursor, rows_done, chunks_done,"
 			" batch_size, avg_chunk_ms, max_chunk_ms, retries, lock_group,"
-			" dead_letters, start_attempts",
+			" dead_letters, start_attempts, lock_waiters_seen",
 			2, types, values, NULL, SPI_OK_UPDATE_RETURNING);
 	if (SPI_processed != 1)
 	{
@@ -520,6 +521,7 @@ catalog_claim_run(int64 run_id, CbRun *run)
 		lock_group = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 10);
 		run->dead_letters = DatumGetInt64(col_datum(0, 11));
 		run->start_attempts = DatumGetInt32(col_datum(0, 12));
+		run->lock_waiters_seen = DatumGetInt64(col_datum(0, 13));
 		run->avg_chunk_ms = col_isnull(0, 7) ? 0 : DatumGetFloat8(col_datum(0, 7));
 		run->max_chunk_ms = col_isnull(0, 8) ? 0 : DatumGetFloat8(col_datum(0, 8));
 		MemoryContextSwitchTo(old);
@@ -640,12 +642,13 @@ catalog_reload_job(CbJob *job)
 		CbJob		fresh;
 
 		job_from_row(&fresh, mcxt);
-		/* Its statements, key type and group stay as the run began. */
+		/* Its statements, key type, group and on_error stay as it began. */
 		fresh.chunk_sql = job->chunk_sql;
 		fresh.cursor_type = job->cursor_type;
 		fresh.lock_group = job->lock_group;
 		fresh.search_path = job->search_path;
 		fresh.keys_sql = job->keys_sql;
+		fresh.isolate = job->isolate;
 		*job = fresh;
 	}
 	catalog_leave(&s);
@@ -707,7 +710,9 @@ catalog_replica_lag_exceeded(double max_lag_ms, int64 max_lag_bytes)
 
 	catalog_enter(&s);
 	cb_exec("SELECT pg_catalog.format('replica lag: standby %s is %s s and %s bytes behind',"
-			"   x.application_name, pg_catalog.round(x.lag_ms / 1000.0, 1), x.lag_bytes)"
+			"   x.application_name,"
+			"   pg_catalog.round((x.lag_ms OPERATOR(pg_catalog./) 1000)::numeric, 1),"
+			"   x.lag_bytes)"
 			" FROM (SELECT r.application_name,"
 			"   extract(epoch FROM COALESCE(r.replay_lag, '0'::interval))::float8"
 			"     OPERATOR(pg_catalog.*) 1000 AS lag_ms,"

@@ -233,6 +233,9 @@ scheduler_launch(CbRunRef *ref)
 	slot->batch_size = 0;
 	slot->cancel_requested = false;
 	slot->pause_requested = false;
+	slot->nsamples = 0;
+	slot->throttled_us = 0;
+	slot->throttled_since = 0;
 	SpinLockRelease(&slot->mutex);
 
 	args.run_id = ref->run_id;

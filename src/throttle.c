@@ -230,12 +230,12 @@ throttle_reason(CbRun *run)
 }
 
 /*
- * Check, in a transaction of its own, whether the run must wait; record
- * the state change.  An error (a broken throttle_sql, say) is returned in
+ * Check, in a transaction of its own, whether the run must wait; if so,
+ * record it ('throttled', the reason).  An error (a broken throttle_sql, say) is returned in
  * *error, to fail the run: it must not run unthrottled.
  */
 static char *
-throttle_check(CbRun *run, bool mark, double throttled_ms, ErrorData **error)
+throttle_check(CbRun *run, ErrorData **error)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	char	   *volatile reason = NULL;
@@ -248,8 +248,8 @@ throttle_check(CbRun *run, bool mark, double throttled_ms, ErrorData **error)
 		reason = throttle_reason(run);
 		if (reason != NULL)
 			reason = MemoryContextStrdup(caller, reason);
-		if (mark || reason != NULL)
-			catalog_set_throttled(run->run_id, reason, throttled_ms);
+		if (reason != NULL)
+			catalog_set_throttled(run->run_id, reason, 0);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 	}
@@ -285,7 +285,7 @@ throttle_gate(CbRun *run, CbSlot *slot, ErrorData **error)
 	if (run->job.max_replica_lag == NULL && run->job.max_replica_lag_bytes <= 0 &&
 		run->job.throttle_sql == NULL)
 		return true;
-	while (throttle_check(run, false, 0, error) != NULL)
+	while (throttle_check(run, error) != NULL)
 	{
 		if (since == 0)
 		{
@@ -297,11 +297,17 @@ throttle_gate(CbRun *run, CbSlot *slot, ErrorData **error)
 		if (!(go = throttle_wait_once(slot, 1000L)))
 			break;
 	}
-	if (since != 0 && *error == NULL)
+	if (since != 0)
 	{
 		int64		us = GetCurrentTimestamp() - since;
 
-		(void) throttle_check(run, true, us / 1000.0, error);
+		/* Back to 'running' (or the run ends), adding the time throttled. */
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		catalog_set_throttled(run->run_id, NULL, us / 1000.0);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
 		SpinLockAcquire(&slot->mutex);
 		slot->throttled_since = 0;
 		slot->throttled_us += us;

@@ -327,13 +327,14 @@ static void
 worker_retune(CbRun *run)
 {
 	MemoryContext old = MemoryContextSwitchTo(RunContext);
+	int32		old_batch_size = run->job.batch_size;
 
 	bookkeeping_begin();
 	MemoryContextSwitchTo(RunContext);
 	catalog_reload_job(&run->job);
 	bookkeeping_end();
 	MemoryContextSwitchTo(old);
-	if (run->job.batch_size != run->full_batch_size)
+	if (run->job.batch_size != old_batch_size)
 	{
 		run->full_batch_size = run->job.batch_size;
 		if (run->job.target_chunk_ms <= 0)
@@ -509,6 +510,11 @@ chunkbatch_worker_main(Datum main_arg)
 		!worker_take_group(&run, began))
 		proc_exit(0);
 	worker_estimate(&run, cs);
+	if (!throttle_gate(&run, MySlot, &error) && error != NULL)
+	{
+		worker_fail(&run, error, began);
+		proc_exit(0);
+	}
 
 	/* The chunk loop: one committed chunk per iteration. */
 	for (;;)
@@ -526,7 +532,8 @@ chunkbatch_worker_main(Datum main_arg)
 		chunk_execute(cs, &res);
 		if (!res.ok && worker_retry(&run, &res, &attempts, began))
 			continue;
-		if (!res.ok && run.job.isolate && !chunk_error_is_transient(res.error) &&
+		if (!res.ok && run.job.isolate && run.job.keys_sql != NULL &&
+			!chunk_error_is_transient(res.error) &&
 			worker_should_stop(&run, began) == CB_GO)
 			chunk_isolate(cs, &res);
 		if (!res.ok)

@@ -320,6 +320,29 @@ worker_retry(CbRun *run, const CbChunkResult *res, int *attempts,
 }
 
 /*
+ * After a chunk that did not commit: true to try it again (a transient
+ * error or a timeout).  With on_error => 'isolate', a chunk that failed
+ * on its rows is redone without its poison rows: *res then tells how that
+ * went.
+ */
+static bool
+worker_recover(CbRun *run, CbChunkState *cs, CbChunkResult *res,
+			   int *attempts, TimestampTz began)
+{
+	if (worker_retry(run, res, attempts, began))
+		return true;
+	if (run->job.isolate && run->job.keys_sql != NULL &&
+		!res->timed_out && !chunk_error_is_transient(res->error) &&
+		worker_should_stop(run, began) == CB_GO)
+	{
+		chunk_isolate(cs, res);
+		if (!res->ok && worker_retry(run, res, attempts, began))
+			return true;
+	}
+	return false;
+}
+
+/*
  * alter_job changed the job during the run: its new settings (batch size,
  * target, sleeps, throttles, timeouts, retries) apply from the next chunk.
  */
@@ -530,12 +553,8 @@ chunkbatch_worker_main(Datum main_arg)
 		}
 		worker_publish(&run, CB_PHASE_CHUNK, 0);
 		chunk_execute(cs, &res);
-		if (!res.ok && worker_retry(&run, &res, &attempts, began))
+		if (!res.ok && worker_recover(&run, cs, &res, &attempts, began))
 			continue;
-		if (!res.ok && run.job.isolate && run.job.keys_sql != NULL &&
-			!chunk_error_is_transient(res.error) &&
-			worker_should_stop(&run, began) == CB_GO)
-			chunk_isolate(cs, &res);
 		if (!res.ok)
 		{
 			worker_fail(&run, res.error, began);

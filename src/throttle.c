@@ -271,9 +271,9 @@ throttle_check(CbRun *run, ErrorData **error)
 
 /*
  * Hold the run while a standby lags behind the job's limits or its
- * throttle_sql says so: state 'throttled' with the reason, checked every
- * second.  Returns false if the run must not go on: it was asked to stop,
- * or the check failed (*error).
+ * throttle_sql says so: state 'throttled' with the reason, checked five
+ * times a second.  Returns false if the run must not go on: it was asked
+ * to stop, or the check failed (*error).
  */
 bool
 throttle_gate(CbRun *run, CbSlot *slot, ErrorData **error)
@@ -294,7 +294,7 @@ throttle_gate(CbRun *run, CbSlot *slot, ErrorData **error)
 			slot->throttled_since = since;
 			SpinLockRelease(&slot->mutex);
 		}
-		if (!(go = throttle_wait_once(slot, 1000L)))
+		if (!(go = throttle_wait_once(slot, 200L)))
 			break;
 	}
 	if (since != 0)

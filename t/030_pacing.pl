@@ -1,0 +1,515 @@
+# Copyright (c) 2026, chunkbatch developers
+#
+# Pacing: adaptive chunk size, throttling, live retuning, yielding to lock
+# waiters, progress and ETA, sleep_ratio.
+#
+# - adaptive sizing converges: a keyset UPDATE of 400,000 rows with
+#   target_chunk_ms => 50, starting at batch_size 100, ends with avg_chunk_ms
+#   within 25-100 ms and a batch size different from 100 (and the chunks of
+#   its second half take 25-100 ms at the median);
+# - throttle_sql returning true holds the run: state 'throttled' with the
+#   reason in chunkbatch.status, rows_done does not move for 1.5 s; returning
+#   false releases it, the run finishes, runs.throttled_ms counts the hold;
+# - alter_job(batch_size => 25) during a run of batch 10: every chunk that
+#   starts after the change was committed (all but the one in flight) asks
+#   for and processes 25 rows;
+# - an outside session blocked on a row that a chunk holds makes the next
+#   chunk half the size (then it grows back), and lock_waiters_seen counts it;
+#   every halved chunk follows a chunk that was waited for;
+# - count_sql: while running, chunkbatch.status shows total_estimate,
+#   percent in (0, 100), a progress bar '[###.....]' matching the percent,
+#   and rows_per_sec and an ETA that describe this run (its worker slot was
+#   used by the runs before it);
+# - sleep_ratio => 1 makes a run last at least about twice the sum of its
+#   chunk times; the same job with sleep_ratio => 0 does not.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+
+my $node = PostgreSQL::Test::Cluster->new('pacing');
+
+# Should the server die (restart_after_crash is off), fail this script
+# without making the test framework bail out of the remaining scripts.
+END
+{
+	local $?;
+	$node->stop('immediate', fail_ok => 1) if defined $node;
+}
+
+$node->init;
+$node->append_conf('postgresql.conf',
+	"shared_preload_libraries = 'chunkbatch'\n"
+	  . "chunkbatch.naptime = 1\n"
+	  . "max_worker_processes = 16\n");
+$node->start;
+
+my $db = 'postgres';
+my $script_start = time;
+
+sub sql
+{
+	my ($sql) = @_;
+	return $node->safe_psql($db, $sql);
+}
+
+sub final_state
+{
+	my ($run, $timeout) = @_;
+	return sql("SELECT chunkbatch.wait($run, '$timeout')");
+}
+
+# Run $query until it returns a non-empty value; that value, or undef after
+# $timeout seconds.
+sub poll_value
+{
+	my ($query, $timeout) = @_;
+	my $deadline = time + ($timeout // 60);
+	while (time < $deadline)
+	{
+		my $out = sql($query);
+		return $out if $out ne '';
+		usleep(20_000);
+	}
+	diag("poll_value timed out: $query");
+	return undef;
+}
+
+# A keyset chunk over table tbl: counter = counter + 1 on the next n rows.
+sub keyset_sql
+{
+	my ($tbl) = @_;
+	return "UPDATE $tbl SET counter = counter + 1"
+	  . " WHERE id IN (SELECT id FROM $tbl WHERE \$2 IS NULL OR id > \$2"
+	  . " ORDER BY id LIMIT \$1) RETURNING id";
+}
+
+# Rows of tbl, and how many were processed exactly once.
+sub once_count
+{
+	my ($tbl) = @_;
+	return sql(
+		"SELECT count(*), count(*) FILTER (WHERE counter = 1) FROM $tbl");
+}
+
+sql('CREATE EXTENSION chunkbatch');
+
+# A slow keyset chunk that logs itself: it updates the next n rows of tbl
+# (locking them), records its job, requested size, processed rows and
+# transaction id in chunk_log, then sleeps `pause` seconds if it processed
+# rows (still holding the row locks), and returns the keys.
+sql(q{
+CREATE TABLE chunk_log (
+    seq        bigserial PRIMARY KEY,
+    job        text NOT NULL,
+    requested  int NOT NULL,
+    processed  int NOT NULL,
+    xid        text NOT NULL,
+    at         timestamptz NOT NULL DEFAULT clock_timestamp());
+CREATE FUNCTION slow_chunk(job text, tbl regclass, n int, after_id bigint,
+                           pause float8)
+RETURNS SETOF bigint LANGUAGE plpgsql AS $$
+DECLARE
+  cnt bigint;
+BEGIN
+  RETURN QUERY EXECUTE format(
+    'UPDATE %s SET counter = counter + 1
+      WHERE id IN (SELECT id FROM %s WHERE $2 IS NULL OR id > $2
+                    ORDER BY id LIMIT $1)
+     RETURNING id', tbl, tbl) USING n, after_id;
+  GET DIAGNOSTICS cnt = ROW_COUNT;
+  INSERT INTO chunk_log (job, requested, processed, xid)
+  VALUES (job, n, cnt, pg_current_xact_id()::text);
+  IF cnt > 0 THEN
+    PERFORM pg_sleep(pause);
+  END IF;
+  RETURN;
+END
+$$;
+});
+
+# ---------------------------------------------------------------------------
+# 1. Adaptive sizing: target_chunk_ms 50 from batch_size 100, 400,000 rows.
+#    Each chunk also logs its requested size and its duration so far.
+# ---------------------------------------------------------------------------
+sql(q{
+CREATE TABLE ad_items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0,
+                       pad text NOT NULL);
+INSERT INTO ad_items (id, pad)
+SELECT g, repeat('x', 40) FROM generate_series(1, 400000) g;
+VACUUM ANALYZE ad_items;
+CREATE TABLE ad_log (seq bigserial, requested int, processed int, ms float8);
+SELECT chunkbatch.create_job(
+  job_name => 'adaptive',
+  chunk_sql => $$WITH u AS (UPDATE ad_items SET counter = counter + 1
+                            WHERE id IN (SELECT id FROM ad_items
+                                          WHERE $2 IS NULL OR id > $2
+                                          ORDER BY id LIMIT $1)
+                            RETURNING id),
+                     l AS (INSERT INTO ad_log (requested, processed, ms)
+                           SELECT $1, count(*),
+                                  extract(epoch FROM clock_timestamp()
+                                                     - statement_timestamp()) * 1000
+                             FROM u)
+                SELECT id FROM u$$,
+  batch_size => 100,
+  cursor_type => 'bigint',
+  target_chunk_ms => 50);
+});
+
+my $t0 = time;
+my $ad_run = sql(q{SELECT chunkbatch.run('adaptive')});
+is(final_state($ad_run, '120s'), 'succeeded', 'the adaptive run succeeds');
+my $ad_secs = time - $t0;
+is(once_count('ad_items'), '400000|400000',
+	'the adaptive run processed every row exactly once');
+
+my ($ad_batch, $ad_chunks, $ad_avg, $ad_max) = split /\|/,
+  sql("SELECT batch_size, chunks_done, round(avg_chunk_ms::numeric, 1),
+              round(max_chunk_ms::numeric, 1)
+         FROM chunkbatch.runs WHERE run_id = $ad_run");
+cmp_ok($ad_chunks, '>=', 40,
+	"the adaptive run took enough chunks to converge ($ad_chunks)");
+ok($ad_avg >= 25 && $ad_avg <= 100,
+	"avg_chunk_ms $ad_avg is within 25-100 ms of a 50 ms target");
+isnt($ad_batch, '100', "runs.batch_size moved from its start of 100 to $ad_batch");
+is( sql(q{SELECT requested FROM ad_log ORDER BY seq LIMIT 1}),
+	'100', 'the first chunk asked for the starting batch size 100');
+
+# The chunks of the second half (past the ramp-up) take about the target.
+my ($ad_median, $ad_half_min_req, $ad_half_max_req) = split /\|/, sql(
+	q{SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1),
+             min(requested), max(requested)
+        FROM (SELECT ms, requested, row_number() OVER (ORDER BY seq) rn,
+                     count(*) OVER () n
+                FROM ad_log WHERE processed > 0) s
+       WHERE rn > n / 2});
+ok($ad_median >= 25 && $ad_median <= 100,
+	"the median chunk of the second half took $ad_median ms (25-100)");
+note(sprintf(
+		"adaptive: %d chunks in %.1f s, final batch_size %s, avg %s ms, "
+		  . "max %s ms; second half: median %s ms, batch %s-%s; first sizes: %s",
+		$ad_chunks, $ad_secs, $ad_batch, $ad_avg, $ad_max, $ad_median,
+		$ad_half_min_req, $ad_half_max_req,
+		sql(q{SELECT string_agg(requested::text, ' ' ORDER BY seq)
+                FROM (SELECT * FROM ad_log ORDER BY seq LIMIT 10) s})));
+
+# ---------------------------------------------------------------------------
+# 2. throttle_sql holds the run while it returns true.
+# ---------------------------------------------------------------------------
+sql(q{
+CREATE TABLE gate (hold boolean NOT NULL);
+INSERT INTO gate VALUES (false);
+CREATE TABLE th_items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);
+INSERT INTO th_items (id) SELECT generate_series(1, 2000);
+SELECT chunkbatch.create_job(
+  job_name => 'gated',
+  chunk_sql => $$SELECT * FROM slow_chunk('gated', 'th_items', $1, $2, 0.05)$$,
+  batch_size => 20,
+  cursor_type => 'bigint',
+  throttle_sql => 'SELECT hold FROM gate');
+});
+
+my $th_run = sql(q{SELECT chunkbatch.run('gated')});
+ok( $node->poll_query_until(
+		$db,
+		"SELECT state = 'running' AND rows_done > 0
+           FROM chunkbatch.status WHERE run_id = $th_run"),
+	'the gated run is running with rows done');
+sql(q{UPDATE gate SET hold = true});
+my $t_hold = time;
+# Until the run is throttled or has ended (a failure must not look like a
+# long wait).
+ok( $node->poll_query_until(
+		$db,
+		"SELECT state NOT IN ('queued', 'waiting', 'running')
+           FROM chunkbatch.runs WHERE run_id = $th_run"),
+	'the gated run leaves the running state');
+my $th_react = time - $t_hold;
+is( sql("SELECT state, throttle_reason, throttled_for > '0'
+           FROM chunkbatch.status WHERE run_id = $th_run"),
+	"throttled|throttle_sql returned true|t",
+	'chunkbatch.status shows the run throttled by throttle_sql, with throttled_for'
+);
+my $th_rows = sql(
+	"SELECT rows_done FROM chunkbatch.status WHERE run_id = $th_run");
+my $th_log = sql(q{SELECT count(*) FROM chunk_log WHERE job = 'gated'});
+usleep(1_500_000);
+is( sql("SELECT state, rows_done, worker_pid IS NOT NULL,
+                throttled_for >= interval '1.5 s'
+           FROM chunkbatch.status WHERE run_id = $th_run"),
+	"throttled|$th_rows|t|t",
+	"rows_done stays at $th_rows for 1.5 s while throttled, its worker waiting");
+is(sql(q{SELECT count(*) FROM chunk_log WHERE job = 'gated'}),
+	$th_log, 'no chunk committed while throttled');
+cmp_ok($th_rows, '<', 2000, 'the throttled run is not finished');
+
+sql(q{UPDATE gate SET hold = false});
+my $t_release = time;
+is(final_state($th_run, '60s'), 'succeeded',
+	'after throttle_sql returns false the run finishes');
+my $th_after = time - $t_release;
+my ($th_ms, $th_reason, $th_since) = split /\|/,
+  sql("SELECT round(throttled_ms), throttle_reason IS NULL, throttled_since IS NULL
+         FROM chunkbatch.runs WHERE run_id = $th_run");
+cmp_ok($th_ms, '>=', 1500,
+	"runs.throttled_ms counts the hold of at least 1.5 s ($th_ms ms)");
+is("$th_reason|$th_since", 't|t',
+	'throttle_reason and throttled_since are cleared after the hold');
+is(once_count('th_items'), '2000|2000',
+	'the gated run processed every row exactly once');
+note(sprintf(
+		"throttle_sql: throttled %.2f s after the gate closed at %d rows, "
+		  . "throttled_ms %s, run done %.2f s after the gate opened",
+		$th_react, $th_rows, $th_ms, $th_after));
+
+# ---------------------------------------------------------------------------
+# 3. alter_job(batch_size) during a run changes the chunks that follow.
+# ---------------------------------------------------------------------------
+sql(q{
+CREATE TABLE al_items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);
+INSERT INTO al_items (id) SELECT generate_series(1, 600);
+SELECT chunkbatch.create_job(
+  job_name => 'retuned',
+  chunk_sql => $$SELECT * FROM slow_chunk('retuned', 'al_items', $1, $2, 0.1)$$,
+  batch_size => 10,
+  cursor_type => 'bigint');
+});
+my $al_run = sql(q{SELECT chunkbatch.run('retuned')});
+ok( $node->poll_query_until(
+		$db, q{SELECT count(*) >= 3 FROM chunk_log WHERE job = 'retuned'}),
+	'the retuned run committed 3 chunks of batch 10');
+sql(q{SELECT chunkbatch.alter_job('retuned', batch_size => 25)});
+# Chunks committed once the change is committed ran with the old size; the
+# one in flight may too; every chunk after that must use the new one.
+my $al_before = sql(q{SELECT count(*) FROM chunk_log WHERE job = 'retuned'});
+is(final_state($al_run, '60s'), 'succeeded', 'the retuned run succeeds');
+my $al_first = $al_before + 2;
+is( sql(qq{
+SELECT count(*) FILTER (WHERE rn <= $al_before AND requested <> 10),
+       count(*) FILTER (WHERE rn >= $al_first AND requested <> 25),
+       count(*) FILTER (WHERE rn >= $al_first AND processed = 25) >= 10,
+       count(*) FILTER (WHERE rn >= $al_first AND processed NOT IN (0, 25)) <= 1
+  FROM (SELECT requested, processed, row_number() OVER (ORDER BY seq) rn
+          FROM chunk_log WHERE job = 'retuned') s}),
+	'0|0|t|t',
+	"chunks 1-$al_before used batch 10; every chunk from $al_first on asked for 25 and full ones processed 25"
+);
+is( sql("SELECT batch_size FROM chunkbatch.runs WHERE run_id = $al_run"),
+	'25', 'runs.batch_size shows the new size');
+is(once_count('al_items'), '600|600',
+	'the retuned run processed every row exactly once');
+ok( $node->log_contains(
+		qr/chunkbatch run $al_run of job "retuned" takes the job's new settings/),
+	'the server log shows the run taking the new settings');
+note('retuned: chunk sizes '
+	  . sql(q{SELECT string_agg(requested || '/' || processed, ' ' ORDER BY seq)
+                FROM chunk_log WHERE job = 'retuned'})
+	  . " (requested/processed), alter_job after chunk $al_before");
+
+# ---------------------------------------------------------------------------
+# 4. An outside session waiting on a row the run locks: the next chunk is
+#    half the size.  Each chunk updates 20 rows, then sleeps 0.3 s holding
+#    their locks; the outside session updates one of them.
+# ---------------------------------------------------------------------------
+sql(q{
+CREATE TABLE lw_items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0,
+                       outside int NOT NULL DEFAULT 0);
+INSERT INTO lw_items (id) SELECT generate_series(1, 300);
+SELECT chunkbatch.create_job(
+  job_name => 'yielding',
+  chunk_sql => $$SELECT * FROM slow_chunk('yielding', 'lw_items', $1, $2, 0.3)$$,
+  batch_size => 20,
+  cursor_type => 'bigint');
+});
+
+my $outside = $node->background_psql($db);
+my $outside_pid = $outside->query_safe('SELECT pg_backend_pid()');
+my $lw_run = sql(q{SELECT chunkbatch.run('yielding')});
+my ($blocked_xid, $blocked_row);
+for my $attempt (1 .. 5)
+{
+	# A chunk past the first is sleeping: it holds rows cursor+1 ... +20.
+	my $cursor = poll_value(
+		"SELECT r.cursor FROM chunkbatch.runs r
+           JOIN pg_stat_activity a
+             ON a.backend_type = 'chunkbatch run worker'
+            AND a.application_name LIKE 'chunkbatch run $lw_run:%'
+          WHERE r.run_id = $lw_run AND r.cursor IS NOT NULL
+            AND a.wait_event = 'PgSleep'", 30);
+	last unless defined $cursor;
+	my $row = $cursor + 1;
+	$outside->query_until(qr/sent/,
+		"\\echo sent\nUPDATE lw_items SET outside = outside + 1 WHERE id = $row;\n");
+	# Either it waits for a chunk's transaction, or it already got through.
+	my $seen = poll_value(
+		"SELECT COALESCE(
+           (SELECT 'waits ' || l.transactionid FROM pg_locks l
+             WHERE l.pid = $outside_pid AND NOT l.granted
+               AND l.locktype = 'transactionid' LIMIT 1),
+           (SELECT 'done' FROM lw_items WHERE id = $row AND outside > 0), '')",
+		30);
+	$outside->query_safe('SELECT 1');    # the UPDATE has finished
+	if (defined $seen && $seen =~ /^waits (\d+)$/)
+	{
+		($blocked_xid, $blocked_row) = ($1, $row);
+		last;
+	}
+	note("attempt $attempt: the outside UPDATE of row $row did not wait ("
+		  . ($seen // 'timeout') . ')');
+}
+ok(defined $blocked_xid,
+	'the outside session blocked on a row held by a chunk of the run');
+$blocked_xid //= 0;
+$blocked_row //= 0;
+is(final_state($lw_run, '60s'), 'succeeded', 'the yielding run succeeds');
+$outside->quit;
+
+my $lw_seen = sql(
+	"SELECT lock_waiters_seen FROM chunkbatch.runs WHERE run_id = $lw_run");
+cmp_ok($lw_seen, '>=', 1, "runs.lock_waiters_seen counts the wait ($lw_seen)");
+is( sql(qq{
+SELECT requested, processed, next_requested, next_processed, after_requested,
+       $blocked_row BETWEEN first_id AND last_id
+  FROM (SELECT xid, requested, processed,
+               lead(requested) OVER w AS next_requested,
+               lead(processed) OVER w AS next_processed,
+               lead(requested, 2) OVER w AS after_requested,
+               sum(processed) OVER w - processed + 1 AS first_id,
+               sum(processed) OVER w AS last_id
+          FROM chunk_log WHERE job = 'yielding'
+        WINDOW w AS (ORDER BY seq)) s
+ WHERE xid = '$blocked_xid'}),
+	'20|20|10|10|20|t',
+	"the chunk waited for (xid $blocked_xid, holding row $blocked_row) had 20 rows, the next one 10, the one after 20 again"
+);
+is( sql(q{
+SELECT count(*) FILTER (WHERE requested <> 20),
+       count(*) FILTER (WHERE requested = 10)
+  FROM chunk_log WHERE job = 'yielding'}),
+	"$lw_seen|$lw_seen",
+	'as many chunks were halved (to 10) as lock waits were seen; all others had 20'
+);
+is(once_count('lw_items'), '300|300',
+	'the yielding run processed every row exactly once');
+is(sql("SELECT outside FROM lw_items WHERE id = $blocked_row"),
+	'1', 'the outside UPDATE went through after the chunk committed');
+note('yielding: chunk sizes '
+	  . sql(q{SELECT string_agg(requested::text, ' ' ORDER BY seq)
+                FROM chunk_log WHERE job = 'yielding'})
+	  . ", lock_waiters_seen $lw_seen");
+
+# ---------------------------------------------------------------------------
+# 5. count_sql: total, percent, ETA and progress bar while running.
+# ---------------------------------------------------------------------------
+sql(q{
+CREATE TABLE pr_items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);
+INSERT INTO pr_items (id) SELECT generate_series(1, 1000);
+SELECT chunkbatch.create_job(
+  job_name => 'progress',
+  chunk_sql => $$SELECT * FROM slow_chunk('progress', 'pr_items', $1, $2, 0.1)$$,
+  batch_size => 40,
+  cursor_type => 'bigint',
+  count_sql => 'SELECT count(*) FROM pr_items WHERE counter = 0');
+});
+my $pr_run = sql(q{SELECT chunkbatch.run('progress')});
+# Two chunks done (or the run over, which fails below).
+ok( $node->poll_query_until(
+		$db,
+		"SELECT COALESCE((SELECT rows_done >= 80 FROM chunkbatch.status
+                           WHERE run_id = $pr_run), true)"),
+	'the progress run has done two chunks');
+my ($pr_state, $pr_total, $pr_rows, $pr_pct, $pr_bar, $pr_eta, $pr_rate,
+	$pr_elapsed)
+  = map { $_ // '' } split /\|/,
+  sql("SELECT state, total_estimate, rows_done, percent, progress,
+              extract(epoch FROM eta), rows_per_sec, extract(epoch FROM elapsed)
+         FROM chunkbatch.status WHERE run_id = $pr_run");
+is($pr_state, 'running', 'the progress run is running');
+is($pr_total, '1000', 'total_estimate is the count_sql result, 1000');
+ok($pr_pct > 0 && $pr_pct < 100,
+	"percent $pr_pct is between 0 and 100 while running");
+is($pr_pct, sprintf('%.1f', $pr_rows * 100 / $pr_total),
+	"percent is rows_done $pr_rows of 1000");
+like($pr_bar, qr/^\[#*\.*\]$/, "progress is a text bar: $pr_bar");
+is(length($pr_bar), 22, 'the bar is 20 cells between brackets');
+is(($pr_bar =~ tr/#//), int($pr_pct / 5 + 0.5),
+	'the bar has one # per 5 percent');
+ok($pr_rate ne '' && $pr_rate > 0,
+	"rows_per_sec is measured while running ($pr_rate)");
+ok($pr_eta ne '' && $pr_eta > 0, "eta is set while running ($pr_eta s)");
+
+# The rate and the ETA must describe this run.  Its worker slot was used by
+# the runs above: nothing of theirs may leak into the figures.  The run's
+# own average since it started is a floor for its recent rate (the first
+# chunk also waited for count_sql), give or take.
+my $pr_avg_rate = $pr_rows / ($pr_elapsed || 1) || 1;
+my $pr_true_eta = (($pr_total || 1000) - $pr_rows) / $pr_avg_rate;
+ok( $pr_rate ne ''
+	  && $pr_rate >= 0.5 * $pr_avg_rate
+	  && $pr_rate <= 3 * $pr_avg_rate,
+	sprintf('rows_per_sec %s is this run\'s rate (%.0f rows/s on average so far)',
+		$pr_rate, $pr_avg_rate));
+ok($pr_eta ne '' && $pr_eta <= 2 * $pr_true_eta + 1,
+	sprintf('eta %s s fits the remaining %d rows at %.0f rows/s (%.1f s)',
+		$pr_eta, ($pr_total || 1000) - $pr_rows, $pr_avg_rate, $pr_true_eta));
+is(final_state($pr_run, '60s'), 'succeeded', 'the progress run succeeds');
+is( sql("SELECT total_estimate, rows_done FROM chunkbatch.runs WHERE run_id = $pr_run"),
+	'1000|1000', 'runs keeps total_estimate next to rows_done');
+note(sprintf(
+		"progress: %s of %s rows after %.2f s, %s %%, %s, rows_per_sec %s "
+		  . "(average %.0f), eta %s s (remaining at the average: %.1f s)",
+		$pr_rows, $pr_total, $pr_elapsed, $pr_pct, $pr_bar, $pr_rate,
+		$pr_avg_rate, $pr_eta, $pr_true_eta));
+
+# ---------------------------------------------------------------------------
+# 6. sleep_ratio => 1: the run sleeps as long as its chunks took.
+# ---------------------------------------------------------------------------
+sql(q{
+CREATE TABLE sr_items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);
+INSERT INTO sr_items (id) SELECT generate_series(1, 1000);
+SELECT chunkbatch.create_job(
+  job_name => 'ratio',
+  chunk_sql => $$SELECT * FROM slow_chunk('ratio', 'sr_items', $1, $2, 0.05)$$,
+  batch_size => 50,
+  cursor_type => 'bigint',
+  sleep_ratio => 1);
+});
+
+# Wall time of a run divided by the sum of its chunk times.
+sub run_ratio
+{
+	my ($run) = @_;
+	return split /\|/, sql(
+		"SELECT round((extract(epoch FROM finished_at - started_at) * 1000
+                       / (chunks_done * avg_chunk_ms))::numeric, 2),
+                round((extract(epoch FROM finished_at - started_at) * 1000)::numeric),
+                round((chunks_done * avg_chunk_ms)::numeric), chunks_done
+           FROM chunkbatch.runs WHERE run_id = $run");
+}
+
+my $sr_run = sql(q{SELECT chunkbatch.run('ratio')});
+is(final_state($sr_run, '60s'), 'succeeded', 'the sleep_ratio 1 run succeeds');
+my ($sr_ratio, $sr_wall, $sr_sum, $sr_chunks) = run_ratio($sr_run);
+cmp_ok($sr_ratio, '>=', 1.8,
+	"with sleep_ratio 1 the run took $sr_wall ms for $sr_sum ms of chunks (x$sr_ratio)"
+);
+
+sql(q{UPDATE sr_items SET counter = 0;
+SELECT chunkbatch.alter_job('ratio', sleep_ratio => 0)});
+my $sr0_run = sql(q{SELECT chunkbatch.run('ratio')});
+is(final_state($sr0_run, '60s'), 'succeeded', 'the sleep_ratio 0 run succeeds');
+my ($sr0_ratio, $sr0_wall, $sr0_sum) = run_ratio($sr0_run);
+cmp_ok($sr0_ratio, '<', 1.5,
+	"with sleep_ratio 0 the run took $sr0_wall ms for $sr0_sum ms of chunks (x$sr0_ratio)"
+);
+note("sleep_ratio: 1 -> x$sr_ratio ($sr_wall ms / $sr_sum ms, $sr_chunks chunks);"
+	  . " 0 -> x$sr0_ratio ($sr0_wall ms / $sr0_sum ms)");
+
+note(sprintf('pacing test: %.1f s in all', time - $script_start));
+
+$node->stop;
+done_testing();

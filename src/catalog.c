@@ -114,6 +114,25 @@ cb_exec(const char *sql, int nargs, Oid *types, Datum *values,
 			 SPI_result_code_string(rc), sql);
 }
 
+/*
+ * Run one fixed statement whose only parameter, $1, is an id (of a run or
+ * a job), as the extension owner; returns how many rows it affected.
+ */
+static uint64
+cb_exec_id(const char *sql, int64 id, int expected)
+{
+	CbAsOwner	s;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+	uint64		n;
+
+	catalog_enter(&s);
+	cb_exec(sql, 1, types, values, NULL, expected);
+	n = SPI_processed;
+	catalog_leave(&s);
+	return n;
+}
+
 /* Column helpers over SPI_tuptable, row "row", 1-based column "col". */
 static bool
 col_isnull(int row, int col)
@@ -328,14 +347,8 @@ catalog_update_job(const CbJob *job)
 void
 catalog_delete_job(int64 job_id)
 {
-	CbAsOwner	s;
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(job_id)};
-
-	catalog_enter(&s);
-	cb_exec("DELETE FROM chunkbatch.jobs WHERE job_id OPERATOR(pg_catalog.=) $1",
-			1, types, values, NULL, SPI_OK_DELETE);
-	catalog_leave(&s);
+	(void) cb_exec_id("DELETE FROM chunkbatch.jobs WHERE job_id OPERATOR(pg_catalog.=) $1",
+					  job_id, SPI_OK_DELETE);
 }
 
 int64
@@ -545,20 +558,14 @@ catalog_claim_run(int64 run_id, CbRun *run)
 void
 catalog_mark_started(int64 run_id)
 {
-	CbAsOwner	s;
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(run_id)};
-
-	catalog_enter(&s);
-	cb_exec("UPDATE chunkbatch.runs SET state = 'running',"
-			" group_wait_ms = CASE WHEN started_at IS NULL THEN"
-			"   COALESCE(extract(epoch FROM pg_catalog.clock_timestamp()"
-			"     OPERATOR(pg_catalog.-) waiting_since)::float8"
-			"     OPERATOR(pg_catalog.*) 1000, 0) ELSE group_wait_ms END,"
-			" started_at = COALESCE(started_at, pg_catalog.clock_timestamp())"
-			" WHERE run_id OPERATOR(pg_catalog.=) $1",
-			1, types, values, NULL, SPI_OK_UPDATE);
-	catalog_leave(&s);
+	(void) cb_exec_id("UPDATE chunkbatch.runs SET state = 'running',"
+					  " group_wait_ms = CASE WHEN started_at IS NULL THEN"
+					  "   COALESCE(extract(epoch FROM pg_catalog.clock_timestamp()"
+					  "     OPERATOR(pg_catalog.-) waiting_since)::float8"
+					  "     OPERATOR(pg_catalog.*) 1000, 0) ELSE group_wait_ms END,"
+					  " started_at = COALESCE(started_at, pg_catalog.clock_timestamp())"
+					  " WHERE run_id OPERATOR(pg_catalog.=) $1",
+					  run_id, SPI_OK_UPDATE);
 }
 
 /*
@@ -791,20 +798,10 @@ catalog_finish_run(const CbRun *run, const char *state, ErrorData *edata,
 bool
 catalog_pause_unowned(int64 run_id)
 {
-	CbAsOwner	s;
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(run_id)};
-	bool		done;
-
-	catalog_enter(&s);
-	cb_exec("UPDATE chunkbatch.runs SET state = 'paused', worker_pid = NULL"
-			" WHERE run_id OPERATOR(pg_catalog.=) $1"
-			" AND state IN ('queued', 'waiting', 'interrupted')"
-			" RETURNING run_id",
-			1, types, values, NULL, SPI_OK_UPDATE_RETURNING);
-	done = (SPI_processed == 1);
-	catalog_leave(&s);
-	return done;
+	return cb_exec_id("UPDATE chunkbatch.runs SET state = 'paused', worker_pid = NULL"
+					  " WHERE run_id OPERATOR(pg_catalog.=) $1"
+					  " AND state IN ('queued', 'waiting', 'interrupted')",
+					  run_id, SPI_OK_UPDATE) == 1;
 }
 
 /*
@@ -814,25 +811,15 @@ catalog_pause_unowned(int64 run_id)
 bool
 catalog_resume_run(int64 run_id)
 {
-	CbAsOwner	s;
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(run_id)};
-	bool		done;
-
-	catalog_enter(&s);
-	cb_exec("UPDATE chunkbatch.runs r SET state = 'queued', finished_at = NULL,"
-			" sqlstate = NULL, error = NULL, error_detail = NULL,"
-			" error_chunk = NULL, reason = NULL, start_attempts = 0,"
-			" waiting_since = NULL"
-			" WHERE r.run_id OPERATOR(pg_catalog.=) $1"
-			" AND r.state IN ('paused', 'failed', 'stopped')"
-			" AND EXISTS (SELECT 1 FROM chunkbatch.jobs j"
-			"             WHERE j.job_id OPERATOR(pg_catalog.=) r.job_id)"
-			" RETURNING r.run_id",
-			1, types, values, NULL, SPI_OK_UPDATE_RETURNING);
-	done = (SPI_processed == 1);
-	catalog_leave(&s);
-	return done;
+	return cb_exec_id("UPDATE chunkbatch.runs r SET state = 'queued', finished_at = NULL,"
+					  " sqlstate = NULL, error = NULL, error_detail = NULL,"
+					  " error_chunk = NULL, reason = NULL, start_attempts = 0,"
+					  " waiting_since = NULL"
+					  " WHERE r.run_id OPERATOR(pg_catalog.=) $1"
+					  " AND r.state IN ('paused', 'failed', 'stopped')"
+					  " AND EXISTS (SELECT 1 FROM chunkbatch.jobs j"
+					  "             WHERE j.job_id OPERATOR(pg_catalog.=) r.job_id)",
+					  run_id, SPI_OK_UPDATE) == 1;
 }
 
 /* Record a key that a run with on_error => 'isolate' could not process. */
@@ -973,17 +960,11 @@ catalog_run_queue(void)
 void
 catalog_mark_waiting(int64 run_id)
 {
-	CbAsOwner	s;
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(run_id)};
-
-	catalog_enter(&s);
-	cb_exec("UPDATE chunkbatch.runs SET state = 'waiting',"
-			" waiting_since = COALESCE(waiting_since, pg_catalog.clock_timestamp())"
-			" WHERE run_id OPERATOR(pg_catalog.=) $1"
-			" AND state IN ('queued', 'waiting', 'interrupted')",
-			1, types, values, NULL, SPI_OK_UPDATE);
-	catalog_leave(&s);
+	(void) cb_exec_id("UPDATE chunkbatch.runs SET state = 'waiting',"
+					  " waiting_since = COALESCE(waiting_since, pg_catalog.clock_timestamp())"
+					  " WHERE run_id OPERATOR(pg_catalog.=) $1"
+					  " AND state IN ('queued', 'waiting', 'interrupted')",
+					  run_id, SPI_OK_UPDATE);
 }
 
 /* End a run that will not run: its group was busy. */
@@ -1010,19 +991,10 @@ catalog_skip_run(int64 run_id, const char *reason)
 bool
 catalog_mark_interrupted(int64 run_id)
 {
-	CbAsOwner	s;
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(run_id)};
-	bool		done;
-
-	catalog_enter(&s);
-	cb_exec("UPDATE chunkbatch.runs SET state = 'interrupted', worker_pid = NULL"
-			" WHERE run_id OPERATOR(pg_catalog.=) $1"
-			" AND state IN ('running', 'throttled') RETURNING run_id",
-			1, types, values, NULL, SPI_OK_UPDATE_RETURNING);
-	done = (SPI_processed == 1);
-	catalog_leave(&s);
-	return done;
+	return cb_exec_id("UPDATE chunkbatch.runs SET state = 'interrupted', worker_pid = NULL"
+					  " WHERE run_id OPERATOR(pg_catalog.=) $1"
+					  " AND state IN ('running', 'throttled')",
+					  run_id, SPI_OK_UPDATE) == 1;
 }
 
 /* A run that could not start at all fails with the given reason. */

@@ -213,6 +213,18 @@ RETURNS bigint
 LANGUAGE C CALLED ON NULL INPUT VOLATILE
 AS 'MODULE_PATHNAME', 'chunkbatch_run';
 
+/*
+ * Queue a run and wait for it, committing between looks at it: the caller
+ * holds no snapshot while the run executes (unlike run(..., wait => true)).
+ */
+CREATE PROCEDURE chunkbatch.run_and_wait(
+    job_name    text,
+    params      jsonb DEFAULT '{}',
+    trigger     text DEFAULT NULL,
+    INOUT run_id bigint DEFAULT NULL)
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'chunkbatch_run_and_wait';
+
 CREATE FUNCTION chunkbatch.wait(run_id bigint, timeout interval DEFAULT NULL)
 RETURNS text
 LANGUAGE C CALLED ON NULL INPUT VOLATILE
@@ -473,4 +485,5 @@ GRANT EXECUTE ON FUNCTION
     chunkbatch.group_lock_key(text),
     chunkbatch.progress()
     TO PUBLIC;
+GRANT EXECUTE ON PROCEDURE chunkbatch.run_and_wait(text, jsonb, text, bigint) TO PUBLIC;
 GRANT SELECT ON chunkbatch.status, chunkbatch.groups TO PUBLIC;

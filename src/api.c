@@ -27,6 +27,7 @@
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "funcapi.h"
+#include "nodes/parsenodes.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
 #include "utils/acl.h"
@@ -46,6 +47,7 @@ PG_FUNCTION_INFO_V1(chunkbatch_create_job);
 PG_FUNCTION_INFO_V1(chunkbatch_alter_job);
 PG_FUNCTION_INFO_V1(chunkbatch_drop_job);
 PG_FUNCTION_INFO_V1(chunkbatch_run);
+PG_FUNCTION_INFO_V1(chunkbatch_run_and_wait);
 PG_FUNCTION_INFO_V1(chunkbatch_wait);
 PG_FUNCTION_INFO_V1(chunkbatch_cancel);
 PG_FUNCTION_INFO_V1(chunkbatch_pause);
@@ -623,6 +625,35 @@ wait_for_run(int64 run_id, long timeout_ms, char **sqlstate, char **error)
 }
 
 /*
+ * The end of a run its caller waited for: an error carrying the run's
+ * SQLSTATE if it failed, a NOTICE if it was skipped, an error if it ended
+ * otherwise than by success.
+ */
+static void
+report_run_outcome(int64 run_id, const char *name, const char *state,
+				   const char *sqlstate, const char *error)
+{
+	if (strcmp(state, "failed") == 0)
+		ereport(ERROR,
+				(errcode(sqlstate && strlen(sqlstate) == 5 ?
+						 MAKE_SQLSTATE(sqlstate[0], sqlstate[1], sqlstate[2],
+									   sqlstate[3], sqlstate[4]) :
+						 ERRCODE_INTERNAL_ERROR),
+				 errmsg("run %lld of job \"%s\" failed: %s",
+						(long long) run_id, name, error ? error : "unknown error"),
+				 errdetail("See chunkbatch.runs for the run's checkpoint and error.")));
+	if (strcmp(state, "skipped") == 0)
+		ereport(NOTICE,
+				(errmsg("run %lld of job \"%s\" was skipped because its group was busy",
+						(long long) run_id, name)));
+	else if (strcmp(state, "succeeded") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("run %lld of job \"%s\" ended as %s",
+						(long long) run_id, name, state)));
+}
+
+/*
  * How a run was started: the caller's label, else "pg_cron" for a call
  * from a pg_cron job, else "sql".
  */
@@ -786,25 +817,81 @@ chunkbatch_run(PG_FUNCTION_ARGS)
 	check_owner_can_connect(job.owner);
 	run_id = submit_run_request(&job, params, trigger);
 	state = wait_for_run(run_id, -1, &sqlstate, &error);
-	if (strcmp(state, "failed") == 0)
-		ereport(ERROR,
-				(errcode(sqlstate && strlen(sqlstate) == 5 ?
-						 MAKE_SQLSTATE(sqlstate[0], sqlstate[1], sqlstate[2],
-									   sqlstate[3], sqlstate[4]) :
-						 ERRCODE_INTERNAL_ERROR),
-				 errmsg("run %lld of job \"%s\" failed: %s",
-						(long long) run_id, name, error ? error : "unknown error"),
-				 errdetail("See chunkbatch.runs for the run's checkpoint and error.")));
-	if (strcmp(state, "skipped") == 0)
-		ereport(NOTICE,
-				(errmsg("run %lld of job \"%s\" was skipped because its group was busy",
-						(long long) run_id, name)));
-	else if (strcmp(state, "succeeded") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_QUERY_CANCELED),
-				 errmsg("run %lld of job \"%s\" ended as %s",
-						(long long) run_id, name, state)));
+	report_run_outcome(run_id, name, state, sqlstate, error);
 	PG_RETURN_INT64(run_id);
+}
+
+/*
+ * CALL chunkbatch.run_and_wait(job_name, params, trigger, run_id): queue a
+ * run, commit, and wait for it like run(..., wait => true), but committing
+ * between its looks at the run, so that the caller holds no snapshot (and
+ * does not hold back the cleanup of dead rows) while the run executes.
+ */
+Datum
+chunkbatch_run_and_wait(PG_FUNCTION_ARGS)
+{
+	CallContext *call = (CallContext *) fcinfo->context;
+	CbJob		job;
+	char	   *name = text_arg(fcinfo, 0, "job_name");
+	Jsonb	   *params;
+	char	   *trigger;
+	int64		run_id;
+	CbRunRef	ref;
+	char	   *state;
+	char	   *sqlstate;
+	char	   *error;
+	MemoryContext poll_ctx;
+	TupleDesc	tupdesc;
+	Datum		result;
+	bool		isnull = false;
+
+	if (call == NULL || !IsA(call, CallContext) || call->atomic)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_TERMINATION),
+				 errmsg("chunkbatch.run_and_wait() must be called with CALL outside a transaction block"),
+				 errhint("Inside a transaction, use chunkbatch.run(..., wait => true).")));
+	require_arg(fcinfo, 1, "params");
+	params = PG_GETARG_JSONB_P(1);
+	trigger = run_trigger(fcinfo, 2);
+	if (!JB_ROOT_IS_OBJECT(params) || JB_ROOT_IS_SCALAR(params))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("params must be a JSON object")));
+	cb_require_shmem();
+	find_job(name, &job, CB_JOB_KEY_SHARE);
+	check_owner_can_connect(job.owner);
+	run_id = catalog_insert_run(job.job_id, JsonbPGetDatum(params),
+								GetUserId(), trigger);
+	wake_at_commit = true;
+
+	if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect_ext failed");
+	poll_ctx = AllocSetContextCreate(CurrentMemoryContext, "chunkbatch run_and_wait",
+									 ALLOCSET_SMALL_SIZES);
+	for (;;)
+	{
+		MemoryContext old;
+
+		SPI_commit();			/* the run queued, or nothing held while waiting */
+		MemoryContextReset(poll_ctx);
+		old = MemoryContextSwitchTo(poll_ctx);
+		find_run(run_id, false, &ref, &state, &sqlstate, &error);
+		MemoryContextSwitchTo(old);
+		if (state_is_settled(state))
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 100L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	SPI_finish();
+	report_run_outcome(run_id, name, state, sqlstate, error);
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	result = Int64GetDatum(run_id);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc),
+													  &result, &isnull)));
 }
 
 Datum

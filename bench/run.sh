@@ -54,7 +54,7 @@ case "${1:-}" in
     *) echo "usage: bash bench/run.sh [--smoke]" >&2; exit 2 ;;
 esac
 
-METHODS_ALL="stmt plpgsql_1000 plpgsql_10000 client_1000 cb_keyset_1000 cb_keyset_10000 cb_repeat_1000 cb_repeat_10000 cb_adaptive_50ms cb_keyset_1000_sync cb_adaptive_50ms_array cb_repeat_1000_wait"
+METHODS_ALL="stmt plpgsql_1000 plpgsql_10000 client_1000 cb_keyset_1000 cb_keyset_10000 cb_repeat_1000 cb_repeat_10000 cb_adaptive_50ms cb_keyset_1000_sync cb_adaptive_50ms_in cb_repeat_1000_wait"
 
 if [ "$SMOKE" = 1 ]; then
     SIZES=${BENCH_SIZES:-20000}
@@ -215,11 +215,11 @@ SQL
 # chunk SQL: $1 chunk size, $2 keyset cursor, $3 params.  CUTOFF is set per size.
 chunk_sql() {   # chunk_sql WORKLOAD MODE(keyset|repeat)
     case "$1/$2" in
-        purge/keyset) echo "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE created_at < $CUTOFF AND (\$2 IS NULL OR created_at > \$2) ORDER BY created_at LIMIT \$1) RETURNING created_at" ;;
-        purge/keyset_array) echo "DELETE FROM events WHERE id = ANY (ARRAY(SELECT id FROM events WHERE created_at < $CUTOFF AND (\$2 IS NULL OR created_at > \$2) ORDER BY created_at LIMIT \$1)) RETURNING created_at" ;;
-        flip/keyset_array)  echo "UPDATE events SET status = 'COMPLETE', retries = retries + 1 WHERE id = ANY (ARRAY(SELECT id FROM events WHERE (\$2 IS NULL OR id > \$2) AND status IN ('INIT', 'FAIL') ORDER BY id LIMIT \$1)) RETURNING id" ;;
+        purge/keyset) echo "DELETE FROM events WHERE created_at < $CUTOFF AND (\$2 IS NULL OR created_at > \$2) AND created_at <= (SELECT max(created_at) FROM (SELECT created_at FROM events WHERE created_at < $CUTOFF AND (\$2 IS NULL OR created_at > \$2) ORDER BY created_at LIMIT \$1) s) RETURNING created_at" ;;
+        purge/keyset_in) echo "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE created_at < $CUTOFF AND (\$2 IS NULL OR created_at > \$2) ORDER BY created_at LIMIT \$1) RETURNING created_at" ;;
+        flip/keyset_in)  echo "UPDATE events SET status = 'COMPLETE', retries = retries + 1 WHERE id IN (SELECT id FROM events WHERE (\$2 IS NULL OR id > \$2) AND status IN ('INIT', 'FAIL') ORDER BY id LIMIT \$1) RETURNING id" ;;
         purge/repeat) echo "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE created_at < $CUTOFF ORDER BY created_at LIMIT \$1)" ;;
-        flip/keyset)  echo "UPDATE events SET status = 'COMPLETE', retries = retries + 1 WHERE id IN (SELECT id FROM events WHERE (\$2 IS NULL OR id > \$2) AND status IN ('INIT', 'FAIL') ORDER BY id LIMIT \$1) RETURNING id" ;;
+        flip/keyset)  echo "UPDATE events SET status = 'COMPLETE', retries = retries + 1 WHERE (\$2 IS NULL OR id > \$2) AND status IN ('INIT', 'FAIL') AND id <= (SELECT max(id) FROM (SELECT id FROM events WHERE (\$2 IS NULL OR id > \$2) AND status IN ('INIT', 'FAIL') ORDER BY id LIMIT \$1) s) RETURNING id" ;;
         flip/repeat)  echo "UPDATE events SET status = 'COMPLETE', retries = retries + 1 WHERE id IN (SELECT id FROM events WHERE status IN ('INIT', 'FAIL') LIMIT \$1)" ;;
     esac
 }
@@ -273,14 +273,14 @@ create_jobs() {   # (re)create the chunkbatch jobs for the current CUTOFF
         local ks rs ct
         ks=$(chunk_sql "$w" keyset); rs=$(chunk_sql "$w" repeat); ct=$(cursor_type "$w")
         qf bench_app -v ks="$ks" -v rs="$rs" -v ct="$ct" -v w="$w" -v tgt="$ADAPTIVE_TARGET_MS" \
-           -v ka="$(chunk_sql "$w" keyset_array)" <<'SQL' >/dev/null
+           -v ki="$(chunk_sql "$w" keyset_in)" <<'SQL' >/dev/null
 SELECT chunkbatch.create_job('b_' || :'w' || '_keyset_1000', :'ks', batch_size => 1000, cursor_type => :'ct');
 SELECT chunkbatch.create_job('b_' || :'w' || '_keyset_10000', :'ks', batch_size => 10000, cursor_type => :'ct');
 SELECT chunkbatch.create_job('b_' || :'w' || '_repeat_1000', :'rs', batch_size => 1000);
 SELECT chunkbatch.create_job('b_' || :'w' || '_repeat_10000', :'rs', batch_size => 10000);
 SELECT chunkbatch.create_job('b_' || :'w' || '_adaptive_50ms', :'ks', batch_size => 1000, cursor_type => :'ct', target_chunk_ms => :tgt);
 SELECT chunkbatch.create_job('b_' || :'w' || '_keyset_1000_sync', :'ks', batch_size => 1000, cursor_type => :'ct', synchronous_commit => true);
-SELECT chunkbatch.create_job('b_' || :'w' || '_adaptive_50ms_array', :'ka', batch_size => 1000, cursor_type => :'ct', target_chunk_ms => :tgt);
+SELECT chunkbatch.create_job('b_' || :'w' || '_adaptive_50ms_in', :'ki', batch_size => 1000, cursor_type => :'ct', target_chunk_ms => :tgt);
 SELECT chunkbatch.create_job('b_' || :'w' || '_repeat_1000_wait', :'rs', batch_size => 1000);
 SQL
     done
@@ -595,7 +595,9 @@ carry a few percent of noise (compare the per-repetition figures below).
 - **purge**: delete the older half (created_at below a cutoff), found through the created_at index.
   **flip**: \`status = 'COMPLETE', retries = retries + 1\` for INIT/FAIL (half the rows). Both change
   $((FIRST_SIZE / 2)) rows at $FIRST_SIZE rows; every run is checked (no target row left, rows counted = rows changed).
-- Chunk SQL, identical for the PL/pgSQL procedure, the psql loop and chunkbatch keyset jobs:
+- Chunk SQL, identical for the PL/pgSQL procedure, the psql loop and chunkbatch keyset jobs
+  (fixed and adaptive): a key range, whose upper end is the \$1-th next key (an index-only
+  scan), so every chunk is one index range scan whatever its size:
   - purge keyset (cursor timestamptz): \`$(CUTOFF='<cutoff>'; chunk_sql purge keyset)\`
   - flip keyset (cursor bigint): \`$(chunk_sql flip keyset)\`
   - purge repeat (chunkbatch only): \`$(CUTOFF='<cutoff>'; chunk_sql purge repeat)\`
@@ -616,11 +618,15 @@ carry a few percent of noise (compare the per-repetition figures below).
   While a run executes the script polls \`chunkbatch.runs\` every 0.1 s in short transactions; it does
   not sit in \`chunkbatch.wait()\`, because that call's statement snapshot holds back the xmin horizon for
   the whole run (see \`cb_repeat_1000_wait\` and the probe's \`wait\` mode, which measure that effect).
-- Two diagnostic chunkbatch variants: \`cb_adaptive_50ms_array\` is the adaptive job with the chunk SQL
-  written \`WHERE id = ANY (ARRAY(SELECT id ... LIMIT \$1))\` instead of \`WHERE id IN (SELECT id ... LIMIT \$1)\`
-  (the \`IN\` form switches to a hash semi join over a sequential scan of the whole table once \$1
-  reaches a few thousand rows, for every method that uses it); \`cb_repeat_1000_wait\` is
-  \`cb_repeat_1000\` with the benchmark session blocked in \`chunkbatch.wait(run_id)\` during the run.
+- Two diagnostic chunkbatch variants: \`cb_adaptive_50ms_in\` is the adaptive job with the common
+  \`WHERE id IN (SELECT id ... LIMIT \$1)\` chunk SQL, whose plan switches to a hash semi join over a
+  sequential scan of the whole table once \$1 reaches a few thousand rows (a *knee*: adaptive sizing
+  grows into it once, then caps the chunk size below it):
+  - purge: \`$(CUTOFF='<cutoff>'; chunk_sql purge keyset_in)\`
+  - flip: \`$(chunk_sql flip keyset_in)\`
+
+  \`cb_repeat_1000_wait\` is \`cb_repeat_1000\` with the benchmark session blocked in
+  \`chunkbatch.wait(run_id)\` during the run.
 - OLTP: during every batch measurement pgbench runs $CLIENTS clients at $RATE tx/s in total; a transaction
   is one autocommit \`UPDATE events SET payload = md5(payload) WHERE id = <random row of the batch's
   target set>\` (purge: the old half; flip: the INIT rows) plus a point read of a random row. Latency is
@@ -656,7 +662,7 @@ SELECT CASE m
   WHEN 'cb_repeat_10000' THEN 'chunkbatch repeat, fixed 10000'
   WHEN 'cb_adaptive_50ms' THEN 'chunkbatch keyset, adaptive target_chunk_ms 50'
   WHEN 'cb_keyset_1000_sync' THEN 'chunkbatch keyset, fixed 1000, synchronous_commit on'
-  WHEN 'cb_adaptive_50ms_array' THEN 'chunkbatch keyset, adaptive 50 ms, chunk SQL with = ANY(ARRAY(...))'
+  WHEN 'cb_adaptive_50ms_in' THEN 'chunkbatch keyset, adaptive 50 ms, chunk SQL with IN (SELECT ... LIMIT $1)'
   WHEN 'cb_repeat_1000_wait' THEN 'chunkbatch repeat, fixed 1000, caller blocked in chunkbatch.wait()'
   ELSE m END $$;
 CREATE TEMP TABLE ord AS SELECT m, i FROM unnest(string_to_array(:'order', ' ')) WITH ORDINALITY AS u(m, i);

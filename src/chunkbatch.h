@@ -224,8 +224,13 @@ typedef struct CbRun
 	int64		dead_letters;
 	int32		start_attempts; /* worker starts since the last checkpoint */
 	int64		lock_waiters_seen;	/* chunks that made other sessions wait */
-	double		rate;			/* decaying average of rows per ms */
 	int32		full_batch_size;	/* size to grow back to (fixed mode) */
+	/* adaptive sizing: decaying averages, the last chunk, a learned ceiling */
+	double		avg_rows;
+	double		avg_ms;
+	double		last_rate;		/* rows per ms of the last chunk with rows */
+	uint64		last_rows;
+	int32		ceiling;		/* largest size that ran efficiently, or 0 */
 } CbRun;
 
 /* A run's checkpoint as written with each chunk. */
@@ -379,6 +384,7 @@ extern void cb_worker_sigterm(SIGNAL_ARGS);
 extern bool cb_terminate_pending(void);
 extern void cb_slot_set_phase(CbSlot *slot, CbPhase phase);
 extern int32 throttle_next_batch(CbRun *run, const CbChunkResult *res);
+extern int32 throttle_after_conflict(const CbRun *run);
 extern int	throttle_pause_ms(const CbRun *run, const CbChunkResult *res);
 extern bool throttle_gate(CbRun *run, CbSlot *slot, ErrorData **error);
 

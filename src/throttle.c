@@ -125,17 +125,115 @@ throttle_sleep(CbSlot *slot, int sleep_ms)
  * ----------------------------------------------------------------
  */
 
+/* Adaptive sizing: the weight of the past in the decaying averages */
+#define CB_PAST_WEIGHT		0.75
+/* A knee: a bigger chunk at less than this share of the last one's rate ... */
+#define CB_KNEE_SLOWDOWN	0.5
+/* ... that took at least this share of the target */
+#define CB_KNEE_MIN_SHARE	0.25
+
+/*
+ * Learn from a chunk of res->processed rows that took res->elapsed_ms: the
+ * decaying averages of rows and of milliseconds per chunk, whose ratio is
+ * the run's rate, and the last chunk's size and rate.  Kept in fixed mode
+ * too, so that a switch to adaptive sizing by alter_job starts from them.
+ */
+static void
+rate_learn(CbRun *run, const CbChunkResult *res)
+{
+	double		rows = (double) res->processed;
+	double		ms = res->elapsed_ms;
+
+	if (res->processed == 0 || ms <= 0)
+		return;
+	if (run->avg_ms > 0)
+	{
+		run->avg_rows = CB_PAST_WEIGHT * run->avg_rows + (1 - CB_PAST_WEIGHT) * rows;
+		run->avg_ms = CB_PAST_WEIGHT * run->avg_ms + (1 - CB_PAST_WEIGHT) * ms;
+	}
+	else
+	{
+		run->avg_rows = rows;
+		run->avg_ms = ms;
+	}
+	run->last_rate = rows / ms;
+	run->last_rows = res->processed;
+}
+
+/*
+ * Adaptive mode: is this chunk past a knee?  That is a chunk bigger than the
+ * last one that ran at less than half the last one's rows per millisecond
+ * (and took a real share of the target).  Past that size the statement's
+ * cost grows faster than its rows, typically because its plan switches (an
+ * "IN (SELECT ... LIMIT $1)" that becomes a sequential scan above a few
+ * thousand rows).  Growing further would only make chunks slower per row, so
+ * the last chunk's size becomes the ceiling of the run's chunks in this
+ * worker, and the averages restart from that chunk.
+ */
+static bool
+adaptive_knee(CbRun *run, const CbChunkResult *res)
+{
+	double		ms = res->elapsed_ms;
+	double		rate;
+
+	if (run->last_rate <= 0 || res->processed <= run->last_rows || ms <= 0 ||
+		ms < CB_KNEE_MIN_SHARE * run->job.target_chunk_ms)
+		return false;
+	rate = (double) res->processed / ms;
+	if (rate >= CB_KNEE_SLOWDOWN * run->last_rate)
+		return false;
+
+	run->ceiling = (int32) Min(run->last_rows, (uint64) PG_INT32_MAX);
+	run->avg_rows = (double) run->last_rows;
+	run->avg_ms = run->avg_rows / run->last_rate;
+	ereport(LOG,
+			(errmsg("chunkbatch run %lld of job \"%s\": a chunk of %llu rows ran at %.1f rows/ms, less than half the %.1f rows/ms of %llu rows; its chunks stay at most %d rows",
+					(long long) run->run_id, run->job.job_name,
+					(unsigned long long) res->processed, rate, run->last_rate,
+					(unsigned long long) run->last_rows, run->ceiling)));
+	return true;
+}
+
+/*
+ * Adaptive mode: the size wanted after a chunk, the run's rate times the
+ * target.  Growth is fast while chunks are far below the target (fourfold
+ * per chunk below a quarter of it) and cautious near it (at most 1.5-fold
+ * above half of it), so that a cost per row that rises with the size is met
+ * in small steps.  A chunk that took more than twice the target shrinks the
+ * next one at once, in proportion.
+ */
+static double
+adaptive_size(const CbRun *run, const CbChunkResult *res)
+{
+	double		target = run->job.target_chunk_ms;
+	double		cur = run->batch_size;
+	double		ms = res->elapsed_ms;
+	double		next;
+
+	if (run->avg_ms <= 0 || res->processed == 0 || ms <= 0)
+		return cur;
+	next = run->avg_rows / run->avg_ms * target;
+	if (ms < target / 4)
+		next = Min(next, cur * 4);
+	else if (ms < target / 2)
+		next = Min(next, cur * 2);
+	else
+		next = Min(next, cur * 1.5);
+	if (ms > 2 * target)
+		next = Min(next, cur * target / ms);
+	return next;
+}
+
 /*
  * The size of the next chunk.
  *
  * Fixed mode: the job's batch size; after a chunk that made other sessions
  * wait for its locks it is halved, then grows back (doubling per chunk).
  *
- * Adaptive mode (target_chunk_ms): the rows per millisecond of the chunks
- * so far, a decaying average weighting the past by 0.75, times the target,
- * growing at most twofold per chunk, within [min_batch_size,
- * max_batch_size]; a chunk that took more than twice the target, or made
- * other sessions wait, halves it at once (multiplicative decrease).
+ * Adaptive mode (target_chunk_ms): see adaptive_size(), within
+ * [min_batch_size, max_batch_size] and at most a knee's ceiling; after a
+ * knee, the ceiling or less if that chunk ran long.  A chunk that made other
+ * sessions wait halves the size in both modes.
  */
 int32
 throttle_next_batch(CbRun *run, const CbChunkResult *res)
@@ -146,26 +244,37 @@ throttle_next_batch(CbRun *run, const CbChunkResult *res)
 	double		lo = 1;
 	double		hi = run->full_batch_size;
 
-	if (res->processed > 0 && res->elapsed_ms > 0)
+	if (job->target_chunk_ms > 0 && adaptive_knee(run, res))
+		next = cur * job->target_chunk_ms / res->elapsed_ms;
+	else
 	{
-		double		rate = (double) res->processed / res->elapsed_ms;
-
-		run->rate = run->rate > 0 ? 0.75 * run->rate + 0.25 * rate : rate;
+		rate_learn(run, res);
+		next = job->target_chunk_ms > 0 ? adaptive_size(run, res) : cur * 2;
 	}
 	if (job->target_chunk_ms > 0)
 	{
-		next = run->rate > 0 ? run->rate * job->target_chunk_ms : cur;
-		next = Min(next, cur * 2);
-		if (res->elapsed_ms > 2.0 * job->target_chunk_ms)
-			next = Min(next, cur / 2);
 		lo = job->min_batch_size;
 		hi = job->max_batch_size;
+		if (run->ceiling > 0)
+			hi = Min(hi, run->ceiling);
 	}
-	else
-		next = cur * 2;
 	if (res->lock_waiters)
 		next = Min(next, cur / 2);
 	return (int32) Max(lo, Min(hi, next));
+}
+
+/*
+ * The size of a chunk retried after a lock timeout, a deadlock or a
+ * serialization failure: half the size that conflicted (fewer rows, fewer
+ * locks to collide on).  An adaptive run stays within min_batch_size; a
+ * fixed one grows back as after a lock waiter.
+ */
+int32
+throttle_after_conflict(const CbRun *run)
+{
+	int32		lo = run->job.target_chunk_ms > 0 ? run->job.min_batch_size : 1;
+
+	return Max(lo, Min(run->batch_size, run->batch_size / 2));
 }
 
 /* The pause after a chunk: sleep_ms plus sleep_ratio times its duration. */

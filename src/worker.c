@@ -310,6 +310,7 @@ worker_retry(CbRun *run, const CbChunkResult *res, int *attempts,
 	backoff = backoff / 2 + (long) (pg_prng_double(&pg_global_prng_state) * backoff / 2);
 	(*attempts)++;
 	run->retries++;
+	run->batch_size = throttle_after_conflict(run);
 	ereport(LOG,
 			(errmsg("chunkbatch run %lld of job \"%s\" retries chunk %lld in %ld ms (attempt %d of %d): %s",
 					(long long) run->run_id, run->job.job_name,
@@ -357,6 +358,7 @@ worker_retune(CbRun *run)
 	catalog_reload_job(&run->job);
 	bookkeeping_end();
 	MemoryContextSwitchTo(old);
+	run->ceiling = 0;			/* new settings: learn the knee again */
 	if (run->job.batch_size != old_batch_size)
 	{
 		run->full_batch_size = run->job.batch_size;

@@ -7,6 +7,8 @@
 #   target_chunk_ms => 50, starting at batch_size 100, ends with avg_chunk_ms
 #   within 25-100 ms and a batch size different from 100 (and the chunks of
 #   its second half take 25-100 ms at the median);
+# - a knee (chunks above some size cost far more per row) is grown into at
+#   most once: later chunks stay at or below the last efficient size;
 # - throttle_sql returning true holds the run: state 'throttled' with the
 #   reason in chunkbatch.status, rows_done does not move for 1.5 s; returning
 #   false releases it, the run finishes, runs.throttled_ms counts the hold;
@@ -133,7 +135,10 @@ $$;
 
 # ---------------------------------------------------------------------------
 # 1. Adaptive sizing: target_chunk_ms 50 from batch_size 100, 400,000 rows.
-#    Each chunk also logs its requested size and its duration so far.
+#    Each chunk also logs its requested size and its duration so far.  The
+#    chunk selects its keys with "= ANY (ARRAY(...))", whose plan does not
+#    change with the size ("IN (SELECT ... LIMIT $1)" turns into a sequential
+#    scan above about 1,500 rows here: a knee, see 1b).
 # ---------------------------------------------------------------------------
 sql(q{
 CREATE TABLE ad_items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0,
@@ -145,9 +150,9 @@ CREATE TABLE ad_log (seq bigserial, requested int, processed int, ms float8);
 SELECT chunkbatch.create_job(
   job_name => 'adaptive',
   chunk_sql => $$WITH u AS (UPDATE ad_items SET counter = counter + 1
-                            WHERE id IN (SELECT id FROM ad_items
-                                          WHERE $2 IS NULL OR id > $2
-                                          ORDER BY id LIMIT $1)
+                            WHERE id = ANY (ARRAY(SELECT id FROM ad_items
+                                                   WHERE $2 IS NULL OR id > $2
+                                                   ORDER BY id LIMIT $1))
                             RETURNING id),
                      l AS (INSERT INTO ad_log (requested, processed, ms)
                            SELECT $1, count(*),
@@ -171,7 +176,7 @@ my ($ad_batch, $ad_chunks, $ad_avg, $ad_max) = split /\|/,
   sql("SELECT batch_size, chunks_done, round(avg_chunk_ms::numeric, 1),
               round(max_chunk_ms::numeric, 1)
          FROM chunkbatch.runs WHERE run_id = $ad_run");
-cmp_ok($ad_chunks, '>=', 40,
+cmp_ok($ad_chunks, '>=', 20,
 	"the adaptive run took enough chunks to converge ($ad_chunks)");
 ok($ad_avg >= 25 && $ad_avg <= 100,
 	"avg_chunk_ms $ad_avg is within 25-100 ms of a 50 ms target");
@@ -196,6 +201,51 @@ note(sprintf(
 		$ad_half_min_req, $ad_half_max_req,
 		sql(q{SELECT string_agg(requested::text, ' ' ORDER BY seq)
                 FROM (SELECT * FROM ad_log ORDER BY seq LIMIT 10) s})));
+
+# ---------------------------------------------------------------------------
+# 1b. A knee: chunks of more than 3000 rows cost 150 ms whatever their size
+#     (like a plan that switches to a sequential scan above some LIMIT),
+#     smaller ones about 2 us per row.  Adaptive sizing at 50 ms grows into
+#     the slow size once, then keeps every later chunk at or below the last
+#     efficient size, and says so in the server log.
+# ---------------------------------------------------------------------------
+sql(q{
+CREATE TABLE knee_log (seq bigserial, requested int, processed int);
+SELECT chunkbatch.create_job(
+  job_name => 'knee',
+  chunk_sql => $$WITH k AS (SELECT g FROM generate_series(coalesce($2, 0) + 1,
+                                        least(coalesce($2, 0) + $1, 60000)) g),
+                     s AS (SELECT pg_sleep(CASE WHEN count(*) > 3000 THEN 0.15
+                                               ELSE count(*) * 0.000002 END)
+                             FROM k),
+                     l AS (INSERT INTO knee_log (requested, processed)
+                           SELECT $1, count(*) FROM k)
+                SELECT g FROM k, s$$,
+  batch_size => 500,
+  cursor_type => 'bigint',
+  target_chunk_ms => 50);
+});
+my $log_offset = -s $node->logfile;
+my $knee_run = sql(q{SELECT chunkbatch.run('knee')});
+is(final_state($knee_run, '120s'), 'succeeded', 'the run with a knee succeeds');
+is( sql("SELECT rows_done FROM chunkbatch.runs WHERE run_id = $knee_run"),
+	'60000', 'the run with a knee processed every row');
+my ($knee_slow, $knee_first_slow, $knee_after_max) = split /\|/, sql(q{
+SELECT count(*) FILTER (WHERE processed > 3000),
+       min(seq) FILTER (WHERE processed > 3000),
+       max(requested) FILTER (WHERE seq > (SELECT min(seq) FROM knee_log
+                                            WHERE processed > 3000))
+  FROM knee_log});
+is($knee_slow, '1', 'exactly one chunk ran past the knee');
+cmp_ok($knee_after_max, '<=', 3000,
+	"every later chunk stayed below the knee (largest request $knee_after_max)");
+ok( $node->log_contains(
+		qr/chunkbatch run $knee_run of job "knee": a chunk of \d+ rows ran at .* its chunks stay at most \d+ rows/,
+		$log_offset),
+	'the knee is reported in the server log');
+note('knee: sizes '
+	  . sql(q{SELECT string_agg(requested::text, ' ' ORDER BY seq)
+                FROM (SELECT * FROM knee_log ORDER BY seq LIMIT 12) s}));
 
 # ---------------------------------------------------------------------------
 # 2. throttle_sql holds the run while it returns true.

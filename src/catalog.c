@@ -661,29 +661,40 @@ catalog_reload_job(CbJob *job)
 	catalog_leave(&s);
 }
 
-/* The run waits before its next chunk (reason) or goes on (NULL). */
-void
+/*
+ * The run waits before its next chunk (reason) or goes on (NULL).  Returns
+ * its job's altered_at (or created_at), so that a run held by a throttle
+ * notices alter_job.
+ */
+TimestampTz
 catalog_set_throttled(int64 run_id, const char *reason, double throttled_ms)
 {
 	CbAsOwner	s;
 	Oid			types[3] = {INT8OID, TEXTOID, FLOAT8OID};
 	Datum		values[3];
 	char		nulls[3] = {' ', ' ', ' '};
+	TimestampTz altered_at = 0;
 
 	values[0] = Int64GetDatum(run_id);
 	values[1] = reason ? CStringGetTextDatum(reason) : (Datum) 0;
 	nulls[1] = reason ? ' ' : 'n';
 	values[2] = Float8GetDatum(throttled_ms);
 	catalog_enter(&s);
-	cb_exec("UPDATE chunkbatch.runs SET"
+	cb_exec("UPDATE chunkbatch.runs r SET"
 			" state = CASE WHEN $2 IS NULL THEN 'running' ELSE 'throttled' END,"
 			" throttle_reason = $2,"
 			" throttled_since = CASE WHEN $2 IS NULL THEN NULL"
-			"   ELSE COALESCE(throttled_since, pg_catalog.clock_timestamp()) END,"
-			" throttled_ms = throttled_ms OPERATOR(pg_catalog.+) $3"
-			" WHERE run_id OPERATOR(pg_catalog.=) $1",
-			3, types, values, nulls, SPI_OK_UPDATE);
+			"   ELSE COALESCE(r.throttled_since, pg_catalog.clock_timestamp()) END,"
+			" throttled_ms = r.throttled_ms OPERATOR(pg_catalog.+) $3"
+			" FROM chunkbatch.jobs j"
+			" WHERE r.run_id OPERATOR(pg_catalog.=) $1"
+			" AND j.job_id OPERATOR(pg_catalog.=) r.job_id"
+			" RETURNING COALESCE(j.altered_at, j.created_at)",
+			3, types, values, nulls, SPI_OK_UPDATE_RETURNING);
+	if (SPI_processed == 1)
+		altered_at = DatumGetTimestampTz(col_datum(0, 1));
 	catalog_leave(&s);
+	return altered_at;
 }
 
 /* Record the estimate of the run's total rows (count_sql). */

@@ -7,7 +7,9 @@
  * The chunk statement is prepared once per run (always with custom plans,
  * so that "$2 IS NULL OR key > $2" becomes a plain range scan) and kept
  * across transactions.  In keyset mode the greatest key the chunk returned,
- * by the cursor type's default btree ordering, becomes the next cursor.
+ * by the cursor type's default btree ordering, becomes the next cursor; the
+ * returned rows go to a receiver that keeps only that key, so a chunk's
+ * result is never materialized.
  *
  * Copyright (c) 2026, chunkbatch developers
  *
@@ -312,46 +314,130 @@ chunk_prepare(CbChunkState *cs)
 }
 
 /*
- * The greatest non-null key of the chunk's first result column, copied
- * into the current memory context.  Returns false if every key was NULL.
+ * The receiver of a chunk statement's result rows.  A run needs only the
+ * greatest non-null key of the first column (keyset mode), so the rows are
+ * looked at as they come and never kept: no row is copied, and a chunk of
+ * any size runs in constant memory.
  */
-static bool
-chunk_max_key(CbChunkState *cs, Datum *result)
+typedef struct CbKeyReceiver
 {
-	SPITupleTable *tt = SPI_tuptable;
-	bool		found = false;
-	Datum		best = (Datum) 0;
-	uint64		i;
+	DestReceiver pub;
+	CbChunkState *cs;
+	MemoryContext cxt;			/* where the greatest key is kept */
+	bool		started;		/* the statement returns rows */
+	bool		found;			/* best holds a key */
+	Datum		best;
+} CbKeyReceiver;
 
-	if (tt == NULL || tt->tupdesc->natts < 1)
+static void
+key_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+	CbKeyReceiver *kr = (CbKeyReceiver *) self;
+	CbChunkState *cs = kr->cs;
+
+	kr->started = true;
+	if (!cs->keyset)
+		return;
+	if (typeinfo->natts < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("keyset chunk SQL of job \"%s\" returned no key column",
 						cs->run->job.job_name),
 				 errhint("Return the processed keys as the first column, for example with RETURNING.")));
-	if (TupleDescAttr(tt->tupdesc, 0)->atttypid != cs->argtypes[1])
+	if (TupleDescAttr(typeinfo, 0)->atttypid != cs->argtypes[1])
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
 				 errmsg("keyset chunk SQL of job \"%s\" returned keys of type %s, not %s",
 						cs->run->job.job_name,
-						format_type_be(TupleDescAttr(tt->tupdesc, 0)->atttypid),
+						format_type_be(TupleDescAttr(typeinfo, 0)->atttypid),
 						format_type_be(cs->argtypes[1]))));
+}
 
-	for (i = 0; i < SPI_processed; i++)
+static bool
+key_receive(TupleTableSlot *slot, DestReceiver *self)
+{
+	CbKeyReceiver *kr = (CbKeyReceiver *) self;
+	CbChunkState *cs = kr->cs;
+	MemoryContext old;
+	bool		isnull;
+	Datum		key;
+
+	if (!cs->keyset)
+		return true;
+	key = slot_getattr(slot, 1, &isnull);
+	if (isnull ||
+		(kr->found &&
+		 DatumGetInt32(FunctionCall2Coll(&cs->cmp, cs->collation,
+										 key, kr->best)) <= 0))
+		return true;
+
+	/* A new greatest key: keep a copy that outlives the row (and TOAST). */
+	old = MemoryContextSwitchTo(kr->cxt);
+	if (kr->found && !cs->typbyval)
+		pfree(DatumGetPointer(kr->best));
+	if (cs->typlen == -1)
+		kr->best = PointerGetDatum(PG_DETOAST_DATUM_COPY(key));
+	else
+		kr->best = datumCopy(key, cs->typbyval, cs->typlen);
+	kr->found = true;
+	MemoryContextSwitchTo(old);
+	return true;
+}
+
+static void
+key_shutdown(DestReceiver *self)
+{
+}
+
+static void
+key_destroy(DestReceiver *self)
+{
+}
+
+/*
+ * Execute the chunk statement with $1 = size and $2 = the given cursor;
+ * kr receives its rows.  Returns SPI_processed.
+ */
+static uint64
+chunk_run_statement(CbChunkState *cs, int32 size, Datum cursor,
+					bool cursor_null, CbKeyReceiver *kr, MemoryContext key_ctx)
+{
+	ParamListInfo params = makeParamList(3);
+	SPIExecuteOptions options;
+	Datum		values[3];
+	int			i;
+	int			rc;
+
+	values[0] = Int32GetDatum(size);
+	values[1] = cursor;
+	values[2] = cs->run->params;
+	for (i = 0; i < 3; i++)
 	{
-		bool		isnull;
-		Datum		key = SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull);
-
-		if (isnull)
-			continue;
-		if (!found ||
-			DatumGetInt32(FunctionCall2Coll(&cs->cmp, cs->collation, key, best)) > 0)
-			best = key;
-		found = true;
+		params->params[i].value = values[i];
+		params->params[i].isnull = (i == 1 && cursor_null);
+		params->params[i].pflags = PARAM_FLAG_CONST;
+		params->params[i].ptype = cs->argtypes[i];
 	}
-	if (found)
-		*result = datumCopy(best, cs->typbyval, cs->typlen);
-	return found;
+	params->numParams = 3;
+
+	memset(kr, 0, sizeof(*kr));
+	kr->pub.receiveSlot = key_receive;
+	kr->pub.rStartup = key_startup;
+	kr->pub.rShutdown = key_shutdown;
+	kr->pub.rDestroy = key_destroy;
+	kr->pub.mydest = DestNone;
+	kr->cs = cs;
+	kr->cxt = key_ctx;
+
+	memset(&options, 0, sizeof(options));
+	options.params = params;
+	options.read_only = false;
+	options.tcount = 0;
+	options.dest = &kr->pub;
+	rc = SPI_execute_plan_extended(cs->plan, &options);
+	if (rc < 0)
+		elog(ERROR, "chunk SQL failed: %s", SPI_result_code_string(rc));
+	return SPI_processed;
 }
 
 /*
@@ -381,10 +467,8 @@ chunk_body(CbChunkState *cs, MemoryContext chunk_ctx, CbChunkResult *res,
 		   CbCheckpoint *cp, Datum *newkey, bool *have_key)
 {
 	CbRun	   *run = cs->run;
-	Datum		values[3];
-	char		nulls[3] = {' ', ' ', ' '};
+	CbKeyReceiver kr;
 	TimestampTz start;
-	int			rc;
 
 	chunk_apply_settings(cs);
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -393,30 +477,27 @@ chunk_body(CbChunkState *cs, MemoryContext chunk_ctx, CbChunkResult *res,
 	if (cs->plan == NULL)
 		chunk_prepare(cs);
 
-	values[0] = Int32GetDatum(run->batch_size);
-	values[1] = cs->cursor;
-	nulls[1] = cs->cursor_null ? 'n' : ' ';
-	values[2] = run->params;
-
 	start = GetCurrentTimestamp();
-	rc = SPI_execute_plan(cs->plan, values, nulls, false, 0);
+	res->processed = chunk_run_statement(cs, run->batch_size, cs->cursor,
+										 cs->cursor_null, &kr, chunk_ctx);
 	disable_timeout(STATEMENT_TIMEOUT, false);
-	if (rc < 0)
-		elog(ERROR, "chunk SQL failed: %s", SPI_result_code_string(rc));
-	res->processed = SPI_processed;
 
 	*have_key = false;
-	if (cs->keyset && SPI_processed > 0)
+	if (cs->keyset && res->processed > 0)
 	{
-		MemoryContext old = MemoryContextSwitchTo(chunk_ctx);
-
-		*have_key = chunk_max_key(cs, newkey);
-		MemoryContextSwitchTo(old);
-		if (!*have_key)
+		if (!kr.started)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("keyset chunk SQL of job \"%s\" returned no key column",
+							run->job.job_name),
+					 errhint("Return the processed keys as the first column, for example with RETURNING.")));
+		if (!kr.found)
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("keyset chunk SQL of job \"%s\" returned only NULL keys",
 							run->job.job_name)));
+		*have_key = true;
+		*newkey = kr.best;
 		if (!cs->cursor_null &&
 			DatumGetInt32(FunctionCall2Coll(&cs->cmp, cs->collation,
 											*newkey, cs->cursor)) <= 0)
@@ -575,30 +656,22 @@ isolate_try(CbIsolation *iso, int lo, int n, ErrorData **edata)
 	CbChunkState *cs = iso->cs;
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
-	Datum		values[3];
-	char		nulls[3] = {' ', ' ', ' '};
+	CbKeyReceiver kr;
 	volatile bool ok = false;
-
-	values[0] = Int32GetDatum(n);
-	values[1] = lo == 0 ? cs->cursor : iso->keys[lo - 1];
-	nulls[1] = (lo == 0 && cs->cursor_null) ? 'n' : ' ';
-	values[2] = cs->run->params;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcxt);
 	PG_TRY();
 	{
-		int			rc;
-
 		/* Each part gets the job's statement_timeout, not the whole split. */
 		if (cs->run->job.statement_timeout != NULL)
 			enable_timeout_after(STATEMENT_TIMEOUT,
 								 (int) cb_interval_ms(cs->run->job.statement_timeout));
-		rc = SPI_execute_plan(cs->plan, values, nulls, false, 0);
+		iso->processed += chunk_run_statement(cs, n,
+											  lo == 0 ? cs->cursor : iso->keys[lo - 1],
+											  lo == 0 && cs->cursor_null,
+											  &kr, oldcxt);
 		disable_timeout(STATEMENT_TIMEOUT, false);
-		if (rc < 0)
-			elog(ERROR, "chunk SQL failed: %s", SPI_result_code_string(rc));
-		iso->processed += SPI_processed;
 		ReleaseCurrentSubTransaction();
 		ok = true;
 	}

@@ -315,7 +315,7 @@ extern bool catalog_claim_run(int64 run_id, CbRun *run);
 extern void catalog_mark_started(int64 run_id);
 extern TimestampTz catalog_checkpoint(const CbRun *run, const CbCheckpoint *cp);
 extern void catalog_reload_job(CbJob *job);
-extern void catalog_set_throttled(int64 run_id, const char *reason,
+extern TimestampTz catalog_set_throttled(int64 run_id, const char *reason,
 								  double throttled_ms);
 extern void catalog_set_estimate(int64 run_id, int64 total);
 extern char *catalog_replica_lag_exceeded(double max_lag_ms, int64 max_lag_bytes);
@@ -386,7 +386,8 @@ extern void cb_slot_set_phase(CbSlot *slot, CbPhase phase);
 extern int32 throttle_next_batch(CbRun *run, const CbChunkResult *res);
 extern int32 throttle_after_conflict(const CbRun *run);
 extern int	throttle_pause_ms(const CbRun *run, const CbChunkResult *res);
-extern bool throttle_gate(CbRun *run, CbSlot *slot, ErrorData **error);
+extern bool throttle_gate(CbRun *run, CbSlot *slot, ErrorData **error,
+						  bool *job_altered);
 
 /* worker.c, launcher.c, scheduler.c: bgworker entry points */
 extern PGDLLEXPORT void chunkbatch_launcher_main(Datum main_arg) pg_attribute_noreturn();

@@ -344,7 +344,7 @@ throttle_reason(CbRun *run)
  * *error, to fail the run: it must not run unthrottled.
  */
 static char *
-throttle_check(CbRun *run, ErrorData **error)
+throttle_check(CbRun *run, ErrorData **error, bool *job_altered)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	char	   *volatile reason = NULL;
@@ -357,8 +357,9 @@ throttle_check(CbRun *run, ErrorData **error)
 		reason = throttle_reason(run);
 		if (reason != NULL)
 			reason = MemoryContextStrdup(caller, reason);
-		if (reason != NULL)
-			catalog_set_throttled(run->run_id, reason, 0);
+		if (reason != NULL &&
+			catalog_set_throttled(run->run_id, reason, 0) != run->job.altered_at)
+			*job_altered = true;
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 	}
@@ -382,19 +383,22 @@ throttle_check(CbRun *run, ErrorData **error)
  * Hold the run while a standby lags behind the job's limits or its
  * throttle_sql says so: state 'throttled' with the reason, checked five
  * times a second.  Returns false if the run must not go on: it was asked
- * to stop, or the check failed (*error).
+ * to stop, or the check failed (*error).  If alter_job changed the job
+ * meanwhile, the wait ends early with *job_altered set: the caller reads
+ * the job again and checks its new throttles.
  */
 bool
-throttle_gate(CbRun *run, CbSlot *slot, ErrorData **error)
+throttle_gate(CbRun *run, CbSlot *slot, ErrorData **error, bool *job_altered)
 {
 	TimestampTz since = 0;
 	bool		go = true;
 
 	*error = NULL;
+	*job_altered = false;
 	if (run->job.max_replica_lag == NULL && run->job.max_replica_lag_bytes <= 0 &&
 		run->job.throttle_sql == NULL)
 		return true;
-	while (throttle_check(run, error) != NULL)
+	while (throttle_check(run, error, job_altered) != NULL && !*job_altered)
 	{
 		if (since == 0)
 		{
@@ -414,7 +418,7 @@ throttle_gate(CbRun *run, CbSlot *slot, ErrorData **error)
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
-		catalog_set_throttled(run->run_id, NULL, us / 1000.0);
+		(void) catalog_set_throttled(run->run_id, NULL, us / 1000.0);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 		SpinLockAcquire(&slot->mutex);

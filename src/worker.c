@@ -371,6 +371,26 @@ worker_retune(CbRun *run)
 }
 
 /*
+ * Wait while a throttle holds the run.  An alter_job seen meanwhile is
+ * applied at once, so that new or removed throttles take effect while the
+ * run waits.
+ */
+static bool
+worker_gate(CbRun *run, ErrorData **error)
+{
+	bool		job_altered;
+
+	for (;;)
+	{
+		bool		go = throttle_gate(run, MySlot, error, &job_altered);
+
+		if (!job_altered || !go)
+			return go;
+		worker_retune(run);
+	}
+}
+
+/*
  * Between two chunks: new job settings, the next chunk's size, the pause,
  * and the throttles.  Returns false if the run must not go on; *error
  * then says why it fails (or is NULL if it was asked to stop).
@@ -384,7 +404,7 @@ worker_pace(CbRun *run, const CbChunkResult *res, ErrorData **error)
 	*error = NULL;
 	if (!throttle_sleep(MySlot, throttle_pause_ms(run, res)))
 		return false;
-	return throttle_gate(run, MySlot, error);
+	return worker_gate(run, error);
 }
 
 /* The run's total from count_sql, once, at its first start; best effort. */
@@ -535,7 +555,7 @@ chunkbatch_worker_main(Datum main_arg)
 		!worker_take_group(&run, began))
 		proc_exit(0);
 	worker_estimate(&run, cs);
-	if (!throttle_gate(&run, MySlot, &error) && error != NULL)
+	if (!worker_gate(&run, &error) && error != NULL)
 	{
 		worker_fail(&run, error, began);
 		proc_exit(0);

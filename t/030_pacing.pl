@@ -12,6 +12,7 @@
 # - throttle_sql returning true holds the run: state 'throttled' with the
 #   reason in chunkbatch.status, rows_done does not move for 1.5 s; returning
 #   false releases it, the run finishes, runs.throttled_ms counts the hold;
+#   an alter_job that replaces throttle_sql applies while the run waits;
 # - alter_job(batch_size => 25) during a run of batch 10: every chunk that
 #   starts after the change was committed (all but the one in flight) asks
 #   for and processes 25 rows;
@@ -315,6 +316,37 @@ note(sprintf(
 		"throttle_sql: throttled %.2f s after the gate closed at %d rows, "
 		  . "throttled_ms %s, run done %.2f s after the gate opened",
 		$th_react, $th_rows, $th_ms, $th_after));
+
+# ---------------------------------------------------------------------------
+# 2b. alter_job while a run is throttled applies at once: replacing its
+#     throttle_sql releases a run that the old predicate still holds.
+# ---------------------------------------------------------------------------
+sql(q{
+TRUNCATE th_items;
+INSERT INTO th_items (id) SELECT generate_series(1, 200);
+UPDATE gate SET hold = true;
+});
+my $th2_run = sql(q{SELECT chunkbatch.run('gated')});
+ok( $node->poll_query_until(
+		$db,
+		"SELECT state NOT IN ('queued', 'waiting', 'running')
+           FROM chunkbatch.runs WHERE run_id = $th2_run"),
+	'a run queued while the gate is closed is throttled');
+usleep(300_000);
+is( sql("SELECT state, rows_done FROM chunkbatch.runs WHERE run_id = $th2_run"),
+	'throttled|0', 'it holds before its first chunk');
+my $t_alter = time;
+sql(q{SELECT chunkbatch.alter_job('gated', throttle_sql => 'SELECT false')});
+is(final_state($th2_run, '60s'), 'succeeded',
+	'alter_job replacing throttle_sql releases the throttled run');
+my $th2_after = time - $t_alter;
+cmp_ok($th2_after, '<', 10,
+	sprintf('the run finished %.2f s after alter_job', $th2_after));
+is(sql(q{SELECT hold FROM gate}), 't', 'the old predicate still says hold');
+is(once_count('th_items'), '200|200',
+	'the released run processed every row exactly once');
+sql(q{UPDATE gate SET hold = false;
+      SELECT chunkbatch.alter_job('gated', throttle_sql => 'SELECT hold FROM gate')});
 
 # ---------------------------------------------------------------------------
 # 3. alter_job(batch_size) during a run changes the chunks that follow.

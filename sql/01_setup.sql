@@ -129,7 +129,7 @@ INSERT INTO cb_slow VALUES (1, 0), (2, 0);
 
 -- 03_runs: the settings a chunk runs with.
 CREATE TABLE cb_settings_log (tag text PRIMARY KEY, sync text, search_path text,
-                              parallel_workers text);
+                              parallel_workers text, jit text);
 
 -- 03_runs: a table found through the search_path saved with the job.
 CREATE SCHEMA cb_schema;

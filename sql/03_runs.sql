@@ -89,14 +89,15 @@ SELECT tag, n, batch FROM cb_param_log ORDER BY tag;
 --
 -- The settings of a chunk: the search_path saved when the job was created,
 -- asynchronous commit unless the job asks for synchronous_commit, no
--- parallel workers.
+-- parallel workers, no JIT.
 --
 SET search_path = cb_schema, public;
 SELECT chunkbatch.create_job('regress_settings',
-    $$INSERT INTO cb_settings_log (tag, sync, search_path, parallel_workers)
+    $$INSERT INTO cb_settings_log (tag, sync, search_path, parallel_workers, jit)
       SELECT $3->>'tag', current_setting('synchronous_commit'),
              current_setting('search_path'),
-             current_setting('max_parallel_workers_per_gather')
+             current_setting('max_parallel_workers_per_gather'),
+             current_setting('jit')
        WHERE NOT EXISTS (SELECT 1 FROM cb_settings_log WHERE tag = $3->>'tag')$$) > 0 AS created;
 SELECT chunkbatch.create_job('regress_search_path',
     'UPDATE cb_hidden SET done = true WHERE id IN (SELECT id FROM cb_hidden WHERE NOT done LIMIT $1)',
@@ -109,7 +110,7 @@ SELECT chunkbatch.wait(:settings_run, '60 s') AS state;
 SELECT chunkbatch.alter_job('regress_settings', synchronous_commit => true);
 SELECT chunkbatch.run('regress_settings', '{"tag": "synchronous"}') AS settings_run \gset
 SELECT chunkbatch.wait(:settings_run, '60 s') AS state;
-SELECT tag, sync, search_path, parallel_workers FROM cb_settings_log ORDER BY tag;
+SELECT tag, sync, search_path, parallel_workers, jit FROM cb_settings_log ORDER BY tag;
 SELECT chunkbatch.run('regress_search_path') AS search_path_run \gset
 SELECT chunkbatch.wait(:search_path_run, '60 s') AS state;
 SELECT state, rows_done, chunks_done FROM chunkbatch.runs WHERE run_id = :search_path_run;

@@ -543,8 +543,15 @@ chunkbatch_worker_main(Datum main_arg)
 	LWLockAcquire(cb_shared->lock, LW_EXCLUSIVE);
 	MySlot->state = CB_SLOT_RUNNING;
 	LWLockRelease(cb_shared->lock);
+	/*
+	 * Chunks are short statements repeated many times: no parallel workers
+	 * (they come from the same max_worker_processes pool), and no JIT, whose
+	 * compilation would cost each chunk planned above jit_above_cost tens of
+	 * milliseconds (and load the LLVM libraries into the worker).
+	 */
 	SetConfigOption("max_parallel_workers_per_gather", "0",
 					PGC_USERSET, PGC_S_SESSION);
+	SetConfigOption("jit", "off", PGC_USERSET, PGC_S_SESSION);
 
 	run_ctx = AllocSetContextCreate(TopMemoryContext, "chunkbatch run",
 									ALLOCSET_DEFAULT_SIZES);

@@ -336,13 +336,14 @@ pgbench_stop() {    # pgbench_stop TAG: stop the clients, load the log
 }
 
 # --- worker memory sampler ---------------------------------------------------
-# sample_worker RUN_ID OUTFILE: wait for the run's worker pid, then read its
+# sample_worker COND OUTFILE: wait for the worker pid of the run that
+# matches COND (SQL on chunkbatch.runs), then read its
 # /proc status every 0.1 s until it exits; writes "peak_VmHWM_kB peak_RssAnon_kB".
 sample_worker() {
-    local run=$1 out=$2 pid="" hwm=0 anon=0 v k i
+    local cond=$1 out=$2 pid="" hwm=0 anon=0 v k i
     for i in $(seq 1 200); do
-        pid=$(q "SELECT worker_pid FROM chunkbatch.runs WHERE run_id = $run AND worker_pid IS NOT NULL
-                 UNION ALL SELECT -1 FROM chunkbatch.runs WHERE run_id = $run AND finished_at IS NOT NULL LIMIT 1" 2>/dev/null || true)
+        pid=$(q "SELECT worker_pid FROM chunkbatch.runs WHERE $cond AND worker_pid IS NOT NULL
+                 UNION ALL SELECT -1 FROM chunkbatch.runs WHERE $cond AND finished_at IS NOT NULL LIMIT 1" 2>/dev/null || true)
         [ -n "$pid" ] && break
         sleep 0.02
     done
@@ -415,30 +416,42 @@ run_client() {   # WORKLOAD
     echo "$rows $(awk "BEGIN { printf \"%.6f\", $t1 - $t0 }") $(awk "BEGIN { printf \"%.6f\", $t1 - $t0 }") $t0 $t1 $chunks NULL NULL 1000 NULL NULL $extrap"
 }
 
-# Wait for a run to end.  By default poll chunkbatch.runs every 0.1 s in
-# short transactions; a job name ending in _wait blocks in chunkbatch.wait()
-# instead, whose statement snapshot holds back the xmin horizon meanwhile.
-wait_run() {   # wait_run RUN_ID JOB_NAME
-    local st
-    if [[ $2 == *_wait ]]; then
-        q "SELECT chunkbatch.wait($1)"
-        return
-    fi
-    while :; do
-        st=$(q "SELECT state FROM chunkbatch.runs WHERE run_id = $1")
-        case $st in queued|waiting|running|throttled|interrupted) sleep 0.1 ;; *) echo "$st"; return ;; esac
-    done
-}
-
-run_cb() {   # WORKLOAD JOB_SUFFIX
-    local job="b_$1_$2" out t0 run state hwm anon sp
-    out=$(q "SELECT extract(epoch FROM clock_timestamp()), chunkbatch.run('$job')")
-    IFS='|' read -r t0 run <<< "$out"
-    sample_worker "$run" "$WORK/tmp/rss" &
+# Run a chunkbatch job and wait for its end in one session, like the
+# PL/pgSQL procedure's CALL.  Mode "call": CALL chunkbatch.run_and_wait(),
+# which commits between its looks at the run (no snapshot held during the
+# run).  Mode "wait": SELECT chunkbatch.run(), then block in
+# chunkbatch.wait(), whose statement snapshot holds back the xmin horizon
+# meanwhile.  While the run executes, its worker's memory is sampled.
+# Prints "t0|run_id|state|VmHWM kB|RssAnon kB"; t0 is clock_timestamp() just
+# before the run was queued, in the same session.
+cb_run_sampled() {   # cb_run_sampled JOB PARAMS_JSON MODE
+    local prev out sp hwm anon
+    prev=$(q "SELECT coalesce(max(run_id), 0) FROM chunkbatch.runs")
+    sample_worker "job_name = '$1' AND run_id > $prev" "$WORK/tmp/rss" &
     sp=$!
-    state=$(wait_run "$run" "$2")
+    if [ "$3" = wait ]; then
+        out=$(qf bench_app <<SQL
+SELECT extract(epoch FROM clock_timestamp()) AS t0, chunkbatch.run('$1', '$2') AS run_id \gset
+SELECT :t0, :run_id, chunkbatch.wait(:run_id);
+SQL
+)
+    else
+        out=$(qf bench_app <<SQL
+SELECT extract(epoch FROM clock_timestamp()) AS t0 \gset
+CALL chunkbatch.run_and_wait('$1', '$2') \gset
+SELECT :t0, :run_id, state FROM chunkbatch.runs WHERE run_id = :run_id;
+SQL
+)
+    fi
     wait "$sp" || true
     read -r hwm anon < "$WORK/tmp/rss"
+    echo "$out|$hwm|$anon"
+}
+
+run_cb() {   # WORKLOAD JOB_SUFFIX (a suffix ending in _wait waits in chunkbatch.wait())
+    local job="b_$1_$2" mode=call t0 run state hwm anon out
+    [[ $2 == *_wait ]] && mode=wait
+    IFS='|' read -r t0 run state hwm anon <<< "$(cb_run_sampled "$job" '{}' "$mode")"
     if [ "$state" != succeeded ]; then
         q "SELECT * FROM chunkbatch.runs WHERE run_id = $run" >&2
         cb_die "run $run of $job ended $state"
@@ -527,13 +540,8 @@ q "SELECT chunkbatch.create_job('b_probe',
      batch_size => 1000, cursor_type => 'bigint')" > /dev/null
 for rep in $(seq 1 "$REPS"); do
     for n in $PROBE_ROWS; do
-      for mode in poll wait; do
-        IFS='|' read -r t0 run <<< "$(q "SELECT extract(epoch FROM clock_timestamp()), chunkbatch.run('b_probe', jsonb_build_object('n', $n))")"
-        sample_worker "$run" "$WORK/tmp/rss" &
-        sp=$!
-        if [ "$mode" = wait ]; then state=$(wait_run "$run" x_wait); else state=$(wait_run "$run" x); fi
-        wait "$sp" || true
-        read -r hwm anon < "$WORK/tmp/rss"
+      for mode in call wait; do
+        IFS='|' read -r t0 run state hwm anon <<< "$(cb_run_sampled b_probe "{\"n\": $n}" "$mode")"
         [ "$state" = succeeded ] || cb_die "probe run $run ended $state"
         q "INSERT INTO probe SELECT '$mode', rows_done, chunks_done, avg_chunk_ms,
              extract(epoch FROM finished_at - started_at), $hwm, $anon
@@ -615,9 +623,10 @@ carry a few percent of noise (compare the per-repetition figures below).
   \`clock_timestamp()\` evaluated in the same \`SELECT\` just before \`run()\` to the run's \`finished_at\`
   (so queueing and worker start-up count); "exec rows/s" uses \`started_at\`..\`finished_at\` instead.
   Ratios are medians of rows/s divided by the one statement's median rows/s, same workload and size.
-  While a run executes the script polls \`chunkbatch.runs\` every 0.1 s in short transactions; it does
-  not sit in \`chunkbatch.wait()\`, because that call's statement snapshot holds back the xmin horizon for
-  the whole run (see \`cb_repeat_1000_wait\` and the probe's \`wait\` mode, which measure that effect).
+  Each chunkbatch run is queued and waited for in one session, like the procedure's \`CALL\`:
+  \`CALL chunkbatch.run_and_wait(job)\`, which commits between its looks at the run. It does not sit in
+  \`chunkbatch.wait()\`, because that call's statement snapshot holds back the xmin horizon for the
+  whole run (see \`cb_repeat_1000_wait\` and the probe's \`wait\` mode, which measure that effect).
 - Two diagnostic chunkbatch variants: \`cb_adaptive_50ms_in\` is the adaptive job with the common
   \`WHERE id IN (SELECT id ... LIMIT \$1)\` chunk SQL, whose plan switches to a hash semi join over a
   sequential scan of the whole table once \$1 reaches a few thousand rows (a *knee*: adaptive sizing
@@ -793,8 +802,8 @@ SELECT format('| worker memory flat within 10%% (probe, %s vs %s rows processed)
               pg_temp.f(hi.hwm, 0), pg_temp.f(lo.hwm, 0), pg_temp.f(hi.hwm / NULLIF(lo.hwm, 0), 2),
               CASE WHEN hi.anon / NULLIF(lo.anon, 0) IS NULL THEN '— (runs too short to sample)'
                    WHEN hi.anon / NULLIF(lo.anon, 0) <= 1.10 THEN 'yes (RssAnon)' ELSE '**no**' END)
-  FROM (SELECT rows, max(anon_kb)::float8 AS anon, max(hwm_kb)::float8 AS hwm FROM probe WHERE mode = 'poll' GROUP BY rows ORDER BY rows LIMIT 1) lo,
-       (SELECT rows, max(anon_kb)::float8 AS anon, max(hwm_kb)::float8 AS hwm FROM probe WHERE mode = 'poll' GROUP BY rows ORDER BY rows DESC LIMIT 1) hi
+  FROM (SELECT rows, max(anon_kb)::float8 AS anon, max(hwm_kb)::float8 AS hwm FROM probe WHERE mode = 'call' GROUP BY rows ORDER BY rows LIMIT 1) lo,
+       (SELECT rows, max(anon_kb)::float8 AS anon, max(hwm_kb)::float8 AS hwm FROM probe WHERE mode = 'call' GROUP BY rows ORDER BY rows DESC LIMIT 1) hi
  WHERE hi.rows > lo.rows;
 SELECT format('| %s %s: worker memory at %s vs %s rows | peak RssAnon %s× (%s vs %s kB); VmHWM %s× (%s vs %s kB, includes shared buffers touched) | %s |',
               b.workload, b.method, pg_temp.f(b.size, 0), pg_temp.f(a.size, 0),
@@ -853,8 +862,8 @@ SELECT format('Per run (ms): %s', string_agg(pg_temp.f((commit_s - t0) * 1000, 1
 \echo 'so per-chunk time is chunkbatch''s own overhead (transaction, checkpoint row update, commit) and memory growth'
 \echo 'can only come from the worker itself.'
 \echo
-\echo 'Mode `poll`: the benchmark polls `chunkbatch.runs` in short transactions while the run executes (as for every'
-\echo 'measurement above). Mode `wait`: a session sits in `SELECT chunkbatch.wait(run_id)` meanwhile.'
+\echo 'Mode `call`: the benchmark waits in `CALL chunkbatch.run_and_wait(...)`, which commits between its looks at the'
+\echo 'run (as for every measurement above). Mode `wait`: a session sits in `SELECT chunkbatch.wait(run_id)` meanwhile.'
 \echo '"statement ms" is the chunk statement alone (`avg_chunk_ms`); "wall ms per chunk" is the run''s duration / chunks,'
 \echo 'so it includes the transaction, checkpoint update and commit.'
 \echo

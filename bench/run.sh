@@ -249,6 +249,9 @@ SELECT i::bigint AS id,
        0 AS retries,
        md5(i::text) AS payload
   FROM generate_series(1, $n) AS i;
+-- Vacuumed now, so that autovacuum has nothing to do on it during the
+-- measurements that follow.
+VACUUM (FREEZE, ANALYZE) events_tpl;
 SQL
 }
 

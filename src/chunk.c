@@ -329,6 +329,17 @@ typedef struct CbKeyReceiver
 	Datum		best;
 } CbKeyReceiver;
 
+/* A keyset chunk statement that returns no column to take keys from. */
+static void
+key_column_missing(CbChunkState *cs)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("keyset chunk SQL of job \"%s\" returned no key column",
+					cs->run->job.job_name),
+			 errhint("Return the processed keys as the first column, for example with RETURNING.")));
+}
+
 static void
 key_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 {
@@ -339,11 +350,7 @@ key_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 	if (!cs->keyset)
 		return;
 	if (typeinfo->natts < 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("keyset chunk SQL of job \"%s\" returned no key column",
-						cs->run->job.job_name),
-				 errhint("Return the processed keys as the first column, for example with RETURNING.")));
+		key_column_missing(cs);
 	if (TupleDescAttr(typeinfo, 0)->atttypid != cs->argtypes[1])
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
@@ -486,11 +493,7 @@ chunk_body(CbChunkState *cs, MemoryContext chunk_ctx, CbChunkResult *res,
 	if (cs->keyset && res->processed > 0)
 	{
 		if (!kr.started)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("keyset chunk SQL of job \"%s\" returned no key column",
-							run->job.job_name),
-					 errhint("Return the processed keys as the first column, for example with RETURNING.")));
+			key_column_missing(cs);
 		if (!kr.found)
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

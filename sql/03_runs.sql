@@ -11,7 +11,7 @@
 SELECT chunkbatch.create_job('regress_purge',
     'DELETE FROM cb_events WHERE id IN (SELECT id FROM cb_events WHERE old LIMIT $1)',
     batch_size => 1000) > 0 AS created;
-SELECT job_name, owner = current_user::regrole AS owned_by_me, cursor_type,
+SELECT job_name, owner = current_user AS owned_by_me, cursor_type,
        batch_size, lock_group, sleep_ms, synchronous_commit, altered_at
   FROM chunkbatch.jobs WHERE job_name = 'regress_purge';
 
@@ -20,7 +20,7 @@ SELECT chunkbatch.wait(:purge_run, '60 s') AS state;
 SELECT state, rows_done, chunks_done, batch_size, lock_group, cursor, params,
        retries, sqlstate, error, error_chunk, worker_pid
   FROM chunkbatch.runs WHERE run_id = :purge_run;
-SELECT queued_by = current_user::regrole AS queued_by_me, trigger,
+SELECT queued_by = current_user AS queued_by_me, trigger,
        queued_at <= started_at AND started_at <= finished_at AS times_in_order,
        last_chunk_at IS NOT NULL AS has_last_chunk_at,
        avg_chunk_ms >= 0 AND max_chunk_ms >= avg_chunk_ms AS chunk_times

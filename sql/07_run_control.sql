@@ -259,7 +259,7 @@ SELECT chunkbatch.run('regress_ctl_isolate') AS iso_run \gset
 SELECT chunkbatch.wait(:iso_run, '60 s') AS state;
 SELECT state, rows_done, chunks_done, dead_letters, cursor, sqlstate, retries
   FROM chunkbatch.runs WHERE run_id = :iso_run;
-SELECT key, sqlstate, job_name, owner = current_user::regrole AS owner_ok,
+SELECT key, sqlstate, job_name, owner = current_user AS owner_ok,
        error ~ 'cb_ctl_not_poison' AS names_constraint
   FROM chunkbatch.dead_letters WHERE run_id = :iso_run ORDER BY key::bigint;
 SELECT poison, counter, count(*) FROM cb_ctl_poison GROUP BY poison, counter ORDER BY poison, counter;
@@ -301,7 +301,7 @@ SELECT wait_idle();
 -- Clean up.
 SELECT count(*) AS dropped
   FROM (SELECT chunkbatch.drop_job(job_name) FROM chunkbatch.jobs
-         WHERE job_name LIKE 'regress_ctl%' AND owner = current_user::regrole) d;
+         WHERE job_name LIKE 'regress_ctl%' AND owner = current_user) d;
 SET ROLE regress_cb_owner;
 SELECT chunkbatch.drop_job('regress_ctl_owned');
 RESET ROLE;

@@ -23,9 +23,11 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
+#include "commands/extension.h"
 #include "funcapi.h"
 #include "nodes/parsenodes.h"
 #include "miscadmin.h"
@@ -53,6 +55,10 @@ PG_FUNCTION_INFO_V1(chunkbatch_cancel);
 PG_FUNCTION_INFO_V1(chunkbatch_pause);
 PG_FUNCTION_INFO_V1(chunkbatch_resume);
 PG_FUNCTION_INFO_V1(chunkbatch_progress);
+PG_FUNCTION_INFO_V1(chunkbatch_pause_all);
+PG_FUNCTION_INFO_V1(chunkbatch_resume_all);
+PG_FUNCTION_INFO_V1(chunkbatch_pause_all_state);
+PG_FUNCTION_INFO_V1(chunkbatch_wake_after_update);
 
 /* Set when this transaction queued a run: wake the launcher at commit. */
 static bool wake_at_commit = false;
@@ -81,6 +87,22 @@ void
 cb_api_init(void)
 {
 	RegisterXactCallback(cb_xact_callback, NULL);
+}
+
+/*
+ * A standby never queues, changes or executes anything: its copy of the
+ * tables is read-only, and a request made there must not turn into a run
+ * after a promotion.  Reading (wait(), the views) works.
+ */
+void
+cb_require_primary(const char *action)
+{
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot %s on a standby server", action),
+				 errdetail("Runs can only be queued and controlled on the primary server; a standby never executes them."),
+				 errhint("Connect to the primary server.")));
 }
 
 /* ----------------------------------------------------------------
@@ -182,7 +204,9 @@ check_owner_can_connect(Oid owner)
 
 	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(owner));
 	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for role %u", owner);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("the owner role of this job no longer exists")));
 	canlogin = ((Form_pg_authid) GETSTRUCT(tup))->rolcanlogin;
 	ReleaseSysCache(tup);
 	if (!canlogin)
@@ -219,6 +243,23 @@ find_job(const char *job_name, CbJob *job, CbJobLock lock)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("job \"%s\" does not exist", job_name)));
+
+	/*
+	 * A job restored from a dump where its owner role did not exist has no
+	 * owner until a role of that name exists; then it is linked to it.
+	 */
+	if (!OidIsValid(job->owner) && !RecoveryInProgress())
+	{
+		catalog_relink_owners();
+		(void) catalog_find_job(job_name, job, lock);
+	}
+	if (!OidIsValid(job->owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role \"%s\" owning job \"%s\" does not exist",
+						job->owner_name, job_name),
+				 errdetail("The job was restored from a dump of a database where that role existed."),
+				 errhint("Create the role (with LOGIN); the job is linked to it at its next use.")));
 	check_job_access(job);
 }
 
@@ -439,6 +480,7 @@ chunkbatch_create_job(PG_FUNCTION_ARGS)
 	CbJob		existing;
 	bool		validate;
 
+	cb_require_primary("create a job");
 	memset(&job, 0, sizeof(job));
 	job.job_name = text_arg(fcinfo, ARG_NAME, "job_name");
 	check_name("job name", job.job_name);
@@ -486,6 +528,7 @@ chunkbatch_alter_job(PG_FUNCTION_ARGS)
 	bool		validate;
 	Oid			old_cursor_type;
 
+	cb_require_primary("alter a job");
 	require_arg(fcinfo, ARG_VALIDATE, "validate");
 	validate = PG_GETARG_BOOL(ARG_VALIDATE);
 	find_job(name, &job, CB_JOB_FOR_UPDATE);
@@ -515,6 +558,7 @@ chunkbatch_drop_job(PG_FUNCTION_ARGS)
 	char	   *name = text_arg(fcinfo, 0, "job_name");
 	int64		active;
 
+	cb_require_primary("drop a job");
 	find_job(name, &job, CB_JOB_FOR_UPDATE);
 	active = catalog_count_active_runs(job.job_id);
 	if (active > 0)
@@ -554,6 +598,12 @@ find_run(int64 run_id, bool for_update, CbRunRef *ref, char **state,
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("run %lld does not exist", (long long) run_id)));
+	/* A restored run whose owner role now exists: link it (see find_job). */
+	if (!OidIsValid(ref->owner) && !RecoveryInProgress())
+	{
+		catalog_relink_owners();
+		(void) catalog_get_run(run_id, for_update, ref, state, sqlstate, error);
+	}
 	if (!has_privs_of_role(GetUserId(), ref->owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -697,7 +747,7 @@ submit_run_request(const CbJob *job, Jsonb *params, const char *trigger)
 	if (VARSIZE(params) > CB_REQUEST_PARAMS_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("params of a run with wait => true must be smaller than %d bytes",
+				 errmsg("params of a run with wait => true must not be larger than %d bytes",
 						CB_REQUEST_PARAMS_MAX),
 				 errhint("Queue the run with wait => false and call chunkbatch.wait().")));
 
@@ -791,6 +841,7 @@ chunkbatch_run(PG_FUNCTION_ARGS)
 	char	   *error;
 	char	   *trigger;
 
+	cb_require_primary("queue a run");
 	require_arg(fcinfo, 1, "params");
 	require_arg(fcinfo, 2, "wait");
 	params = PG_GETARG_JSONB_P(1);
@@ -850,6 +901,7 @@ chunkbatch_run_and_wait(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_TRANSACTION_TERMINATION),
 				 errmsg("chunkbatch.run_and_wait() must be called with CALL outside a transaction block"),
 				 errhint("Inside a transaction, use chunkbatch.run(..., wait => true).")));
+	cb_require_primary("queue a run");
 	require_arg(fcinfo, 1, "params");
 	params = PG_GETARG_JSONB_P(1);
 	trigger = run_trigger(fcinfo, 2);
@@ -977,6 +1029,8 @@ chunkbatch_cancel(PG_FUNCTION_ARGS)
 	char	   *sqlstate;
 	char	   *error;
 
+	cb_require_primary("cancel a run");
+	(void) catalog_pause_copies();
 	find_run(run_id, true, &ref, &state, &sqlstate, &error);
 	if (state_is_final(state))
 		ereport(ERROR,
@@ -1002,6 +1056,8 @@ chunkbatch_pause(PG_FUNCTION_ARGS)
 	char	   *sqlstate;
 	char	   *error;
 
+	cb_require_primary("pause a run");
+	(void) catalog_pause_copies();
 	find_run(run_id, true, &ref, &state, &sqlstate, &error);
 	if (state_is_settled(state))
 		ereport(ERROR,
@@ -1031,8 +1087,16 @@ chunkbatch_resume(PG_FUNCTION_ARGS)
 	char	   *sqlstate;
 	char	   *error;
 
+	cb_require_primary("resume a run");
 	cb_require_shmem();
+	(void) catalog_pause_copies();
 	find_run(run_id, true, &ref, &state, &sqlstate, &error);
+	if (!OidIsValid(ref.owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("the owner role of run %lld does not exist", (long long) run_id),
+				 errdetail("The run was restored from a dump of a database where its owner role existed."),
+				 errhint("Create the role named in chunkbatch.runs.owner (with LOGIN), then resume the run.")));
 	if (strcmp(state, "paused") != 0 && strcmp(state, "failed") != 0 &&
 		strcmp(state, "stopped") != 0)
 		ereport(ERROR,
@@ -1160,5 +1224,112 @@ chunkbatch_progress(PG_FUNCTION_ARGS)
 		nulls[10] = (s->throttled_since == 0);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
+	PG_RETURN_VOID();
+}
+
+/* ----------------------------------------------------------------
+ * The emergency stop, cluster-wide
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * pause_all(reason): every running run holds at its next chunk boundary
+ * and no queued run starts, in every database, until resume_all().  It
+ * takes effect at once (not at commit) and survives restarts.  EXECUTE is
+ * revoked from PUBLIC: superusers, or roles a superuser granted it to.
+ */
+Datum
+chunkbatch_pause_all(PG_FUNCTION_ARGS)
+{
+	char	   *reason = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	bool		changed;
+	int			i;
+
+	cb_require_primary("pause all runs");
+	if (reason != NULL && strlen(reason) >= sizeof(cb_shared->pause_reason))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("reason must be shorter than %d bytes",
+						(int) sizeof(cb_shared->pause_reason))));
+	changed = cb_set_all_paused(true, GetUserNameFromId(GetUserId(), false), reason);
+	if (changed)
+	{
+		/* Wake every worker, so that a sleeping one holds at once. */
+		LWLockAcquire(cb_shared->lock, LW_SHARED);
+		for (i = 0; i < cb_shared->nslots; i++)
+			if (cb_shared->slots[i].state != CB_SLOT_FREE &&
+				cb_shared->slots[i].latch != NULL)
+				SetLatch(cb_shared->slots[i].latch);
+		LWLockRelease(cb_shared->lock);
+		ereport(LOG,
+				(errmsg("chunkbatch: all runs paused by role \"%s\"%s%s",
+						GetUserNameFromId(GetUserId(), false),
+						reason ? ": " : "", reason ? reason : "")));
+	}
+	PG_RETURN_BOOL(changed);
+}
+
+/* resume_all(): the end of the emergency stop. */
+Datum
+chunkbatch_resume_all(PG_FUNCTION_ARGS)
+{
+	bool		changed;
+
+	cb_require_primary("resume all runs");
+	changed = cb_set_all_paused(false, "", NULL);
+	if (changed)
+	{
+		/* Held workers see it within their next check; queued runs need a scheduler. */
+		cb_request_probe();
+		cb_wake_schedulers();
+		ereport(LOG,
+				(errmsg("chunkbatch: all runs resumed by role \"%s\"",
+						GetUserNameFromId(GetUserId(), false))));
+	}
+	PG_RETURN_BOOL(changed);
+}
+
+/* pause_all_state(): is the emergency stop on, since when, by whom, why. */
+Datum
+chunkbatch_pause_all_state(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[4];
+	bool		nulls[4] = {false, true, true, true};
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	values[0] = BoolGetDatum(false);
+	if (cb_shared != NULL)
+	{
+		LWLockAcquire(cb_shared->lock, LW_SHARED);
+		if (cb_shared->all_paused)
+		{
+			values[0] = BoolGetDatum(true);
+			values[1] = TimestampTzGetDatum(cb_shared->paused_at);
+			values[2] = CStringGetTextDatum(cb_shared->paused_by);
+			values[3] = CStringGetTextDatum(cb_shared->pause_reason);
+			nulls[1] = nulls[2] = false;
+			nulls[3] = (cb_shared->pause_reason[0] == '\0');
+		}
+		LWLockRelease(cb_shared->lock);
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc),
+													  values, nulls)));
+}
+
+/*
+ * Called once by the 1.0 to 1.1 update script: when the update commits,
+ * this database's scheduler starts, and the runs that waited for the
+ * update go on.
+ */
+Datum
+chunkbatch_wake_after_update(PG_FUNCTION_ARGS)
+{
+	if (!creating_extension)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("chunkbatch_wake_after_update() can only be called by the extension's update script")));
+	wake_at_commit = true;
 	PG_RETURN_VOID();
 }

@@ -23,9 +23,11 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/indexing.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -71,18 +73,90 @@ cb_extension_owner(void)
 	return cached_owner;
 }
 
-bool
-catalog_extension_present(void)
+/*
+ * Is chunkbatch installed in this database, and at the version whose
+ * tables this library knows?  *version (if asked) gets the installed one.
+ * After a package update and a restart, a database stays at its old
+ * version until ALTER EXTENSION chunkbatch UPDATE: the library must not
+ * touch its tables meanwhile.
+ */
+CbSchemaState
+catalog_schema_state(char **version)
 {
-	return OidIsValid(get_extension_oid(CB_EXTENSION_NAME, true));
+	Oid			ext = get_extension_oid(CB_EXTENSION_NAME, true);
+	Relation	rel;
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tup;
+	CbSchemaState result = CB_SCHEMA_OLD;
+
+	if (!OidIsValid(ext))
+		return CB_SCHEMA_ABSENT;
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(ext));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+		char	   *v = isnull ? pstrdup("") : TextDatumGetCString(d);
+
+		if (strcmp(v, CB_SCHEMA_VERSION) == 0)
+			result = CB_SCHEMA_OK;
+		if (version != NULL)
+			*version = v;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return result;
+}
+
+/*
+ * Refuse to work on a schema of another version.  Once the schema was
+ * seen at the right version, a process does not look again (this is on
+ * the path of every checkpoint): an extension is not downgraded in place.
+ */
+void
+catalog_require_schema(void)
+{
+	static bool checked = false;
+	char	   *version = NULL;
+
+	if (checked)
+		return;
+	switch (catalog_schema_state(&version))
+	{
+		case CB_SCHEMA_OK:
+			checked = true;
+			return;
+		case CB_SCHEMA_ABSENT:
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("extension \"%s\" is not installed in database \"%s\"",
+							CB_EXTENSION_NAME, get_database_name(MyDatabaseId))));
+			break;
+		case CB_SCHEMA_OLD:
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("chunkbatch in database \"%s\" is at version %s, but the loaded library needs version %s",
+							get_database_name(MyDatabaseId), version, CB_SCHEMA_VERSION),
+					 errdetail("No run starts in this database until its chunkbatch objects are updated."),
+					 errhint("Run ALTER EXTENSION chunkbatch UPDATE in this database.")));
+			break;
+	}
 }
 
 /* Become the extension owner, with a safe search_path, for bookkeeping. */
 void
 catalog_enter(CbAsOwner *s)
 {
-	Oid			owner = cb_extension_owner();
+	Oid			owner;
 
+	catalog_require_schema();
+	owner = cb_extension_owner();
 	GetUserIdAndSecContext(&s->save_uid, &s->save_sec);
 	SetUserIdAndSecContext(owner, s->save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	s->nestlevel = NewGUCNestLevel();
@@ -167,13 +241,13 @@ col_interval(int row, int col)
  * ----------------------------------------------------------------
  */
 #define JOB_COLUMNS \
-	"job_id, job_name, owner::oid, chunk_sql, cursor_type::oid, batch_size, " \
+	"job_id, job_name, owner_oid, chunk_sql, cursor_type::oid, batch_size, " \
 	"lock_group, sleep_ms, synchronous_commit, search_path, on_group_busy, " \
 	"group_wait_timeout, max_retries, lock_timeout, statement_timeout, " \
 	"max_runtime, on_error, keys_sql, max_dead_letters, target_chunk_ms, " \
 	"min_batch_size, max_batch_size, sleep_ratio, max_replica_lag, " \
 	"max_replica_lag_bytes, throttle_sql, count_sql, " \
-	"COALESCE(altered_at, created_at)"
+	"COALESCE(altered_at, created_at), owner"
 
 /* Fill *job from row 0 of SPI_tuptable, copying into memory context mcxt. */
 static void
@@ -212,6 +286,7 @@ job_from_row(CbJob *job, MemoryContext mcxt)
 	job->throttle_sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 26);
 	job->count_sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 27);
 	job->altered_at = DatumGetTimestampTz(col_datum(0, 28));
+	job->owner_name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 29);
 	MemoryContextSwitchTo(old);
 }
 
@@ -303,13 +378,15 @@ catalog_insert_job(const CbJob *job)
 	memset(nulls, ' ', sizeof(nulls));
 	job_params(job, values, nulls);
 	catalog_enter(&s);
-	cb_exec("INSERT INTO chunkbatch.jobs (job_name, owner, chunk_sql, cursor_type,"
+	cb_exec("INSERT INTO chunkbatch.jobs (job_name, owner_oid, owner, chunk_sql,"
+			" cursor_type,"
 			" batch_size, lock_group, sleep_ms, synchronous_commit, search_path,"
 			" on_group_busy, group_wait_timeout, max_retries, lock_timeout,"
 			" statement_timeout, max_runtime, on_error, keys_sql, max_dead_letters,"
 			" target_chunk_ms, min_batch_size, max_batch_size, sleep_ratio,"
 			" max_replica_lag, max_replica_lag_bytes, throttle_sql, count_sql)"
-			" VALUES ($1, $2::pg_catalog.regrole, $3, $4::pg_catalog.regtype,"
+			" VALUES ($1, $2, pg_catalog.pg_get_userbyid($2), $3,"
+			" $4::pg_catalog.regtype,"
 			" $5, $6, $7, $8, $9, $11, $12, $13, $14, $15, $16, $17, $18, $19,"
 			" $20, $21, $22, $23, $24, $25, $26, $27)"
 			" RETURNING job_id",
@@ -401,22 +478,26 @@ int64
 catalog_insert_run(int64 job_id, Datum params, Oid queued_by, const char *trigger)
 {
 	CbAsOwner	s;
-	Oid			types[4] = {INT8OID, JSONBOID, OIDOID, TEXTOID};
-	Datum		values[4];
+	Oid			types[6] = {INT8OID, JSONBOID, OIDOID, TEXTOID, OIDOID, INT8OID};
+	Datum		values[6];
 	int64		run_id = 0;
 
 	values[0] = Int64GetDatum(job_id);
 	values[1] = params;
 	values[2] = ObjectIdGetDatum(queued_by);
 	values[3] = CStringGetTextDatum(trigger);
+	values[4] = ObjectIdGetDatum(MyDatabaseId);
+	values[5] = Int64GetDatum((int64) GetSystemIdentifier());
 	catalog_enter(&s);
-	cb_exec("INSERT INTO chunkbatch.runs (job_id, job_name, owner, lock_group,"
-			" params, queued_by, trigger, batch_size)"
-			" SELECT j.job_id, j.job_name, j.owner, j.lock_group, $2,"
-			" $3::pg_catalog.regrole, $4, j.batch_size"
+	cb_exec("INSERT INTO chunkbatch.runs (job_id, job_name, owner_oid, owner,"
+			" lock_group, params, queued_by, trigger, batch_size, origin_db,"
+			" origin_system)"
+			" SELECT j.job_id, j.job_name, j.owner_oid,"
+			" pg_catalog.pg_get_userbyid(j.owner_oid), j.lock_group, $2,"
+			" pg_catalog.pg_get_userbyid($3), $4, j.batch_size, $5, $6"
 			" FROM chunkbatch.jobs j WHERE j.job_id OPERATOR(pg_catalog.=) $1"
 			" RETURNING run_id",
-			4, types, values, NULL, SPI_OK_INSERT_RETURNING);
+			6, types, values, NULL, SPI_OK_INSERT_RETURNING);
 	if (SPI_processed == 1)
 		run_id = DatumGetInt64(col_datum(0, 1));
 	catalog_leave(&s);
@@ -435,10 +516,10 @@ catalog_get_run(int64 run_id, bool for_update, CbRunRef *ref, char **state,
 
 	catalog_enter(&s);
 	cb_exec(for_update ?
-			"SELECT owner::oid, state, sqlstate, error, job_name, xmin"
+			"SELECT owner_oid, state, sqlstate, error, job_name, xmin"
 			" FROM chunkbatch.runs WHERE run_id OPERATOR(pg_catalog.=) $1"
 			" FOR NO KEY UPDATE" :
-			"SELECT owner::oid, state, sqlstate, error, job_name, xmin"
+			"SELECT owner_oid, state, sqlstate, error, job_name, xmin"
 			" FROM chunkbatch.runs WHERE run_id OPERATOR(pg_catalog.=) $1",
 			1, types, values, NULL, SPI_OK_SELECT);
 	found = (SPI_processed == 1);
@@ -499,21 +580,25 @@ catalog_claim_run(int64 run_id, CbRun *run)
 {
 	CbAsOwner	s;
 	MemoryContext mcxt = CurrentMemoryContext;
-	Oid			types[2] = {INT8OID, INT4OID};
-	Datum		values[2] = {Int64GetDatum(run_id), Int32GetDatum(MyProcPid)};
+	Oid			types[4] = {INT8OID, INT4OID, OIDOID, INT8OID};
+	Datum		values[4] = {Int64GetDatum(run_id), Int32GetDatum(MyProcPid),
+		ObjectIdGetDatum(MyDatabaseId), Int64GetDatum((int64) GetSystemIdentifier())};
 	int64		job_id;
 	char	   *lock_group;
 
 	catalog_enter(&s);
+	/* A run copied from another database is never claimed here. */
 	cb_exec("UPDATE chunkbatch.runs SET state = 'waiting', worker_pid = $2,"
 			" start_attempts = start_attempts OPERATOR(pg_catalog.+) 1, reason = NULL,"
 			" throttle_reason = NULL, throttled_since = NULL"
 			" WHERE run_id OPERATOR(pg_catalog.=) $1"
 			" AND state IN ('queued', 'waiting', 'interrupted')"
+			" AND origin_db OPERATOR(pg_catalog.=) $3"
+			" AND origin_system OPERATOR(pg_catalog.=) $4"
 			" RETURNING job_id, params, cursor, rows_done, chunks_done,"
 			" batch_size, avg_chunk_ms, max_chunk_ms, retries, lock_group,"
 			" dead_letters, start_attempts, lock_waiters_seen",
-			2, types, values, NULL, SPI_OK_UPDATE_RETURNING);
+			4, types, values, NULL, SPI_OK_UPDATE_RETURNING);
 	if (SPI_processed != 1)
 	{
 		catalog_leave(&s);
@@ -822,15 +907,27 @@ catalog_pause_unowned(int64 run_id)
 bool
 catalog_resume_run(int64 run_id)
 {
-	return cb_exec_id("UPDATE chunkbatch.runs r SET state = 'queued', finished_at = NULL,"
-					  " sqlstate = NULL, error = NULL, error_detail = NULL,"
-					  " error_chunk = NULL, reason = NULL, start_attempts = 0,"
-					  " waiting_since = NULL"
-					  " WHERE r.run_id OPERATOR(pg_catalog.=) $1"
-					  " AND r.state IN ('paused', 'failed', 'stopped')"
-					  " AND EXISTS (SELECT 1 FROM chunkbatch.jobs j"
-					  "             WHERE j.job_id OPERATOR(pg_catalog.=) r.job_id)",
-					  run_id, SPI_OK_UPDATE) == 1;
+	CbAsOwner	s;
+	Oid			types[3] = {INT8OID, OIDOID, INT8OID};
+	Datum		values[3] = {Int64GetDatum(run_id), ObjectIdGetDatum(MyDatabaseId),
+	Int64GetDatum((int64) GetSystemIdentifier())};
+	bool		done;
+
+	/* A run copied from another database becomes this database's own. */
+	catalog_enter(&s);
+	cb_exec("UPDATE chunkbatch.runs r SET state = 'queued', finished_at = NULL,"
+			" sqlstate = NULL, error = NULL, error_detail = NULL,"
+			" error_chunk = NULL, reason = NULL, start_attempts = 0,"
+			" waiting_since = NULL, worker_pid = NULL,"
+			" origin_db = $2, origin_system = $3"
+			" WHERE r.run_id OPERATOR(pg_catalog.=) $1"
+			" AND r.state IN ('paused', 'failed', 'stopped')"
+			" AND EXISTS (SELECT 1 FROM chunkbatch.jobs j"
+			"             WHERE j.job_id OPERATOR(pg_catalog.=) r.job_id)",
+			3, types, values, NULL, SPI_OK_UPDATE);
+	done = (SPI_processed == 1);
+	catalog_leave(&s);
+	return done;
 }
 
 /* Record a key that a run with on_error => 'isolate' could not process. */
@@ -846,9 +943,9 @@ catalog_dead_letter(const CbRun *run, const char *key, ErrorData *edata)
 	values[2] = CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode));
 	values[3] = CStringGetTextDatum(edata->message ? edata->message : "");
 	catalog_enter(&s);
-	cb_exec("INSERT INTO chunkbatch.dead_letters (run_id, job_name, owner, key,"
-			" sqlstate, error)"
-			" SELECT r.run_id, r.job_name, r.owner, $2, $3, $4"
+	cb_exec("INSERT INTO chunkbatch.dead_letters (run_id, job_name, owner,"
+			" owner_oid, key, sqlstate, error)"
+			" SELECT r.run_id, r.job_name, r.owner, r.owner_oid, $2, $3, $4"
 			" FROM chunkbatch.runs r WHERE r.run_id OPERATOR(pg_catalog.=) $1",
 			4, types, values, NULL, SPI_OK_INSERT);
 	catalog_leave(&s);
@@ -893,7 +990,7 @@ catalog_runs_in_states(const char *states)
 	uint64		i;
 
 	catalog_enter(&s);
-	cb_exec("SELECT run_id, owner::oid, job_name FROM chunkbatch.runs"
+	cb_exec("SELECT run_id, owner_oid, job_name FROM chunkbatch.runs"
 			" WHERE state OPERATOR(pg_catalog.=)"
 			" ANY (pg_catalog.string_to_array($1, ',')) ORDER BY run_id",
 			1, types, values, NULL, SPI_OK_SELECT);
@@ -930,7 +1027,7 @@ catalog_run_queue(void)
 			"   WHERE state IN ('queued', 'waiting', 'running', 'throttled', 'interrupted')),"
 			" h AS (SELECT g.lock_group,"
 			"   chunkbatch.group_holder_pid(g.lock_group) AS pid FROM g)"
-			" SELECT r.run_id, r.owner::oid, r.job_name, r.lock_group, r.state,"
+			" SELECT r.run_id, r.owner_oid, r.job_name, r.lock_group, r.state,"
 			"   j.on_group_busy OPERATOR(pg_catalog.=) 'skip'"
 			"   AND r.chunks_done OPERATOR(pg_catalog.=) 0,"
 			"   j.group_wait_timeout IS NOT NULL AND"
@@ -1028,4 +1125,80 @@ catalog_fail_unstarted(int64 run_id, const char *sqlstate, const char *message)
 	if (SPI_processed == 1)
 		catalog_notify(run_id, "failed", sqlstate);
 	catalog_leave(&s);
+}
+
+/*
+ * Unfinished runs that were queued in another database or cluster (copied
+ * by CREATE DATABASE ... TEMPLATE, restored from a dump, or carried over by
+ * pg_upgrade) rest as paused here: nobody queued them in this database.
+ * Done by the scheduler at each pass, and by cancel(), pause() and
+ * resume() first, so that they never act on a copy as if it ran here.
+ * Returns how many.
+ */
+uint64
+catalog_pause_copies(void)
+{
+	CbAsOwner	s;
+	Oid			types[2] = {OIDOID, INT8OID};
+	Datum		values[2] = {ObjectIdGetDatum(MyDatabaseId),
+	Int64GetDatum((int64) GetSystemIdentifier())};
+	uint64		n;
+
+	catalog_enter(&s);
+	cb_exec("UPDATE chunkbatch.runs SET state = 'paused', worker_pid = NULL,"
+			" reason = pg_catalog.format('copied from database %s of system %s"
+			" (CREATE DATABASE ... TEMPLATE, a dump and restore, or pg_upgrade);"
+			" it runs here only once resumed', origin_db, origin_system),"
+			" throttle_reason = NULL, throttled_since = NULL"
+			" WHERE state IN ('queued', 'waiting', 'running', 'throttled', 'interrupted')"
+			" AND (origin_db OPERATOR(pg_catalog.<>) $1"
+			"      OR origin_system OPERATOR(pg_catalog.<>) $2)",
+			2, types, values, NULL, SPI_OK_UPDATE);
+	n = SPI_processed;
+	catalog_leave(&s);
+	return n;
+}
+
+/*
+ * Rows restored from a dump where their owner role did not exist have
+ * owner_oid 0.  Once a role of the recorded name exists, link them (jobs,
+ * runs and dead letters) to it.  Called when such a row is used.
+ */
+void
+catalog_relink_owners(void)
+{
+	CbAsOwner	s;
+
+	catalog_enter(&s);
+	cb_exec("WITH j AS (UPDATE chunkbatch.jobs t SET owner_oid = r.oid"
+			"   FROM pg_catalog.pg_roles r WHERE t.owner_oid OPERATOR(pg_catalog.=) 0"
+			"   AND r.rolname OPERATOR(pg_catalog.=) t.owner RETURNING 1),"
+			" u AS (UPDATE chunkbatch.runs t SET owner_oid = r.oid"
+			"   FROM pg_catalog.pg_roles r WHERE t.owner_oid OPERATOR(pg_catalog.=) 0"
+			"   AND r.rolname OPERATOR(pg_catalog.=) t.owner RETURNING 1),"
+			" d AS (UPDATE chunkbatch.dead_letters t SET owner_oid = r.oid"
+			"   FROM pg_catalog.pg_roles r WHERE t.owner_oid OPERATOR(pg_catalog.=) 0"
+			"   AND r.rolname OPERATOR(pg_catalog.=) t.owner RETURNING 1)"
+			" SELECT (SELECT pg_catalog.count(*) FROM j), (SELECT pg_catalog.count(*) FROM u),"
+			" (SELECT pg_catalog.count(*) FROM d)",
+			0, NULL, NULL, NULL, SPI_OK_SELECT);
+	catalog_leave(&s);
+}
+
+/* Runs of this database that are queued or active, for DROP EXTENSION. */
+int64
+catalog_count_all_active_runs(void)
+{
+	CbAsOwner	s;
+	int64		n;
+
+	catalog_enter(&s);
+	cb_exec("LOCK TABLE chunkbatch.runs IN SHARE ROW EXCLUSIVE MODE",
+			0, NULL, NULL, NULL, SPI_OK_UTILITY);
+	cb_exec("SELECT pg_catalog.count(*) FROM chunkbatch.runs"
+			" WHERE state IN ('queued', 'waiting', 'running', 'throttled', 'interrupted')",
+			0, NULL, NULL, NULL, SPI_OK_SELECT);
+	n = DatumGetInt64(col_datum(0, 1));
+	catalog_leave(&s);
+	return n;
 }

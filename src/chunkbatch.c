@@ -28,8 +28,25 @@ void		_PG_init(void);
 
 int			cb_max_workers = 4;
 int			cb_naptime = 10;
-int			cb_scheduler_idle_exit = 30;
+int			cb_scheduler_idle_exit = 0;
 int			cb_history_retention = 30 * 24 * 60;
+
+/*
+ * chunkbatch.max_workers = 0 is refused: at startup by _PG_init (the server
+ * does not start), anywhere else (ALTER SYSTEM, a reload) by this check, so
+ * that nobody writes a value that would keep the server from starting.
+ */
+static bool
+check_max_workers(int *newval, void **extra, GucSource source)
+{
+	if (*newval == 0 && !process_shared_preload_libraries_in_progress)
+	{
+		GUC_check_errdetail("chunkbatch.max_workers must be at least 1.");
+		GUC_check_errhint("To stop every run, call chunkbatch.pause_all().");
+		return false;
+	}
+	return true;
+}
 
 void
 _PG_init(void)
@@ -44,9 +61,9 @@ _PG_init(void)
 
 	DefineCustomIntVariable("chunkbatch.scheduler_idle_exit",
 							"Seconds a database's scheduler stays after its last run ends.",
-							NULL,
+							"While it stays, the database cannot be dropped, renamed or used as a template.",
 							&cb_scheduler_idle_exit,
-							30, 0, 86400,
+							0, 0, 86400,
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
 
@@ -68,13 +85,26 @@ _PG_init(void)
 								"Counted over all databases of the cluster; each run uses one "
 								"background worker of max_worker_processes.",
 								&cb_max_workers,
-								4, 1, 1000,
+								4, 0, 1000,
 								PGC_POSTMASTER, 0,
-								NULL, NULL, NULL);
+								check_max_workers, NULL, NULL);
+
+	/*
+	 * Zero would leave every run queued forever without a word: refuse it
+	 * at startup rather than quietly use the default (which is what an
+	 * out-of-range value in postgresql.conf would do).
+	 */
+	if (process_shared_preload_libraries_in_progress && cb_max_workers == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("chunkbatch.max_workers must be at least 1"),
+				 errdetail("With no run workers, no run could ever execute."),
+				 errhint("To stop every run, call chunkbatch.pause_all(); to disable chunkbatch, remove it from \"shared_preload_libraries\".")));
 
 	MarkGUCPrefixReserved("chunkbatch");
 
 	cb_api_init();
+	cb_utility_init();
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

@@ -30,6 +30,8 @@
 
 #define CB_EXTENSION_NAME	"chunkbatch"
 #define CB_SCHEMA_NAME		"chunkbatch"
+#define CB_SCHEMA_VERSION	"1.1"	/* the SQL objects this library uses */
+#define CB_PAUSE_FILE		"chunkbatch_pause_all"	/* in the data directory */
 #define CB_MAX_DATABASES	64
 #define CB_NAME_MAXLEN		63	/* job and group names, in bytes */
 #define CB_RATE_SAMPLES		16	/* chunk completions kept for the rate */
@@ -102,6 +104,7 @@ typedef struct CbDatabase
 {
 	Oid			dboid;			/* InvalidOid: entry unused */
 	bool		wake;			/* new work committed since the last scan */
+	bool		died;			/* its scheduler exited with work left */
 	CbDbState	state;
 	pid_t		pid;
 	Latch	   *latch;
@@ -145,6 +148,13 @@ typedef struct CbShared
 	LWLock	   *lock;			/* protects everything but slot progress */
 	pid_t		launcher_pid;
 	Latch	   *launcher_latch;
+	bool		probe_requested;	/* launcher: look at every database */
+	bool		wake_overflow;	/* a wake found no free database entry */
+	/* the emergency stop (pause_all), mirrored in CB_PAUSE_FILE */
+	bool		all_paused;
+	TimestampTz paused_at;
+	char		paused_by[NAMEDATALEN];
+	char		pause_reason[256];
 	CbDatabase	dbs[CB_MAX_DATABASES];
 	CbRunRequest requests[CB_MAX_REQUESTS];
 	int			nslots;
@@ -170,8 +180,11 @@ extern CbShared *cb_shared;
 
 extern void cb_shmem_install_hooks(void);
 extern void cb_require_shmem(void);
-extern void cb_request_wake(Oid dboid);
+extern bool cb_request_wake(Oid dboid);
 extern void cb_wake_schedulers(void);
+extern void cb_request_probe(void);
+extern bool cb_all_paused(char **reason);
+extern bool cb_set_all_paused(bool pause, const char *by, const char *reason);
 
 /* ----------------------------------------------------------------
  * Job and run descriptors (catalog.c fills them)
@@ -181,7 +194,8 @@ typedef struct CbJob
 {
 	int64		job_id;
 	char	   *job_name;
-	Oid			owner;
+	Oid			owner;			/* InvalidOid: no role of owner_name exists */
+	char	   *owner_name;
 	char	   *chunk_sql;
 	Oid			cursor_type;	/* InvalidOid: repeat mode */
 	int32		batch_size;
@@ -332,7 +346,19 @@ extern List *catalog_run_queue(void);
 extern bool catalog_mark_interrupted(int64 run_id);
 extern void catalog_fail_unstarted(int64 run_id, const char *sqlstate,
 								   const char *message);
-extern bool catalog_extension_present(void);
+/* What a process finds in its database: see catalog_schema_state(). */
+typedef enum CbSchemaState
+{
+	CB_SCHEMA_ABSENT,			/* chunkbatch is not installed here */
+	CB_SCHEMA_OLD,				/* installed at a version this library refuses */
+	CB_SCHEMA_OK
+} CbSchemaState;
+
+extern CbSchemaState catalog_schema_state(char **version);
+extern void catalog_require_schema(void);
+extern uint64 catalog_pause_copies(void);
+extern void catalog_relink_owners(void);
+extern int64 catalog_count_all_active_runs(void);
 
 /* An interval in milliseconds, a month counted as 30 days. */
 static inline double
@@ -397,5 +423,9 @@ extern void cb_register_launcher(void);
 
 /* api.c */
 extern void cb_api_init(void);
+extern void cb_require_primary(const char *action);
+
+/* utility.c */
+extern void cb_utility_init(void);
 
 #endif							/* CHUNKBATCH_H */

@@ -5,11 +5,16 @@
  *	  scheduler for each database with chunkbatch work.
  *
  * The launcher connects to the shared catalogs only, so it serves every
- * database of the cluster.  run() marks its database in shared memory and
- * sets the launcher's latch after the caller commits; when the launcher
- * starts (after a server start or crash) it probes every connectable
- * database once, so that interrupted runs resume without anyone acting.
- * A scheduler in a database without the extension exits at once.
+ * database of the cluster and never keeps one from being dropped, renamed
+ * or cloned.  run() marks its database in shared memory and sets the
+ * launcher's latch after the caller commits; when the launcher starts
+ * (after a server start, a crash or a promotion) it probes every
+ * connectable database once, so that interrupted runs resume without
+ * anyone acting, and again when resume_all() asks it to.  There is no
+ * periodic probe: a scheduler in a database without work exits at once,
+ * and one that dies with work left is started again here within a second.
+ * The launcher runs only on a primary (BgWorkerStart_RecoveryFinished):
+ * a standby never queues or executes anything.
  *
  * Copyright (c) 2026, chunkbatch developers
  *
@@ -43,6 +48,13 @@
 /* Handles of schedulers this launcher started, by database entry. */
 static BackgroundWorkerHandle *sched_handles[CB_MAX_DATABASES];
 
+/*
+ * When each entry's scheduler was last started: a scheduler that died with
+ * work left is started again at most once a second.
+ */
+static TimestampTz sched_started_at[CB_MAX_DATABASES];
+#define CB_SCHEDULER_RESTART_MS	1000
+
 void
 cb_register_launcher(void)
 {
@@ -69,6 +81,28 @@ launcher_detach(int code, Datum arg)
 		cb_shared->launcher_latch = NULL;
 	}
 	LWLockRelease(cb_shared->lock);
+}
+
+/*
+ * Databases the last probe could not mark yet, all CB_MAX_DATABASES
+ * entries being taken: marked as entries free up.
+ */
+static List *pending_dbs = NIL;
+
+/* Mark what it can of pending_dbs; keep the rest for later. */
+static void
+launcher_mark_pending(void)
+{
+	List	   *left = NIL;
+	ListCell   *lc;
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	foreach(lc, pending_dbs)
+		if (!cb_request_wake(lfirst_oid(lc)))
+			left = lappend_oid(left, lfirst_oid(lc));
+	list_free(pending_dbs);
+	pending_dbs = left;
+	MemoryContextSwitchTo(old);
 }
 
 /* Mark every connectable database for a scheduler visit. */
@@ -104,11 +138,21 @@ launcher_probe_databases(void)
 	CommitTransactionCommand();
 
 	foreach(lc, dbs)
-		cb_request_wake(lfirst_oid(lc));
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		pending_dbs = list_append_unique_oid(pending_dbs, lfirst_oid(lc));
+		MemoryContextSwitchTo(old);
+	}
 	list_free(dbs);
+	launcher_mark_pending();
+	if (pending_dbs != NIL)
+		ereport(LOG,
+				(errmsg("chunkbatch: %d databases wait for a scheduler visit until one of the %d database entries is free",
+						list_length(pending_dbs), CB_MAX_DATABASES)));
 }
 
-static void
+static bool
 launcher_start_scheduler(int idx, Oid dboid)
 {
 	BackgroundWorker w;
@@ -137,24 +181,26 @@ launcher_start_scheduler(int idx, Oid dboid)
 	MemoryContextSwitchTo(oldcxt);
 	if (!registered)
 	{
-		ereport(WARNING,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("chunkbatch could not start a scheduler for database %u", dboid),
-				 errhint("You might need to increase \"max_worker_processes\".")));
 		sched_handles[idx] = NULL;
-		return;
+		return false;
 	}
 	cb_shared->dbs[idx].state = CB_DB_STARTING;
+	return true;
 }
 
 /*
  * Start a scheduler for every database with pending work and none running;
- * forget databases whose scheduler died before it attached.
+ * forget databases whose scheduler died before it attached.  Returns the
+ * time in ms until a start that had to wait for its restart delay, or -1.
  */
-static void
+static long
 launcher_dispatch(void)
 {
 	int			i;
+	long		retry_ms = -1;
+	TimestampTz now = GetCurrentTimestamp();
+	int			not_started = 0;
+	static TimestampTz last_warning = 0;
 
 	LWLockAcquire(cb_shared->lock, LW_EXCLUSIVE);
 	for (i = 0; i < CB_MAX_DATABASES; i++)
@@ -169,22 +215,47 @@ launcher_dispatch(void)
 			db->state = CB_DB_NONE;
 			db->wake = false;
 			db->dboid = InvalidOid;
+			db->died = false;
 		}
 		if (db->state == CB_DB_NONE && db->dboid != InvalidOid)
 		{
-			if (db->wake)
-				launcher_start_scheduler(i, db->dboid);
-			else
+			long		wait_ms = !db->died ? 0 : CB_SCHEDULER_RESTART_MS -
+				TimestampDifferenceMilliseconds(sched_started_at[i], now);
+
+			if (!db->wake)
 				db->dboid = InvalidOid;
+			else if (wait_ms > 0)
+				retry_ms = (retry_ms < 0) ? wait_ms : Min(retry_ms, wait_ms);
+			else if (launcher_start_scheduler(i, db->dboid))
+			{
+				sched_started_at[i] = now;
+				db->died = false;
+			}
+			else
+				not_started++;
 		}
 	}
 	LWLockRelease(cb_shared->lock);
+
+	/* Tried again at the next wake-up or naptime; said once a minute. */
+	if (not_started > 0 &&
+		TimestampDifferenceExceeds(last_warning, now, 60 * 1000))
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("chunkbatch could not start schedulers for %d databases", not_started),
+				 errdetail("No background worker slot was free; their runs wait."),
+				 errhint("You might need to increase \"max_worker_processes\".")));
+		last_warning = now;
+	}
+	if (not_started > 0)
+		retry_ms = (retry_ms < 0) ? 1000 : Min(retry_ms, 1000);
+	return retry_ms;
 }
 
 void
 chunkbatch_launcher_main(Datum main_arg)
 {
-	TimestampTz last_probe;
 	int			i;
 
 	pqsignal(SIGTERM, die);
@@ -205,27 +276,34 @@ chunkbatch_launcher_main(Datum main_arg)
 	elog(LOG, "chunkbatch launcher started");
 
 	launcher_probe_databases();
-	last_probe = GetCurrentTimestamp();
 
 	for (;;)
 	{
+		bool		probe;
+		long		retry_ms;
+
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		/* Safety net: look at every database again once in a while. */
-		if (TimestampDifferenceExceeds(last_probe, GetCurrentTimestamp(),
-									   cb_naptime * 60 * 1000))
-		{
+		/* A wake that found every database entry taken: look at all again. */
+		LWLockAcquire(cb_shared->lock, LW_EXCLUSIVE);
+		probe = cb_shared->probe_requested || cb_shared->wake_overflow;
+		cb_shared->probe_requested = cb_shared->wake_overflow = false;
+		LWLockRelease(cb_shared->lock);
+		if (probe)
 			launcher_probe_databases();
-			last_probe = GetCurrentTimestamp();
-		}
-		launcher_dispatch();
+		else if (pending_dbs != NIL)
+			launcher_mark_pending();
+		retry_ms = launcher_dispatch();
+		if (pending_dbs != NIL)
+			retry_ms = (retry_ms < 0) ? 1000 : Min(retry_ms, 1000);
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 cb_naptime * 1000L, PG_WAIT_EXTENSION);
+						 retry_ms >= 0 ? Max(retry_ms, 10) : cb_naptime * 1000L,
+						 PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
 }

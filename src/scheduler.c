@@ -4,13 +4,18 @@
  *	  The per-database scheduler: resumes interrupted runs and starts one
  *	  run worker per queued run while worker slots are free.
  *
- * A scheduler runs while its database has queued or active runs and a
- * little longer (chunkbatch.scheduler_idle_exit), then exits; run() wakes
- * the launcher to start it again.  Each pass first queues the runs handed
- * over by run(..., wait => true); then runs marked running whose worker is
- * gone become 'interrupted' (committed before any worker could look at
- * them); then queued, waiting and interrupted runs are started in queue
- * order, at most one per lock group, while worker slots are free.
+ * A scheduler runs only while its database has queued or active runs
+ * (plus chunkbatch.scheduler_idle_exit, 0 by default), so that it never
+ * stands in the way of DROP DATABASE, ALTER DATABASE ... RENAME or CREATE
+ * DATABASE ... TEMPLATE; run() wakes the launcher to start it again, and a
+ * scheduler that dies while its database has work is replaced at once.
+ * Each pass first pauses runs copied from another database (they belong
+ * to the database they were queued in), then queues the runs handed over
+ * by run(..., wait => true); then runs marked running whose worker is gone
+ * become 'interrupted' (committed before any worker could look at them);
+ * then queued, waiting and interrupted runs are started in queue order, at
+ * most one per lock group, while worker slots are free and the emergency
+ * stop (pause_all) is off.
  *
  * The scheduler connects as the bootstrap superuser and runs only the fixed
  * statements of catalog.c.  Run workers connect as the job's owner; the
@@ -28,12 +33,14 @@
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
+#include "commands/dbcommands.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/proc.h"
 #include "storage/procarray.h"
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
@@ -47,6 +54,7 @@
 #include "chunkbatch.h"
 
 static int	MyDbIndex = -1;
+static bool leaving_idle = false;	/* exiting because there is no work */
 static TimestampTz last_prune = 0;
 static Oid	MyDb = InvalidOid;
 static BackgroundWorkerHandle **worker_handles = NULL;
@@ -63,6 +71,9 @@ scheduler_detach(int code, Datum arg)
 		db->state = CB_DB_NONE;
 		db->pid = 0;
 		db->latch = NULL;
+		/* Terminated or failed with work left: the launcher starts another. */
+		if (!leaving_idle)
+			db->wake = db->died = true;
 	}
 	restart = db->wake;
 	if (restart && cb_shared->launcher_latch != NULL)
@@ -299,15 +310,20 @@ scheduler_take_requests(void)
 	{
 		CbRunRequest *req = &cb_shared->requests[i];
 
+		PGPROC	   *caller;
+
 		if (req->state == CB_REQ_FREE || req->dboid != MyDb)
 			continue;
-		if (req->state == CB_REQ_PENDING)
+		/* A request never outlives its caller: nobody would see its run. */
+		caller = BackendPidGetProc(req->pid);
+		if (req->state != CB_REQ_INSERTING &&
+			(caller == NULL || &caller->procLatch != req->latch || req->abandoned))
+			req->state = CB_REQ_FREE;
+		else if (req->state == CB_REQ_PENDING)
 		{
 			req->state = CB_REQ_INSERTING;
 			taken[n++] = i;
 		}
-		else if (req->state != CB_REQ_INSERTING && BackendPidGetProc(req->pid) == NULL)
-			req->state = CB_REQ_FREE;
 	}
 	LWLockRelease(cb_shared->lock);
 	if (n == 0)
@@ -414,18 +430,33 @@ scheduler_pass(void)
 	bool		busy;
 	bool		waiting = false;
 	bool		slots_full = false;
+	bool		all_paused = cb_all_paused(NULL);
+	CbSchemaState schema;
+	char	   *version = NULL;
+	uint64		copies;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	if (!catalog_extension_present())
+	schema = catalog_schema_state(&version);
+	if (schema == CB_SCHEMA_OLD)
+		ereport(LOG,
+				(errmsg("chunkbatch in database \"%s\" is at version %s; its runs wait for ALTER EXTENSION chunkbatch UPDATE",
+						get_database_name(MyDb), version)));
+	if (schema != CB_SCHEMA_OK)
 	{
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 		return -1;
 	}
+	/* Runs that were queued in another database are not ours to start. */
+	copies = catalog_pause_copies();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	if (copies > 0)
+		ereport(LOG,
+				(errmsg("chunkbatch paused %llu runs copied from another database; they run here only once resumed",
+						(unsigned long long) copies)));
 
 	/* Runs handed over by callers that wait are queued first. */
 	scheduler_take_requests();
@@ -500,11 +531,19 @@ scheduler_pass(void)
 			continue;
 		}
 		taken = lappend(taken, ref->lock_group);
-		if (!slots_full && scheduler_owner_ok(ref) && !scheduler_launch(ref))
+		if (!slots_full && !all_paused && scheduler_owner_ok(ref) &&
+			!scheduler_launch(ref))
 			slots_full = true;
 	}
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+
+	/*
+	 * While everything is paused, a database without workers has nothing to
+	 * do: its scheduler leaves, and resume_all() brings it back.
+	 */
+	if (all_paused)
+		return scheduler_slots_in_use() ? 1 : 0;
 	if (waiting)
 		return 2;
 	return (busy || scheduler_slots_in_use()) ? 1 : 0;
@@ -587,7 +626,10 @@ chunkbatch_scheduler_main(Datum main_arg)
 				cb_shared->dbs[MyDbIndex].wake = false;
 			LWLockRelease(cb_shared->lock);
 			if (leave)
+			{
+				leaving_idle = true;
 				proc_exit(0);
+			}
 			continue;
 		}
 

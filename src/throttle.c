@@ -99,12 +99,21 @@ throttle_wait_once(CbSlot *slot, long timeout_ms)
 	return !cb_slot_cancel_requested(slot);
 }
 
-/* Sleep sleep_ms between chunks; false if the run was asked to stop. */
+/*
+ * Sleep sleep_ms between chunks; false if the run was asked to stop.  A
+ * configuration reload is processed here even without a sleep, so that a
+ * run at full speed still sees a reloaded postgresql.conf between chunks.
+ */
 bool
 throttle_sleep(CbSlot *slot, int sleep_ms)
 {
 	TimestampTz end;
 
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
 	if (sleep_ms <= 0)
 		return !cb_slot_cancel_requested(slot);
 
@@ -113,7 +122,8 @@ throttle_sleep(CbSlot *slot, int sleep_ms)
 	{
 		long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), end);
 
-		if (left <= 0)
+		/* The emergency stop ends the sleep: the throttle gate holds the run. */
+		if (left <= 0 || cb_all_paused(NULL))
 			return !cb_slot_cancel_requested(slot);
 		if (!throttle_wait_once(slot, left))
 			return false;
@@ -329,6 +339,8 @@ throttle_reason(CbRun *run)
 	CbJob	   *job = &run->job;
 	char	   *reason = NULL;
 
+	if (cb_all_paused(&reason))
+		return reason;
 	if (job->max_replica_lag != NULL || job->max_replica_lag_bytes > 0)
 		reason = catalog_replica_lag_exceeded(job->max_replica_lag ?
 											  cb_interval_ms(job->max_replica_lag) : 0,
@@ -380,9 +392,9 @@ throttle_check(CbRun *run, ErrorData **error, bool *job_altered)
 }
 
 /*
- * Hold the run while a standby lags behind the job's limits or its
- * throttle_sql says so: state 'throttled' with the reason, checked five
- * times a second.  Returns false if the run must not go on: it was asked
+ * Hold the run while the emergency stop is on (pause_all), a standby lags
+ * behind the job's limits or its throttle_sql says so: state 'throttled'
+ * with the reason, checked five times a second.  Returns false if the run must not go on: it was asked
  * to stop, or the check failed (*error).  If alter_job changed the job
  * meanwhile, the wait ends early with *job_altered set: the caller reads
  * the job again and checks its new throttles.
@@ -396,7 +408,7 @@ throttle_gate(CbRun *run, CbSlot *slot, ErrorData **error, bool *job_altered)
 	*error = NULL;
 	*job_altered = false;
 	if (run->job.max_replica_lag == NULL && run->job.max_replica_lag_bytes <= 0 &&
-		run->job.throttle_sql == NULL)
+		run->job.throttle_sql == NULL && !cb_all_paused(NULL))
 		return true;
 	while (throttle_check(run, error, job_altered) != NULL && !*job_altered)
 	{

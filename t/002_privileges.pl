@@ -205,7 +205,7 @@ is(q_as('bob', q{SELECT count(*) FROM chunkbatch.status}),
 ($sqlstate, $stderr) = sql_error('bob', q{SELECT chunkbatch.run('alice_purge');});
 is($sqlstate, '42501', 'bob cannot run alice\'s job') or diag($stderr);
 is($node->safe_psql($db,
-		q{SELECT count(*) FROM chunkbatch.runs WHERE queued_by = 'bob'::regrole}),
+		q{SELECT count(*) FROM chunkbatch.runs WHERE queued_by = 'bob'}),
 	'0', 'bob queued no run');
 
 ($sqlstate, $stderr) =
@@ -259,12 +259,12 @@ is($node->safe_psql($db,
 is( $node->safe_psql(
 		$db,
 		q{SELECT count(*) FROM chunkbatch.jobs
-           WHERE owner = 'alice'::regrole AND chunk_sql <> ''}),
+           WHERE owner = 'alice' AND chunk_sql <> ''}),
 	'3',
 	'the superuser sees alice\'s jobs and their SQL');
 is( $node->safe_psql(
 		$db,
-		q{SELECT count(*) FROM chunkbatch.runs WHERE owner = 'alice'::regrole}),
+		q{SELECT count(*) FROM chunkbatch.runs WHERE owner = 'alice'}),
 	'5',
 	'the superuser sees all of alice\'s runs');
 is($node->safe_psql($db,

@@ -28,6 +28,7 @@ $node->init;
 $node->append_conf('postgresql.conf',
 	"shared_preload_libraries = 'chunkbatch'\n"
 	  . "chunkbatch.naptime = 1\n"
+	  . "chunkbatch.scheduler_idle_exit = 30\n"
 	  . "max_worker_processes = 16\n");
 $node->start;
 
@@ -83,7 +84,7 @@ my $sched_sql = q{SELECT count(*) FROM pg_stat_activity
                    WHERE backend_type = 'chunkbatch scheduler'
                      AND datname = 'postgres'};
 is($node->safe_psql('postgres', $sched_sql),
-	'1', 'the database has an idle scheduler (default scheduler_idle_exit 30 s)');
+	'1', 'the database has an idle scheduler (scheduler_idle_exit = 30 s)');
 
 # Reload with a new scheduler_idle_exit.
 my $log_offset = -s $node->logfile;

@@ -127,10 +127,10 @@ is( sql(
 	"$job_cron_id|* * * * *|postgres|t|t",
 	'cron.job has the job chunkbatch:job, calling chunkbatch.run()');
 is( sql(
-		q{SELECT jobid, command ~ 'wait\s*=>\s*(true\M|''t(rue)?'')'
+		q{SELECT jobid, command LIKE 'CALL chunkbatch.run_and_wait(%'
             FROM cron.job WHERE jobname = 'chunkbatch:cron_fail'}),
 	"$fail_cron_id|t",
-	'cron.job has chunkbatch:cron_fail, calling run() with wait => true');
+	'cron.job has chunkbatch:cron_fail, waiting with CALL run_and_wait()');
 note('cron command: '
 	  . sql(q{SELECT command FROM cron.job WHERE jobname = 'chunkbatch:cron_fail'}));
 

@@ -1,0 +1,578 @@
+/* chunkbatch--1.1.sql: catalog tables, views and the SQL interface (full install of 1.1) */
+
+\echo Use "CREATE EXTENSION chunkbatch" to load this file. \quit
+
+/*
+ * The schema is created by CREATE EXTENSION.  Refuse to install into a
+ * schema that somebody else created beforehand: its owner could replace
+ * our objects later.
+ */
+DO $$
+BEGIN
+    IF (SELECT n.nspowner FROM pg_catalog.pg_namespace n
+         WHERE n.nspname OPERATOR(pg_catalog.=) 'chunkbatch')
+       OPERATOR(pg_catalog.<>)
+       (SELECT r.oid FROM pg_catalog.pg_roles r
+         WHERE r.rolname OPERATOR(pg_catalog.=) current_user) THEN
+        RAISE EXCEPTION 'schema "chunkbatch" already exists and is owned by another role'
+            USING ERRCODE = '42P06',
+                  HINT = 'Drop or rename that schema, then create the extension again.';
+    END IF;
+END
+$$;
+
+CREATE TABLE chunkbatch.jobs (
+    job_id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job_name            text NOT NULL UNIQUE,
+    owner               name NOT NULL,
+    chunk_sql           text NOT NULL,
+    cursor_type         regtype,
+    batch_size          integer NOT NULL CHECK (batch_size > 0),
+    lock_group          text NOT NULL,
+    sleep_ms            integer NOT NULL DEFAULT 0 CHECK (sleep_ms >= 0),
+    synchronous_commit  boolean NOT NULL DEFAULT false,
+    search_path         text NOT NULL,
+    on_group_busy       text NOT NULL DEFAULT 'wait'
+                        CHECK (on_group_busy IN ('wait', 'skip')),
+    group_wait_timeout  interval,
+    max_retries         integer NOT NULL DEFAULT 10 CHECK (max_retries >= 0),
+    lock_timeout        interval,
+    statement_timeout   interval,
+    max_runtime         interval,
+    on_error            text NOT NULL DEFAULT 'fail'
+                        CHECK (on_error IN ('fail', 'isolate')),
+    keys_sql            text,
+    max_dead_letters    integer CHECK (max_dead_letters >= 0),
+    target_chunk_ms     integer CHECK (target_chunk_ms > 0),
+    min_batch_size      integer NOT NULL DEFAULT 1 CHECK (min_batch_size > 0),
+    max_batch_size      integer NOT NULL DEFAULT 1000000 CHECK (max_batch_size > 0),
+    sleep_ratio         double precision NOT NULL DEFAULT 0 CHECK (sleep_ratio >= 0),
+    max_replica_lag     interval,
+    max_replica_lag_bytes bigint CHECK (max_replica_lag_bytes > 0),
+    throttle_sql        text,
+    count_sql           text,
+    created_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    altered_at          timestamptz,
+    owner_oid           oid NOT NULL
+);
+
+CREATE TABLE chunkbatch.runs (
+    run_id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job_id          bigint NOT NULL,
+    job_name        text NOT NULL,
+    owner           name NOT NULL,
+    lock_group      text NOT NULL,
+    params          jsonb NOT NULL DEFAULT '{}',
+    state           text NOT NULL DEFAULT 'queued'
+                    CHECK (state IN ('queued', 'waiting', 'running', 'paused',
+                                     'succeeded', 'failed', 'cancelled',
+                                     'skipped', 'interrupted', 'stopped',
+                                     'throttled')),
+    queued_by       name NOT NULL,
+    trigger         text NOT NULL DEFAULT 'sql',
+    queued_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    waiting_since   timestamptz,
+    group_wait_ms   double precision,
+    started_at      timestamptz,
+    finished_at     timestamptz,
+    cursor          text,
+    rows_done       bigint NOT NULL DEFAULT 0,
+    chunks_done     bigint NOT NULL DEFAULT 0,
+    batch_size      integer NOT NULL,
+    retries         integer NOT NULL DEFAULT 0,
+    avg_chunk_ms    double precision,
+    max_chunk_ms    double precision,
+    last_chunk_at   timestamptz,
+    worker_pid      integer,
+    sqlstate        text,
+    error           text,
+    error_detail    text,
+    error_chunk     bigint,
+    reason          text,
+    start_attempts  integer NOT NULL DEFAULT 0,
+    dead_letters    bigint NOT NULL DEFAULT 0,
+    lock_waiters_seen bigint NOT NULL DEFAULT 0,
+    throttled_since timestamptz,
+    throttle_reason text,
+    throttled_ms    double precision NOT NULL DEFAULT 0,
+    total_estimate  bigint,
+    owner_oid       oid NOT NULL,
+    origin_db       oid NOT NULL,
+    origin_system   bigint NOT NULL
+);
+
+CREATE INDEX runs_active_idx ON chunkbatch.runs (run_id)
+    WHERE state IN ('queued', 'waiting', 'running', 'throttled', 'interrupted');
+CREATE INDEX runs_job_idx ON chunkbatch.runs (job_id);
+CREATE INDEX runs_finished_idx ON chunkbatch.runs (finished_at);
+
+/* Keys that a run with on_error => 'isolate' could not process. */
+CREATE TABLE chunkbatch.dead_letters (
+    run_id      bigint NOT NULL REFERENCES chunkbatch.runs ON DELETE CASCADE,
+    job_name    text NOT NULL,
+    owner       name NOT NULL,
+    key         text NOT NULL,
+    sqlstate    text NOT NULL,
+    error       text NOT NULL,
+    at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    owner_oid   oid NOT NULL
+);
+CREATE INDEX dead_letters_run_idx ON chunkbatch.dead_letters (run_id);
+
+/*
+ * Rows are written only by the functions below (as the extension owner);
+ * users read the jobs and runs of roles whose privileges they have.
+ * pg_monitor members see every run, but not other roles' job SQL.
+ */
+ALTER TABLE chunkbatch.jobs ENABLE ROW LEVEL SECURITY;
+ALTER TABLE chunkbatch.runs ENABLE ROW LEVEL SECURITY;
+ALTER TABLE chunkbatch.dead_letters ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY jobs_visible ON chunkbatch.jobs FOR SELECT
+    USING (pg_catalog.pg_has_role(owner_oid, 'USAGE'));
+CREATE POLICY runs_visible ON chunkbatch.runs FOR SELECT
+    USING (pg_catalog.pg_has_role(owner_oid, 'USAGE')
+           OR pg_catalog.pg_has_role('pg_monitor', 'USAGE'));
+
+CREATE POLICY dead_letters_visible ON chunkbatch.dead_letters FOR SELECT
+    USING (pg_catalog.pg_has_role(owner_oid, 'USAGE'));
+
+REVOKE ALL ON chunkbatch.jobs, chunkbatch.runs, chunkbatch.dead_letters FROM PUBLIC;
+GRANT SELECT ON chunkbatch.jobs, chunkbatch.runs, chunkbatch.dead_letters TO PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('chunkbatch.jobs', '');
+
+/*
+ * Owners are kept by name (owner) and by OID (owner_oid, what privileges
+ * are checked against).  A row restored from a dump of another cluster, or
+ * after the role was dropped, carries an OID that names another role or
+ * none: on insert it is resolved again by name, 0 when no role of that name
+ * exists (the job then refuses to run until the role exists again).
+ */
+CREATE FUNCTION chunkbatch.resolve_owner()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+                    WHERE r.oid = NEW.owner_oid AND r.rolname = NEW.owner) THEN
+        NEW.owner_oid := COALESCE((SELECT r.oid FROM pg_catalog.pg_roles r
+                                    WHERE r.rolname = NEW.owner), 0);
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER jobs_resolve_owner BEFORE INSERT ON chunkbatch.jobs
+    FOR EACH ROW EXECUTE FUNCTION chunkbatch.resolve_owner();
+CREATE TRIGGER runs_resolve_owner BEFORE INSERT ON chunkbatch.runs
+    FOR EACH ROW EXECUTE FUNCTION chunkbatch.resolve_owner();
+CREATE TRIGGER dead_letters_resolve_owner BEFORE INSERT ON chunkbatch.dead_letters
+    FOR EACH ROW EXECUTE FUNCTION chunkbatch.resolve_owner();
+
+/*
+ * Everything a database's users defined or ran is dumped with it.  Runs
+ * restored elsewhere (or copied by CREATE DATABASE ... TEMPLATE) keep the
+ * database and cluster they were queued in (origin_db, origin_system):
+ * there they rest as paused until somebody resumes them.
+ */
+SELECT pg_catalog.pg_extension_config_dump('chunkbatch.jobs_job_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('chunkbatch.runs', '');
+SELECT pg_catalog.pg_extension_config_dump('chunkbatch.runs_run_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('chunkbatch.dead_letters', '');
+
+/* SQL interface, implemented in C (src/api.c) */
+
+CREATE FUNCTION chunkbatch.create_job(
+    job_name            text,
+    chunk_sql           text,
+    batch_size          integer DEFAULT 1000,
+    lock_group          text DEFAULT NULL,
+    cursor_type         regtype DEFAULT NULL,
+    sleep_ms            integer DEFAULT 0,
+    synchronous_commit  boolean DEFAULT false,
+    validate            boolean DEFAULT true,
+    on_group_busy       text DEFAULT 'wait',
+    group_wait_timeout  interval DEFAULT NULL,
+    max_retries         integer DEFAULT 10,
+    lock_timeout        interval DEFAULT NULL,
+    statement_timeout   interval DEFAULT NULL,
+    max_runtime         interval DEFAULT NULL,
+    on_error            text DEFAULT 'fail',
+    keys_sql            text DEFAULT NULL,
+    max_dead_letters    integer DEFAULT NULL,
+    target_chunk_ms     integer DEFAULT NULL,
+    min_batch_size      integer DEFAULT 1,
+    max_batch_size      integer DEFAULT 1000000,
+    sleep_ratio         double precision DEFAULT 0,
+    max_replica_lag     interval DEFAULT NULL,
+    max_replica_lag_bytes bigint DEFAULT NULL,
+    throttle_sql        text DEFAULT NULL,
+    count_sql           text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE C CALLED ON NULL INPUT VOLATILE
+AS 'MODULE_PATHNAME', 'chunkbatch_create_job';
+
+CREATE FUNCTION chunkbatch.alter_job(
+    job_name            text,
+    chunk_sql           text DEFAULT NULL,
+    batch_size          integer DEFAULT NULL,
+    lock_group          text DEFAULT NULL,
+    cursor_type         regtype DEFAULT NULL,
+    sleep_ms            integer DEFAULT NULL,
+    synchronous_commit  boolean DEFAULT NULL,
+    validate            boolean DEFAULT true,
+    on_group_busy       text DEFAULT NULL,
+    group_wait_timeout  interval DEFAULT NULL,
+    max_retries         integer DEFAULT NULL,
+    lock_timeout        interval DEFAULT NULL,
+    statement_timeout   interval DEFAULT NULL,
+    max_runtime         interval DEFAULT NULL,
+    on_error            text DEFAULT NULL,
+    keys_sql            text DEFAULT NULL,
+    max_dead_letters    integer DEFAULT NULL,
+    target_chunk_ms     integer DEFAULT NULL,
+    min_batch_size      integer DEFAULT NULL,
+    max_batch_size      integer DEFAULT NULL,
+    sleep_ratio         double precision DEFAULT NULL,
+    max_replica_lag     interval DEFAULT NULL,
+    max_replica_lag_bytes bigint DEFAULT NULL,
+    throttle_sql        text DEFAULT NULL,
+    count_sql           text DEFAULT NULL)
+RETURNS void
+LANGUAGE C CALLED ON NULL INPUT VOLATILE
+AS 'MODULE_PATHNAME', 'chunkbatch_alter_job';
+
+CREATE FUNCTION chunkbatch.drop_job(job_name text)
+RETURNS void
+LANGUAGE C CALLED ON NULL INPUT VOLATILE
+AS 'MODULE_PATHNAME', 'chunkbatch_drop_job';
+
+CREATE FUNCTION chunkbatch.run(
+    job_name    text,
+    params      jsonb DEFAULT '{}',
+    wait        boolean DEFAULT false,
+    trigger     text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE C CALLED ON NULL INPUT VOLATILE
+AS 'MODULE_PATHNAME', 'chunkbatch_run';
+
+/*
+ * Queue a run and wait for it, committing between looks at it: the caller
+ * holds no snapshot while the run executes (unlike run(..., wait => true)).
+ */
+CREATE PROCEDURE chunkbatch.run_and_wait(
+    job_name    text,
+    params      jsonb DEFAULT '{}',
+    trigger     text DEFAULT NULL,
+    INOUT run_id bigint DEFAULT NULL)
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'chunkbatch_run_and_wait';
+
+CREATE FUNCTION chunkbatch.wait(run_id bigint, timeout interval DEFAULT NULL)
+RETURNS text
+LANGUAGE C CALLED ON NULL INPUT VOLATILE
+AS 'MODULE_PATHNAME', 'chunkbatch_wait';
+
+CREATE FUNCTION chunkbatch.cancel(run_id bigint)
+RETURNS boolean
+LANGUAGE C CALLED ON NULL INPUT VOLATILE
+AS 'MODULE_PATHNAME', 'chunkbatch_cancel';
+
+CREATE FUNCTION chunkbatch.pause(run_id bigint)
+RETURNS boolean
+LANGUAGE C CALLED ON NULL INPUT VOLATILE
+AS 'MODULE_PATHNAME', 'chunkbatch_pause';
+
+CREATE FUNCTION chunkbatch.resume(run_id bigint)
+RETURNS boolean
+LANGUAGE C CALLED ON NULL INPUT VOLATILE
+AS 'MODULE_PATHNAME', 'chunkbatch_resume';
+
+CREATE FUNCTION chunkbatch.group_lock_key(lock_group text)
+RETURNS bigint
+LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'chunkbatch_group_lock_key';
+
+/*
+ * The emergency stop of the whole cluster: running runs hold at their next
+ * chunk boundary (state 'throttled'), no queued run starts, until
+ * resume_all().  It survives restarts.  Only superusers may call these
+ * unless EXECUTE is granted.
+ */
+CREATE FUNCTION chunkbatch.pause_all(reason text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE C CALLED ON NULL INPUT VOLATILE
+AS 'MODULE_PATHNAME', 'chunkbatch_pause_all';
+
+CREATE FUNCTION chunkbatch.resume_all()
+RETURNS boolean
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'chunkbatch_resume_all';
+
+CREATE FUNCTION chunkbatch.pause_all_state(
+    OUT paused boolean,
+    OUT paused_at timestamptz,
+    OUT paused_by text,
+    OUT reason text)
+RETURNS record
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'chunkbatch_pause_all_state';
+
+/* Live state of the run workers of this database, from shared memory. */
+CREATE FUNCTION chunkbatch.progress(
+    OUT run_id bigint,
+    OUT pid integer,
+    OUT phase text,
+    OUT worker_started_at timestamptz,
+    OUT rows_done bigint,
+    OUT chunks_done bigint,
+    OUT rows_this_worker bigint,
+    OUT batch_size integer,
+    OUT chunk_started_at timestamptz,
+    OUT recent_rows_per_sec double precision,
+    OUT throttled_since timestamptz)
+RETURNS SETOF record
+LANGUAGE C STRICT VOLATILE
+AS 'MODULE_PATHNAME', 'chunkbatch_progress';
+
+/*
+ * The backend that holds a group's advisory lock in this database, if any:
+ * a run worker, or an outside session that joined the group with
+ * pg_advisory_lock(chunkbatch.group_lock_key(...)).
+ */
+CREATE FUNCTION chunkbatch.group_holder_pid(lock_group text)
+RETURNS integer
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT l.pid
+      FROM pg_catalog.pg_locks l
+     WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory'
+       AND l.granted
+       AND l.objsubid OPERATOR(pg_catalog.=) 1
+       AND l.database OPERATOR(pg_catalog.=)
+           (SELECT d.oid FROM pg_catalog.pg_database d
+             WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+       AND l.classid OPERATOR(pg_catalog.=)
+           ((chunkbatch.group_lock_key($1) OPERATOR(pg_catalog.>>) 32)
+            OPERATOR(pg_catalog.&) 4294967295)::oid
+       AND l.objid OPERATOR(pg_catalog.=)
+           (chunkbatch.group_lock_key($1) OPERATOR(pg_catalog.&) 4294967295)::oid
+     LIMIT 1
+$$;
+
+/*
+ * What a DBA looks at first: queued and active runs with live progress.
+ * security_invoker: the caller sees only the runs the runs table shows it.
+ * A waiting run names what it waits for: the run holding its group (or
+ * the run ahead of it in the group's queue), or the pid of an outside
+ * session holding the group's lock.
+ */
+CREATE VIEW chunkbatch.status WITH (security_invoker = true) AS
+SELECT r.run_id,
+       r.job_name,
+       CASE WHEN p.phase = 'waiting' THEN 'waiting'
+            WHEN p.phase IS NOT NULL AND r.state IN ('queued', 'waiting') THEN 'starting'
+            ELSE r.state END AS state,
+       r.lock_group,
+       COALESCE(p.rows_done, r.rows_done) AS rows_done,
+       COALESCE(p.chunks_done, r.chunks_done) AS chunks_done,
+       COALESCE(p.batch_size, r.batch_size) AS batch_size,
+       pg_catalog.round(p.recent_rows_per_sec::numeric, 0) AS rows_per_sec,
+       r.total_estimate,
+       e.percent,
+       CASE WHEN e.percent IS NOT NULL
+            THEN '[' OPERATOR(pg_catalog.||)
+                 pg_catalog.rpad(pg_catalog.repeat('#', (e.percent OPERATOR(pg_catalog./) 5)::int),
+                                 20, '.') OPERATOR(pg_catalog.||) ']'
+       END AS progress,
+       CASE WHEN p.recent_rows_per_sec OPERATOR(pg_catalog.>) 0
+             AND r.total_estimate OPERATOR(pg_catalog.>) COALESCE(p.rows_done, r.rows_done)
+            THEN pg_catalog.make_interval(secs => pg_catalog.round(
+                 (r.total_estimate OPERATOR(pg_catalog.-) COALESCE(p.rows_done, r.rows_done))
+                 OPERATOR(pg_catalog./) p.recent_rows_per_sec))
+       END AS eta,
+       CASE WHEN p.chunk_started_at IS NOT NULL
+            THEN pg_catalog.round((extract(epoch FROM pg_catalog.clock_timestamp()
+                 OPERATOR(pg_catalog.-) p.chunk_started_at) OPERATOR(pg_catalog.*) 1000)::numeric, 1)
+       END AS current_chunk_ms,
+       r.avg_chunk_ms,
+       r.max_chunk_ms,
+       COALESCE(r.throttle_reason,
+                CASE WHEN ps.paused AND r.state IN ('queued', 'waiting', 'interrupted')
+                     THEN 'all runs paused by chunkbatch.pause_all()' END) AS throttle_reason,
+       pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) r.throttled_since AS throttled_for,
+       r.lock_waiters_seen,
+       r.cursor,
+       r.queued_at,
+       r.started_at,
+       pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-)
+           COALESCE(r.started_at, r.queued_at) AS elapsed,
+       CASE WHEN w.holder_pid IS NOT NULL OR w.ahead_run IS NOT NULL
+            THEN COALESCE(hr.run_id, w.ahead_run) END AS waiting_for_run,
+       CASE WHEN hr.run_id IS NULL THEN w.holder_pid END AS waiting_for_pid,
+       CASE WHEN r.started_at IS NULL AND r.waiting_since IS NOT NULL
+            THEN pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) r.waiting_since
+            ELSE pg_catalog.make_interval(secs => COALESCE(r.group_wait_ms, 0)
+                                          OPERATOR(pg_catalog./) 1000)
+       END AS group_wait,
+       p.pid AS worker_pid,
+       r.retries,
+       r.trigger,
+       r.params
+  FROM chunkbatch.runs r
+  CROSS JOIN chunkbatch.pause_all_state() ps
+  LEFT JOIN chunkbatch.progress() p ON p.run_id OPERATOR(pg_catalog.=) r.run_id
+  LEFT JOIN LATERAL (
+       SELECT CASE WHEN r.total_estimate OPERATOR(pg_catalog.>) 0
+                   THEN LEAST(100, pg_catalog.round(COALESCE(p.rows_done, r.rows_done)
+                        OPERATOR(pg_catalog.*) 100.0
+                        OPERATOR(pg_catalog./) r.total_estimate, 1))
+              END AS percent) e ON true
+  LEFT JOIN LATERAL (
+       SELECT chunkbatch.group_holder_pid(r.lock_group) AS holder_pid,
+              (SELECT a.run_id FROM chunkbatch.runs a
+                WHERE a.lock_group OPERATOR(pg_catalog.=) r.lock_group
+                  AND a.run_id OPERATOR(pg_catalog.<) r.run_id
+                  AND a.state IN ('queued', 'waiting', 'running', 'throttled', 'interrupted')
+                ORDER BY a.run_id LIMIT 1) AS ahead_run
+        WHERE r.state IN ('queued', 'waiting') OR p.phase = 'waiting') w ON true
+  LEFT JOIN chunkbatch.progress() hr ON hr.pid OPERATOR(pg_catalog.=) w.holder_pid
+ WHERE r.state IN ('queued', 'waiting', 'running', 'throttled', 'paused', 'interrupted')
+ ORDER BY r.run_id;
+
+/* Per group: who holds it, and which runs wait for it, in order. */
+CREATE VIEW chunkbatch.groups WITH (security_invoker = true) AS
+SELECT g.lock_group,
+       hr.run_id AS holder_run_id,
+       h.holder_pid,
+       g.waiting_run_ids,
+       g.longest_wait
+  FROM (SELECT r.lock_group,
+               pg_catalog.array_agg(r.run_id ORDER BY r.run_id)
+                   FILTER (WHERE r.state IN ('queued', 'waiting', 'interrupted'))
+                   AS waiting_run_ids,
+               pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-)
+                   pg_catalog.min(COALESCE(r.waiting_since, r.queued_at))
+                   FILTER (WHERE r.state IN ('queued', 'waiting', 'interrupted'))
+                   AS longest_wait
+          FROM chunkbatch.runs r
+         WHERE r.state IN ('queued', 'waiting', 'running', 'throttled', 'interrupted')
+         GROUP BY r.lock_group) g
+  CROSS JOIN LATERAL (SELECT chunkbatch.group_holder_pid(g.lock_group) AS holder_pid) h
+  LEFT JOIN chunkbatch.progress() hr ON hr.pid OPERATOR(pg_catalog.=) h.holder_pid
+ ORDER BY g.lock_group;
+
+/*
+ * pg_cron schedules.  The cron job only queues a run (returning at once,
+ * never holding a pg_cron slot for hours) unless wait => true, which makes
+ * the cron job's own outcome the run's outcome in cron.job_run_details.
+ */
+CREATE FUNCTION chunkbatch.schedule(
+    job_name    text,
+    cron        text,
+    params      jsonb DEFAULT '{}',
+    wait        boolean DEFAULT false)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cron_job text;
+BEGIN
+    IF job_name IS NULL OR cron IS NULL OR params IS NULL OR wait IS NULL THEN
+        RAISE EXCEPTION 'job_name, cron, params and wait must not be null'
+            USING ERRCODE = '22004';
+    END IF;
+    IF pg_catalog.pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'cannot schedule a job on a standby server'
+            USING ERRCODE = '25006',
+                  DETAIL = 'Runs are queued and executed only on the primary server.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension e
+                    WHERE e.extname OPERATOR(pg_catalog.=) 'pg_cron') THEN
+        RAISE EXCEPTION 'pg_cron is not installed in database "%"',
+                        pg_catalog.current_database()
+            USING ERRCODE = '55000',
+                  HINT = 'Preload pg_cron (shared_preload_libraries = ''pg_cron,chunkbatch''), '
+                         'set cron.database_name to this database and run CREATE EXTENSION pg_cron.';
+    END IF;
+    IF pg_catalog.jsonb_typeof(params) OPERATOR(pg_catalog.<>) 'object' THEN
+        RAISE EXCEPTION 'params must be a JSON object' USING ERRCODE = '22023';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM chunkbatch.jobs j
+                    WHERE j.job_name OPERATOR(pg_catalog.=) schedule.job_name) THEN
+        RAISE EXCEPTION 'job "%" does not exist', job_name USING ERRCODE = '42704';
+    END IF;
+    cron_job := 'chunkbatch:' OPERATOR(pg_catalog.||) job_name;
+    /* A waiting cron job commits between its looks: it holds no snapshot. */
+    RETURN cron.schedule(cron_job, cron,
+        CASE WHEN wait
+             THEN pg_catalog.format('CALL chunkbatch.run_and_wait(%L, %L::jsonb, trigger => %L)',
+                                    job_name, params,
+                                    'pg_cron ' OPERATOR(pg_catalog.||) cron_job)
+             ELSE pg_catalog.format('SELECT chunkbatch.run(%L, %L::jsonb, trigger => %L)',
+                                    job_name, params,
+                                    'pg_cron ' OPERATOR(pg_catalog.||) cron_job)
+        END);
+END
+$$;
+
+CREATE FUNCTION chunkbatch.unschedule(job_name text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF job_name IS NULL THEN
+        RAISE EXCEPTION 'job_name must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF pg_catalog.pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'cannot unschedule a job on a standby server'
+            USING ERRCODE = '25006',
+                  DETAIL = 'Runs are queued and executed only on the primary server.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension e
+                    WHERE e.extname OPERATOR(pg_catalog.=) 'pg_cron') THEN
+        RAISE EXCEPTION 'pg_cron is not installed in database "%"',
+                        pg_catalog.current_database()
+            USING ERRCODE = '55000',
+                  HINT = 'Schedules exist only where pg_cron is installed.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM cron.job c
+                    WHERE c.jobname OPERATOR(pg_catalog.=)
+                          ('chunkbatch:' OPERATOR(pg_catalog.||) job_name)) THEN
+        RETURN false;
+    END IF;
+    RETURN cron.unschedule('chunkbatch:' OPERATOR(pg_catalog.||) job_name);
+END
+$$;
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA chunkbatch FROM PUBLIC;
+GRANT USAGE ON SCHEMA chunkbatch TO PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    chunkbatch.create_job(text, text, integer, text, regtype, integer, boolean,
+                          boolean, text, interval, integer, interval, interval,
+                          interval, text, text, integer, integer, integer,
+                          integer, double precision, interval, bigint, text, text),
+    chunkbatch.alter_job(text, text, integer, text, regtype, integer, boolean,
+                         boolean, text, interval, integer, interval, interval,
+                         interval, text, text, integer, integer, integer,
+                         integer, double precision, interval, bigint, text, text),
+    chunkbatch.drop_job(text),
+    chunkbatch.run(text, jsonb, boolean, text),
+    chunkbatch.group_holder_pid(text),
+    chunkbatch.schedule(text, text, jsonb, boolean),
+    chunkbatch.unschedule(text),
+    chunkbatch.wait(bigint, interval),
+    chunkbatch.cancel(bigint),
+    chunkbatch.pause(bigint),
+    chunkbatch.resume(bigint),
+    chunkbatch.group_lock_key(text),
+    chunkbatch.progress(),
+    chunkbatch.pause_all_state()
+    TO PUBLIC;
+GRANT EXECUTE ON PROCEDURE chunkbatch.run_and_wait(text, jsonb, text, bigint) TO PUBLIC;
+GRANT SELECT ON chunkbatch.status, chunkbatch.groups TO PUBLIC;

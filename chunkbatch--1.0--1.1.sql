@@ -109,9 +109,25 @@ RETURNS record
 LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'chunkbatch_pause_all_state';
 
+/*
+ * Every run state, with the sets chunkbatch reasons with: active (queued
+ * or active: started or continued by chunkbatch itself), resting (until
+ * somebody resumes it), final, resumable.
+ */
+CREATE FUNCTION chunkbatch.run_states(
+    OUT state text,
+    OUT active boolean,
+    OUT resting boolean,
+    OUT final boolean,
+    OUT resumable boolean)
+RETURNS SETOF record
+LANGUAGE C STRICT IMMUTABLE
+AS 'MODULE_PATHNAME', 'chunkbatch_run_states';
+
 REVOKE ALL ON FUNCTION chunkbatch.pause_all(text), chunkbatch.resume_all(),
-    chunkbatch.pause_all_state() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION chunkbatch.pause_all_state() TO PUBLIC;
+    chunkbatch.pause_all_state(), chunkbatch.run_states() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION chunkbatch.pause_all_state(), chunkbatch.run_states()
+    TO PUBLIC;
 
 /* The status view names the emergency stop as what holds a queued run. */
 CREATE OR REPLACE VIEW chunkbatch.status WITH (security_invoker = true) AS

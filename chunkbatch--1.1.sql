@@ -320,6 +320,21 @@ RETURNS record
 LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'chunkbatch_pause_all_state';
 
+/*
+ * Every run state, with the sets chunkbatch reasons with: active (queued
+ * or active: started or continued by chunkbatch itself), resting (until
+ * somebody resumes it), final, resumable.
+ */
+CREATE FUNCTION chunkbatch.run_states(
+    OUT state text,
+    OUT active boolean,
+    OUT resting boolean,
+    OUT final boolean,
+    OUT resumable boolean)
+RETURNS SETOF record
+LANGUAGE C STRICT IMMUTABLE
+AS 'MODULE_PATHNAME', 'chunkbatch_run_states';
+
 /* Live state of the run workers of this database, from shared memory. */
 CREATE FUNCTION chunkbatch.progress(
     OUT run_id bigint,
@@ -572,7 +587,8 @@ GRANT EXECUTE ON FUNCTION
     chunkbatch.resume(bigint),
     chunkbatch.group_lock_key(text),
     chunkbatch.progress(),
-    chunkbatch.pause_all_state()
+    chunkbatch.pause_all_state(),
+    chunkbatch.run_states()
     TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE chunkbatch.run_and_wait(text, jsonb, text, bigint) TO PUBLIC;
 GRANT SELECT ON chunkbatch.status, chunkbatch.groups TO PUBLIC;

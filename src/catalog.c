@@ -29,6 +29,7 @@
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -36,6 +37,7 @@
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
@@ -81,7 +83,7 @@ cb_extension_owner(void)
  * touch its tables meanwhile.
  */
 CbSchemaState
-catalog_schema_state(char **version)
+cb_catalog_schema_state(char **version)
 {
 	Oid			ext = get_extension_oid(CB_EXTENSION_NAME, true);
 	Relation	rel;
@@ -120,14 +122,14 @@ catalog_schema_state(char **version)
  * the path of every checkpoint): an extension is not downgraded in place.
  */
 void
-catalog_require_schema(void)
+cb_catalog_require_schema(void)
 {
 	static bool checked = false;
 	char	   *version = NULL;
 
 	if (checked)
 		return;
-	switch (catalog_schema_state(&version))
+	switch (cb_catalog_schema_state(&version))
 	{
 		case CB_SCHEMA_OK:
 			checked = true;
@@ -151,11 +153,11 @@ catalog_require_schema(void)
 
 /* Become the extension owner, with a safe search_path, for bookkeeping. */
 void
-catalog_enter(CbAsOwner *s)
+cb_catalog_enter(CbAsOwner *s)
 {
 	Oid			owner;
 
-	catalog_require_schema();
+	cb_catalog_require_schema();
 	owner = cb_extension_owner();
 	GetUserIdAndSecContext(&s->save_uid, &s->save_sec);
 	SetUserIdAndSecContext(owner, s->save_sec | SECURITY_LOCAL_USERID_CHANGE);
@@ -168,7 +170,7 @@ catalog_enter(CbAsOwner *s)
 }
 
 void
-catalog_leave(CbAsOwner *s)
+cb_catalog_leave(CbAsOwner *s)
 {
 	SPI_finish();
 	AtEOXact_GUC(true, s->nestlevel);
@@ -200,10 +202,10 @@ cb_exec_id(const char *sql, int64 id, int expected)
 	Datum		values[1] = {Int64GetDatum(id)};
 	uint64		n;
 
-	catalog_enter(&s);
+	cb_catalog_enter(&s);
 	cb_exec(sql, 1, types, values, NULL, expected);
 	n = SPI_processed;
-	catalog_leave(&s);
+	cb_catalog_leave(&s);
 	return n;
 }
 
@@ -227,80 +229,86 @@ col_datum(int row, int col)
 						 col, &isnull);
 }
 
-/* An interval column, copied into the current context, or NULL. */
-static Interval *
-col_interval(int row, int col)
-{
-	if (col_isnull(row, col))
-		return NULL;
-	return DatumGetIntervalP(datumCopy(col_datum(row, col), false, sizeof(Interval)));
-}
-
 /* ----------------------------------------------------------------
  * Jobs
  * ----------------------------------------------------------------
  */
-#define JOB_COLUMNS \
-	"job_id, job_name, owner_oid, chunk_sql, cursor_type::oid, batch_size, " \
-	"lock_group, sleep_ms, synchronous_commit, search_path, on_group_busy, " \
-	"group_wait_timeout, max_retries, lock_timeout, statement_timeout, " \
-	"max_runtime, on_error, keys_sql, max_dead_letters, target_chunk_ms, " \
-	"min_batch_size, max_batch_size, sleep_ratio, max_replica_lag, " \
-	"max_replica_lag_bytes, throttle_sql, count_sql, " \
-	"COALESCE(altered_at, created_at), owner"
+/*
+ * The columns of a job that are not settings, first in every SELECT of a
+ * job; the settings follow in the order of cb_job_settings().
+ */
+#define JOB_FIXED_COLUMNS \
+	"job_id, job_name, owner_oid, owner, search_path, " \
+	"COALESCE(altered_at, created_at)"
+#define JOB_NFIXED	6
+
+/* SELECT list of a job: the fixed columns, then every setting's. */
+static const char *
+job_columns(void)
+{
+	static char *columns = NULL;
+
+	if (columns == NULL)
+	{
+		int			n;
+		const CbJobSetting *set = cb_job_settings(&n);
+		StringInfoData buf;
+		int			i;
+
+		initStringInfo(&buf);
+		appendStringInfoString(&buf, JOB_FIXED_COLUMNS);
+		for (i = 0; i < n; i++)
+			appendStringInfo(&buf, ", %s%s", set[i].name,
+							 set[i].kind == CB_SET_TYPE ? "::pg_catalog.oid" : "");
+		columns = MemoryContextStrdup(TopMemoryContext, buf.data);
+		pfree(buf.data);
+	}
+	return columns;
+}
+
+/* "SELECT <job columns> FROM chunkbatch.jobs <rest>" */
+static char *
+job_select(const char *rest)
+{
+	return psprintf("SELECT %s FROM chunkbatch.jobs %s", job_columns(), rest);
+}
 
 /* Fill *job from row 0 of SPI_tuptable, copying into memory context mcxt. */
 static void
 job_from_row(CbJob *job, MemoryContext mcxt)
 {
 	MemoryContext old = MemoryContextSwitchTo(mcxt);
+	HeapTuple	tup = SPI_tuptable->vals[0];
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	int			n;
+	const CbJobSetting *set = cb_job_settings(&n);
+	int			i;
 
+	memset(job, 0, sizeof(CbJob));
 	job->job_id = DatumGetInt64(col_datum(0, 1));
-	job->job_name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	job->job_name = SPI_getvalue(tup, desc, 2);
 	job->owner = DatumGetObjectId(col_datum(0, 3));
-	job->chunk_sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
-	job->cursor_type = col_isnull(0, 5) ? InvalidOid :
-		DatumGetObjectId(col_datum(0, 5));
-	job->batch_size = DatumGetInt32(col_datum(0, 6));
-	job->lock_group = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7);
-	job->sleep_ms = DatumGetInt32(col_datum(0, 8));
-	job->synchronous_commit = DatumGetBool(col_datum(0, 9));
-	job->search_path = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 10);
-	job->skip_if_busy = strcmp(SPI_getvalue(SPI_tuptable->vals[0],
-											SPI_tuptable->tupdesc, 11), "skip") == 0;
-	job->group_wait_timeout = col_interval(0, 12);
-	job->max_retries = DatumGetInt32(col_datum(0, 13));
-	job->lock_timeout = col_interval(0, 14);
-	job->statement_timeout = col_interval(0, 15);
-	job->max_runtime = col_interval(0, 16);
-	job->isolate = strcmp(SPI_getvalue(SPI_tuptable->vals[0],
-									   SPI_tuptable->tupdesc, 17), "isolate") == 0;
-	job->keys_sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 18);
-	job->max_dead_letters = col_isnull(0, 19) ? -1 : DatumGetInt32(col_datum(0, 19));
-	job->target_chunk_ms = col_isnull(0, 20) ? 0 : DatumGetInt32(col_datum(0, 20));
-	job->min_batch_size = DatumGetInt32(col_datum(0, 21));
-	job->max_batch_size = DatumGetInt32(col_datum(0, 22));
-	job->sleep_ratio = DatumGetFloat8(col_datum(0, 23));
-	job->max_replica_lag = col_interval(0, 24);
-	job->max_replica_lag_bytes = col_isnull(0, 25) ? 0 : DatumGetInt64(col_datum(0, 25));
-	job->throttle_sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 26);
-	job->count_sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 27);
-	job->altered_at = DatumGetTimestampTz(col_datum(0, 28));
-	job->owner_name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 29);
+	job->owner_name = SPI_getvalue(tup, desc, 4);
+	job->search_path = SPI_getvalue(tup, desc, 5);
+	job->altered_at = DatumGetTimestampTz(col_datum(0, 6));
+	for (i = 0; i < n; i++)
+	{
+		int			col = JOB_NFIXED + 1 + i;
+
+		cb_setting_from_datum(&set[i], job, col_datum(0, col), col_isnull(0, col),
+							  SPI_getvalue(tup, desc, col));
+	}
 	MemoryContextSwitchTo(old);
 }
 
 /* Look a job up by name, locking its row as asked. */
 bool
-catalog_find_job(const char *job_name, CbJob *job, CbJobLock lock)
+cb_catalog_find_job(const char *job_name, CbJob *job, CbJobLock lock)
 {
-	static const char *const sql[] = {
-		"SELECT " JOB_COLUMNS " FROM chunkbatch.jobs"
-		" WHERE job_name OPERATOR(pg_catalog.=) $1",
-		"SELECT " JOB_COLUMNS " FROM chunkbatch.jobs"
-		" WHERE job_name OPERATOR(pg_catalog.=) $1 FOR KEY SHARE",
-		"SELECT " JOB_COLUMNS " FROM chunkbatch.jobs"
-		" WHERE job_name OPERATOR(pg_catalog.=) $1 FOR UPDATE"
+	static const char *const rest[] = {
+		"WHERE job_name OPERATOR(pg_catalog.=) $1",
+		"WHERE job_name OPERATOR(pg_catalog.=) $1 FOR KEY SHARE",
+		"WHERE job_name OPERATOR(pg_catalog.=) $1 FOR UPDATE"
 	};
 	CbAsOwner	s;
 	MemoryContext mcxt = CurrentMemoryContext;
@@ -308,142 +316,140 @@ catalog_find_job(const char *job_name, CbJob *job, CbJobLock lock)
 	Datum		values[1] = {CStringGetTextDatum(job_name)};
 	bool		found;
 
-	catalog_enter(&s);
-	cb_exec(sql[lock], 1, types, values, NULL, SPI_OK_SELECT);
+	cb_catalog_enter(&s);
+	cb_exec(job_select(rest[lock]), 1, types, values, NULL, SPI_OK_SELECT);
 	found = (SPI_processed == 1);
 	if (found)
 		job_from_row(job, mcxt);
-	catalog_leave(&s);
+	cb_catalog_leave(&s);
 	return found;
 }
 
+/*
+ * The parameters of a job's settings, numbered from $first on, in the
+ * order of cb_job_settings(): their values, nulls and types.
+ */
 static void
-job_params(const CbJob *job, Datum *values, char *nulls)
+job_setting_params(const CbJob *job, int first, Datum *values, char *nulls,
+				   Oid *types)
 {
-	values[0] = CStringGetTextDatum(job->job_name);
-	values[1] = ObjectIdGetDatum(job->owner);
-	values[2] = CStringGetTextDatum(job->chunk_sql);
-	values[3] = ObjectIdGetDatum(job->cursor_type);
-	nulls[3] = OidIsValid(job->cursor_type) ? ' ' : 'n';
-	values[4] = Int32GetDatum(job->batch_size);
-	values[5] = CStringGetTextDatum(job->lock_group);
-	values[6] = Int32GetDatum(job->sleep_ms);
-	values[7] = BoolGetDatum(job->synchronous_commit);
-	values[8] = CStringGetTextDatum(job->search_path);
-	values[9] = Int64GetDatum(job->job_id);
-	values[10] = CStringGetTextDatum(job->skip_if_busy ? "skip" : "wait");
-	values[11] = IntervalPGetDatum(job->group_wait_timeout);
-	nulls[11] = job->group_wait_timeout ? ' ' : 'n';
-	values[12] = Int32GetDatum(job->max_retries);
-	values[13] = IntervalPGetDatum(job->lock_timeout);
-	nulls[13] = job->lock_timeout ? ' ' : 'n';
-	values[14] = IntervalPGetDatum(job->statement_timeout);
-	nulls[14] = job->statement_timeout ? ' ' : 'n';
-	values[15] = IntervalPGetDatum(job->max_runtime);
-	nulls[15] = job->max_runtime ? ' ' : 'n';
-	values[16] = CStringGetTextDatum(job->isolate ? "isolate" : "fail");
-	values[17] = job->keys_sql ? CStringGetTextDatum(job->keys_sql) : (Datum) 0;
-	nulls[17] = job->keys_sql ? ' ' : 'n';
-	values[18] = Int32GetDatum(job->max_dead_letters);
-	nulls[18] = job->max_dead_letters >= 0 ? ' ' : 'n';
-	values[19] = Int32GetDatum(job->target_chunk_ms);
-	nulls[19] = job->target_chunk_ms > 0 ? ' ' : 'n';
-	values[20] = Int32GetDatum(job->min_batch_size);
-	values[21] = Int32GetDatum(job->max_batch_size);
-	values[22] = Float8GetDatum(job->sleep_ratio);
-	values[23] = IntervalPGetDatum(job->max_replica_lag);
-	nulls[23] = job->max_replica_lag ? ' ' : 'n';
-	values[24] = Int64GetDatum(job->max_replica_lag_bytes);
-	nulls[24] = job->max_replica_lag_bytes > 0 ? ' ' : 'n';
-	values[25] = job->throttle_sql ? CStringGetTextDatum(job->throttle_sql) : (Datum) 0;
-	nulls[25] = job->throttle_sql ? ' ' : 'n';
-	values[26] = job->count_sql ? CStringGetTextDatum(job->count_sql) : (Datum) 0;
-	nulls[26] = job->count_sql ? ' ' : 'n';
+	int			n;
+	const CbJobSetting *set = cb_job_settings(&n);
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		values[first - 1 + i] = cb_setting_to_datum(&set[i], job, &isnull);
+		nulls[first - 1 + i] = isnull ? 'n' : ' ';
+		types[first - 1 + i] = cb_setting_sqltype(&set[i]);
+	}
 }
 
-#define JOB_NPARAMS 27
-static Oid	job_types[JOB_NPARAMS] = {TEXTOID, OIDOID, TEXTOID, OIDOID, INT4OID,
-	TEXTOID, INT4OID, BOOLOID, TEXTOID, INT8OID, TEXTOID, INTERVALOID,
-	INT4OID, INTERVALOID, INTERVALOID, INTERVALOID, TEXTOID, TEXTOID, INT4OID,
-	INT4OID, INT4OID, INT4OID, FLOAT8OID, INTERVALOID, INT8OID, TEXTOID, TEXTOID};
+/* A setting's parameter in a statement: $k, cast to its column's type. */
+static const char *
+setting_param(const CbJobSetting *s, int k)
+{
+	return psprintf("$%d%s", k, s->kind == CB_SET_TYPE ? "::pg_catalog.regtype" : "");
+}
+
+#define JOB_MAX_PARAMS 64
 
 int64
-catalog_insert_job(const CbJob *job)
+cb_catalog_insert_job(const CbJob *job)
 {
 	CbAsOwner	s;
-	Datum		values[JOB_NPARAMS];
-	char		nulls[JOB_NPARAMS];
+	Datum		values[JOB_MAX_PARAMS];
+	char		nulls[JOB_MAX_PARAMS];
+	Oid			types[JOB_MAX_PARAMS];
+	int			n;
+	const CbJobSetting *set = cb_job_settings(&n);
+	StringInfoData cols;
+	StringInfoData params;
 	int64		job_id;
+	int			i;
 
-	memset(nulls, ' ', sizeof(nulls));
-	job_params(job, values, nulls);
-	catalog_enter(&s);
-	cb_exec("INSERT INTO chunkbatch.jobs (job_name, owner_oid, owner, chunk_sql,"
-			" cursor_type,"
-			" batch_size, lock_group, sleep_ms, synchronous_commit, search_path,"
-			" on_group_busy, group_wait_timeout, max_retries, lock_timeout,"
-			" statement_timeout, max_runtime, on_error, keys_sql, max_dead_letters,"
-			" target_chunk_ms, min_batch_size, max_batch_size, sleep_ratio,"
-			" max_replica_lag, max_replica_lag_bytes, throttle_sql, count_sql)"
-			" VALUES ($1, $2, pg_catalog.pg_get_userbyid($2), $3,"
-			" $4::pg_catalog.regtype,"
-			" $5, $6, $7, $8, $9, $11, $12, $13, $14, $15, $16, $17, $18, $19,"
-			" $20, $21, $22, $23, $24, $25, $26, $27)"
-			" RETURNING job_id",
-			JOB_NPARAMS, job_types, values, nulls, SPI_OK_INSERT_RETURNING);
+	Assert(n + 3 <= JOB_MAX_PARAMS);
+	/* $1 job_name, $2 owner_oid, $3 search_path, then the settings */
+	values[0] = CStringGetTextDatum(job->job_name);
+	values[1] = ObjectIdGetDatum(job->owner);
+	values[2] = CStringGetTextDatum(job->search_path);
+	types[0] = TEXTOID;
+	types[1] = OIDOID;
+	types[2] = TEXTOID;
+	nulls[0] = nulls[1] = nulls[2] = ' ';
+	job_setting_params(job, 4, values, nulls, types);
+	initStringInfo(&cols);
+	initStringInfo(&params);
+	for (i = 0; i < n; i++)
+	{
+		appendStringInfo(&cols, ", %s", set[i].name);
+		appendStringInfo(&params, ", %s", setting_param(&set[i], 4 + i));
+	}
+
+	cb_catalog_enter(&s);
+	cb_exec(psprintf("INSERT INTO chunkbatch.jobs (job_name, owner_oid, owner,"
+					 " search_path%s) VALUES ($1, $2, pg_catalog.pg_get_userbyid($2),"
+					 " $3%s) RETURNING job_id", cols.data, params.data),
+			n + 3, types, values, nulls, SPI_OK_INSERT_RETURNING);
 	job_id = DatumGetInt64(col_datum(0, 1));
-	catalog_leave(&s);
+	cb_catalog_leave(&s);
 	return job_id;
 }
 
 void
-catalog_update_job(const CbJob *job)
+cb_catalog_update_job(const CbJob *job)
 {
 	CbAsOwner	s;
-	Datum		values[JOB_NPARAMS];
-	char		nulls[JOB_NPARAMS];
+	Datum		values[JOB_MAX_PARAMS];
+	char		nulls[JOB_MAX_PARAMS];
+	Oid			types[JOB_MAX_PARAMS];
+	int			n;
+	const CbJobSetting *set = cb_job_settings(&n);
+	StringInfoData sets;
+	int			i;
 
-	memset(nulls, ' ', sizeof(nulls));
-	job_params(job, values, nulls);
-	catalog_enter(&s);
-	cb_exec("UPDATE chunkbatch.jobs SET chunk_sql = $3,"
-			" cursor_type = $4::pg_catalog.regtype, batch_size = $5,"
-			" lock_group = $6, sleep_ms = $7, synchronous_commit = $8,"
-			" on_group_busy = $11, group_wait_timeout = $12,"
-			" max_retries = $13, lock_timeout = $14, statement_timeout = $15,"
-			" max_runtime = $16, on_error = $17, keys_sql = $18,"
-			" max_dead_letters = $19, target_chunk_ms = $20, min_batch_size = $21,"
-			" max_batch_size = $22, sleep_ratio = $23, max_replica_lag = $24,"
-			" max_replica_lag_bytes = $25, throttle_sql = $26, count_sql = $27,"
-			" altered_at = pg_catalog.clock_timestamp()"
-			" WHERE job_id OPERATOR(pg_catalog.=) $10",
-			JOB_NPARAMS, job_types, values, nulls, SPI_OK_UPDATE);
-	catalog_leave(&s);
+	Assert(n + 1 <= JOB_MAX_PARAMS);
+	/* $1 job_id, then the settings */
+	values[0] = Int64GetDatum(job->job_id);
+	types[0] = INT8OID;
+	nulls[0] = ' ';
+	job_setting_params(job, 2, values, nulls, types);
+	initStringInfo(&sets);
+	for (i = 0; i < n; i++)
+		appendStringInfo(&sets, "%s = %s, ", set[i].name, setting_param(&set[i], 2 + i));
+
+	cb_catalog_enter(&s);
+	cb_exec(psprintf("UPDATE chunkbatch.jobs SET %s"
+					 "altered_at = pg_catalog.clock_timestamp()"
+					 " WHERE job_id OPERATOR(pg_catalog.=) $1", sets.data),
+			n + 1, types, values, nulls, SPI_OK_UPDATE);
+	cb_catalog_leave(&s);
 }
 
 void
-catalog_delete_job(int64 job_id)
+cb_catalog_delete_job(int64 job_id)
 {
 	(void) cb_exec_id("DELETE FROM chunkbatch.jobs WHERE job_id OPERATOR(pg_catalog.=) $1",
 					  job_id, SPI_OK_DELETE);
 }
 
 int64
-catalog_count_active_runs(int64 job_id)
+cb_catalog_count_active_runs(int64 job_id)
 {
 	CbAsOwner	s;
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(job_id)};
 	int64		n;
 
-	catalog_enter(&s);
-	cb_exec("SELECT pg_catalog.count(*) FROM chunkbatch.runs"
-			" WHERE job_id OPERATOR(pg_catalog.=) $1"
-			" AND state IN ('queued', 'waiting', 'running', 'throttled', 'paused',"
-			" 'interrupted', 'stopped')",
+	cb_catalog_enter(&s);
+	cb_exec(psprintf("SELECT pg_catalog.count(*) FROM chunkbatch.runs"
+					 " WHERE job_id OPERATOR(pg_catalog.=) $1 AND state IN %s",
+					 cb_run_states_sql(CB_STATES_LIVE)),
 			1, types, values, NULL, SPI_OK_SELECT);
 	n = DatumGetInt64(col_datum(0, 1));
-	catalog_leave(&s);
+	cb_catalog_leave(&s);
 	return n;
 }
 
@@ -475,7 +481,7 @@ catalog_notify(int64 run_id, const char *state, const char *sqlstate)
  * Returns 0 if the job does not exist (any more).
  */
 int64
-catalog_insert_run(int64 job_id, Datum params, Oid queued_by, const char *trigger)
+cb_catalog_insert_run(int64 job_id, Datum params, Oid queued_by, const char *trigger)
 {
 	CbAsOwner	s;
 	Oid			types[6] = {INT8OID, JSONBOID, OIDOID, TEXTOID, OIDOID, INT8OID};
@@ -488,7 +494,7 @@ catalog_insert_run(int64 job_id, Datum params, Oid queued_by, const char *trigge
 	values[3] = CStringGetTextDatum(trigger);
 	values[4] = ObjectIdGetDatum(MyDatabaseId);
 	values[5] = Int64GetDatum((int64) GetSystemIdentifier());
-	catalog_enter(&s);
+	cb_catalog_enter(&s);
 	cb_exec("INSERT INTO chunkbatch.runs (job_id, job_name, owner_oid, owner,"
 			" lock_group, params, queued_by, trigger, batch_size, origin_db,"
 			" origin_system)"
@@ -500,12 +506,12 @@ catalog_insert_run(int64 job_id, Datum params, Oid queued_by, const char *trigge
 			6, types, values, NULL, SPI_OK_INSERT_RETURNING);
 	if (SPI_processed == 1)
 		run_id = DatumGetInt64(col_datum(0, 1));
-	catalog_leave(&s);
+	cb_catalog_leave(&s);
 	return run_id;
 }
 
 bool
-catalog_get_run(int64 run_id, bool for_update, CbRunRef *ref, char **state,
+cb_catalog_get_run(int64 run_id, bool for_update, CbRunRef *ref, char **state,
 				char **sqlstate, char **error)
 {
 	CbAsOwner	s;
@@ -514,7 +520,7 @@ catalog_get_run(int64 run_id, bool for_update, CbRunRef *ref, char **state,
 	Datum		values[1] = {Int64GetDatum(run_id)};
 	bool		found;
 
-	catalog_enter(&s);
+	cb_catalog_enter(&s);
 	cb_exec(for_update ?
 			"SELECT owner_oid, state, sqlstate, error, job_name, xmin"
 			" FROM chunkbatch.runs WHERE run_id OPERATOR(pg_catalog.=) $1"
@@ -537,32 +543,54 @@ catalog_get_run(int64 run_id, bool for_update, CbRunRef *ref, char **state,
 			TransactionIdIsCurrentTransactionId(DatumGetTransactionId(col_datum(0, 6)));
 		MemoryContextSwitchTo(old);
 	}
-	catalog_leave(&s);
+	cb_catalog_leave(&s);
 	return found;
+}
+
+/*
+ * End a run that has no worker (to skipped, failed or cancelled, from a
+ * state of "from"), with a reason or an error (NULL: unchanged), and NOTIFY
+ * it.  False if the run was in none of those states.
+ */
+static bool
+end_without_worker(int64 run_id, CbRunState to, CbRunStateSet from,
+				   const char *reason, const char *sqlstate, const char *error)
+{
+	CbAsOwner	s;
+	Oid			types[4] = {INT8OID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	bool		done;
+
+	values[0] = Int64GetDatum(run_id);
+	values[1] = reason ? CStringGetTextDatum(reason) : (Datum) 0;
+	nulls[1] = reason ? ' ' : 'n';
+	values[2] = sqlstate ? CStringGetTextDatum(sqlstate) : (Datum) 0;
+	nulls[2] = sqlstate ? ' ' : 'n';
+	values[3] = error ? CStringGetTextDatum(error) : (Datum) 0;
+	nulls[3] = error ? ' ' : 'n';
+	cb_catalog_enter(&s);
+	cb_exec(psprintf("UPDATE chunkbatch.runs SET state = '%s',"
+					 " reason = COALESCE($2, reason), sqlstate = COALESCE($3, sqlstate),"
+					 " error = COALESCE($4, error), worker_pid = NULL,"
+					 " finished_at = pg_catalog.clock_timestamp()"
+					 " WHERE run_id OPERATOR(pg_catalog.=) $1 AND state IN %s"
+					 " RETURNING run_id",
+					 cb_run_state_name(to), cb_run_states_from(to, from)),
+			4, types, values, nulls, SPI_OK_UPDATE_RETURNING);
+	done = (SPI_processed == 1);
+	if (done)
+		catalog_notify(run_id, cb_run_state_name(to), sqlstate);
+	cb_catalog_leave(&s);
+	return done;
 }
 
 /* Cancel a run that no worker executes; false if it has already ended. */
 bool
-catalog_cancel_unowned(int64 run_id)
+cb_catalog_cancel_unowned(int64 run_id)
 {
-	CbAsOwner	s;
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(run_id)};
-	bool		done;
-
-	catalog_enter(&s);
-	cb_exec("UPDATE chunkbatch.runs SET state = 'cancelled',"
-			" finished_at = pg_catalog.clock_timestamp(), worker_pid = NULL"
-			" WHERE run_id OPERATOR(pg_catalog.=) $1"
-			" AND state IN ('queued', 'interrupted', 'waiting', 'running', 'throttled',"
-			" 'paused', 'stopped')"
-			" RETURNING run_id",
-			1, types, values, NULL, SPI_OK_UPDATE_RETURNING);
-	done = (SPI_processed == 1);
-	if (done)
-		catalog_notify(run_id, "cancelled", NULL);
-	catalog_leave(&s);
-	return done;
+	return end_without_worker(run_id, CB_RUN_CANCELLED, CB_STATES_LIVE, NULL,
+							  NULL, NULL);
 }
 
 /* ----------------------------------------------------------------
@@ -576,7 +604,7 @@ catalog_cancel_unowned(int64 run_id)
  * already taken).  The claimed run is "waiting" until it holds its group.
  */
 bool
-catalog_claim_run(int64 run_id, CbRun *run)
+cb_catalog_claim_run(int64 run_id, CbRun *run)
 {
 	CbAsOwner	s;
 	MemoryContext mcxt = CurrentMemoryContext;
@@ -586,22 +614,23 @@ catalog_claim_run(int64 run_id, CbRun *run)
 	int64		job_id;
 	char	   *lock_group;
 
-	catalog_enter(&s);
+	cb_catalog_enter(&s);
 	/* A run copied from another database is never claimed here. */
-	cb_exec("UPDATE chunkbatch.runs SET state = 'waiting', worker_pid = $2,"
-			" start_attempts = start_attempts OPERATOR(pg_catalog.+) 1, reason = NULL,"
-			" throttle_reason = NULL, throttled_since = NULL"
-			" WHERE run_id OPERATOR(pg_catalog.=) $1"
-			" AND state IN ('queued', 'waiting', 'interrupted')"
-			" AND origin_db OPERATOR(pg_catalog.=) $3"
-			" AND origin_system OPERATOR(pg_catalog.=) $4"
-			" RETURNING job_id, params, cursor, rows_done, chunks_done,"
-			" batch_size, avg_chunk_ms, max_chunk_ms, retries, lock_group,"
-			" dead_letters, start_attempts, lock_waiters_seen",
+	cb_exec(psprintf("UPDATE chunkbatch.runs SET state = '%s', worker_pid = $2,"
+					 " start_attempts = start_attempts OPERATOR(pg_catalog.+) 1, reason = NULL,"
+					 " throttle_reason = NULL, throttled_since = NULL"
+					 " WHERE run_id OPERATOR(pg_catalog.=) $1 AND state IN %s"
+					 " AND origin_db OPERATOR(pg_catalog.=) $3"
+					 " AND origin_system OPERATOR(pg_catalog.=) $4"
+					 " RETURNING job_id, params, cursor, rows_done, chunks_done,"
+					 " batch_size, avg_chunk_ms, max_chunk_ms, retries, lock_group,"
+					 " dead_letters, start_attempts, lock_waiters_seen",
+					 cb_run_state_name(CB_RUN_WAITING),
+					 cb_run_states_from(CB_RUN_WAITING, CB_STATES_CLAIMABLE)),
 			4, types, values, NULL, SPI_OK_UPDATE_RETURNING);
 	if (SPI_processed != 1)
 	{
-		catalog_leave(&s);
+		cb_catalog_leave(&s);
 		return false;
 	}
 	{
@@ -626,8 +655,7 @@ catalog_claim_run(int64 run_id, CbRun *run)
 	}
 
 	values[0] = Int64GetDatum(job_id);
-	cb_exec("SELECT " JOB_COLUMNS " FROM chunkbatch.jobs"
-			" WHERE job_id OPERATOR(pg_catalog.=) $1",
+	cb_exec(job_select("WHERE job_id OPERATOR(pg_catalog.=) $1"),
 			1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		elog(ERROR, "job %lld of run %lld does not exist",
@@ -635,21 +663,23 @@ catalog_claim_run(int64 run_id, CbRun *run)
 	job_from_row(&run->job, mcxt);
 	/* The run locks the group it was queued with. */
 	run->job.lock_group = lock_group;
-	catalog_leave(&s);
+	cb_catalog_leave(&s);
 	return true;
 }
 
 /* The run holds its group and begins its first chunk. */
 void
-catalog_mark_started(int64 run_id)
+cb_catalog_mark_started(int64 run_id)
 {
-	(void) cb_exec_id("UPDATE chunkbatch.runs SET state = 'running',"
-					  " group_wait_ms = CASE WHEN started_at IS NULL THEN"
-					  "   COALESCE(extract(epoch FROM pg_catalog.clock_timestamp()"
-					  "     OPERATOR(pg_catalog.-) waiting_since)::float8"
-					  "     OPERATOR(pg_catalog.*) 1000, 0) ELSE group_wait_ms END,"
-					  " started_at = COALESCE(started_at, pg_catalog.clock_timestamp())"
-					  " WHERE run_id OPERATOR(pg_catalog.=) $1",
+	Assert(cb_run_transition_ok(CB_RUN_RUNNING, CB_STATE(CB_RUN_WAITING)));
+	(void) cb_exec_id(psprintf("UPDATE chunkbatch.runs SET state = '%s',"
+							   " group_wait_ms = CASE WHEN started_at IS NULL THEN"
+							   "   COALESCE(extract(epoch FROM pg_catalog.clock_timestamp()"
+							   "     OPERATOR(pg_catalog.-) waiting_since)::float8"
+							   "     OPERATOR(pg_catalog.*) 1000, 0) ELSE group_wait_ms END,"
+							   " started_at = COALESCE(started_at, pg_catalog.clock_timestamp())"
+							   " WHERE run_id OPERATOR(pg_catalog.=) $1",
+							   cb_run_state_name(CB_RUN_RUNNING)),
 					  run_id, SPI_OK_UPDATE);
 }
 
@@ -658,7 +688,7 @@ catalog_mark_started(int64 run_id)
  * was the run's last, the run succeeds in the same transaction.
  */
 TimestampTz
-catalog_checkpoint(const CbRun *run, const CbCheckpoint *cp)
+cb_catalog_checkpoint(const CbRun *run, const CbCheckpoint *cp)
 {
 	CbAsOwner	s;
 	Oid			types[11] = {INT8OID, TEXTOID, INT8OID, INT8OID, INT4OID,
@@ -681,24 +711,26 @@ catalog_checkpoint(const CbRun *run, const CbCheckpoint *cp)
 	values[9] = Int64GetDatum(cp->dead_letters);
 	values[10] = Int64GetDatum(cp->lock_waiters_seen);
 
-	catalog_enter(&s);
+	cb_catalog_enter(&s);
 	if (checkpoint_plan == NULL)
 	{
 		SPIPlanPtr	plan;
 
-		plan = SPI_prepare("UPDATE chunkbatch.runs r SET cursor = $2,"
-						   " rows_done = $3, chunks_done = $4, batch_size = $5,"
-						   " avg_chunk_ms = $6, max_chunk_ms = $7, retries = $9,"
-						   " dead_letters = $10, lock_waiters_seen = $11,"
-						   " start_attempts = 0,"
-						   " last_chunk_at = pg_catalog.clock_timestamp(),"
-						   " state = CASE WHEN $8 THEN 'succeeded' ELSE r.state END,"
-						   " finished_at = CASE WHEN $8 THEN pg_catalog.clock_timestamp() END,"
-						   " worker_pid = CASE WHEN $8 THEN NULL ELSE r.worker_pid END"
-						   " FROM chunkbatch.jobs j"
-						   " WHERE r.run_id OPERATOR(pg_catalog.=) $1"
-						   " AND j.job_id OPERATOR(pg_catalog.=) r.job_id"
-						   " RETURNING COALESCE(j.altered_at, j.created_at)",
+		Assert(cb_run_transition_ok(CB_RUN_SUCCEEDED, CB_STATES_EXECUTING));
+		plan = SPI_prepare(psprintf("UPDATE chunkbatch.runs r SET cursor = $2,"
+									" rows_done = $3, chunks_done = $4, batch_size = $5,"
+									" avg_chunk_ms = $6, max_chunk_ms = $7, retries = $9,"
+									" dead_letters = $10, lock_waiters_seen = $11,"
+									" start_attempts = 0,"
+									" last_chunk_at = pg_catalog.clock_timestamp(),"
+									" state = CASE WHEN $8 THEN '%s' ELSE r.state END,"
+									" finished_at = CASE WHEN $8 THEN pg_catalog.clock_timestamp() END,"
+									" worker_pid = CASE WHEN $8 THEN NULL ELSE r.worker_pid END"
+									" FROM chunkbatch.jobs j"
+									" WHERE r.run_id OPERATOR(pg_catalog.=) $1"
+									" AND j.job_id OPERATOR(pg_catalog.=) r.job_id"
+									" RETURNING COALESCE(j.altered_at, j.created_at)",
+									cb_run_state_name(CB_RUN_SUCCEEDED)),
 						   11, types);
 		if (plan == NULL || SPI_keepplan(plan) != 0)
 			elog(ERROR, "could not prepare checkpoint statement: %s",
@@ -711,23 +743,22 @@ catalog_checkpoint(const CbRun *run, const CbCheckpoint *cp)
 			 (long long) run->run_id, SPI_result_code_string(rc));
 	altered_at = DatumGetTimestampTz(col_datum(0, 1));
 	if (cp->done)
-		catalog_notify(run->run_id, "succeeded", NULL);
-	catalog_leave(&s);
+		catalog_notify(run->run_id, cb_run_state_name(CB_RUN_SUCCEEDED), NULL);
+	cb_catalog_leave(&s);
 	return altered_at;
 }
 
 /* Re-read a job's settings, for a running run (alter_job takes effect). */
 void
-catalog_reload_job(CbJob *job)
+cb_catalog_reload_job(CbJob *job)
 {
 	CbAsOwner	s;
 	MemoryContext mcxt = CurrentMemoryContext;
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(job->job_id)};
 
-	catalog_enter(&s);
-	cb_exec("SELECT " JOB_COLUMNS " FROM chunkbatch.jobs"
-			" WHERE job_id OPERATOR(pg_catalog.=) $1",
+	cb_catalog_enter(&s);
+	cb_exec(job_select("WHERE job_id OPERATOR(pg_catalog.=) $1"),
 			1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 1)
 	{
@@ -743,7 +774,7 @@ catalog_reload_job(CbJob *job)
 		fresh.isolate = job->isolate;
 		*job = fresh;
 	}
-	catalog_leave(&s);
+	cb_catalog_leave(&s);
 }
 
 /*
@@ -752,7 +783,7 @@ catalog_reload_job(CbJob *job)
  * notices alter_job.
  */
 TimestampTz
-catalog_set_throttled(int64 run_id, const char *reason, double throttled_ms)
+cb_catalog_set_throttled(int64 run_id, const char *reason, double throttled_ms)
 {
 	CbAsOwner	s;
 	Oid			types[3] = {INT8OID, TEXTOID, FLOAT8OID};
@@ -764,37 +795,40 @@ catalog_set_throttled(int64 run_id, const char *reason, double throttled_ms)
 	values[1] = reason ? CStringGetTextDatum(reason) : (Datum) 0;
 	nulls[1] = reason ? ' ' : 'n';
 	values[2] = Float8GetDatum(throttled_ms);
-	catalog_enter(&s);
-	cb_exec("UPDATE chunkbatch.runs r SET"
-			" state = CASE WHEN $2 IS NULL THEN 'running' ELSE 'throttled' END,"
-			" throttle_reason = $2,"
-			" throttled_since = CASE WHEN $2 IS NULL THEN NULL"
-			"   ELSE COALESCE(r.throttled_since, pg_catalog.clock_timestamp()) END,"
-			" throttled_ms = r.throttled_ms OPERATOR(pg_catalog.+) $3"
-			" FROM chunkbatch.jobs j"
-			" WHERE r.run_id OPERATOR(pg_catalog.=) $1"
-			" AND j.job_id OPERATOR(pg_catalog.=) r.job_id"
-			" RETURNING COALESCE(j.altered_at, j.created_at)",
+	cb_catalog_enter(&s);
+	Assert(cb_run_transition_ok(CB_RUN_THROTTLED, CB_STATES_EXECUTING));
+	cb_exec(psprintf("UPDATE chunkbatch.runs r SET"
+					 " state = CASE WHEN $2 IS NULL THEN '%s' ELSE '%s' END,"
+					 " throttle_reason = $2,"
+					 " throttled_since = CASE WHEN $2 IS NULL THEN NULL"
+					 "   ELSE COALESCE(r.throttled_since, pg_catalog.clock_timestamp()) END,"
+					 " throttled_ms = r.throttled_ms OPERATOR(pg_catalog.+) $3"
+					 " FROM chunkbatch.jobs j"
+					 " WHERE r.run_id OPERATOR(pg_catalog.=) $1"
+					 " AND j.job_id OPERATOR(pg_catalog.=) r.job_id"
+					 " RETURNING COALESCE(j.altered_at, j.created_at)",
+					 cb_run_state_name(CB_RUN_RUNNING),
+					 cb_run_state_name(CB_RUN_THROTTLED)),
 			3, types, values, nulls, SPI_OK_UPDATE_RETURNING);
 	if (SPI_processed == 1)
 		altered_at = DatumGetTimestampTz(col_datum(0, 1));
-	catalog_leave(&s);
+	cb_catalog_leave(&s);
 	return altered_at;
 }
 
 /* Record the estimate of the run's total rows (count_sql). */
 void
-catalog_set_estimate(int64 run_id, int64 total)
+cb_catalog_set_estimate(int64 run_id, int64 total)
 {
 	CbAsOwner	s;
 	Oid			types[2] = {INT8OID, INT8OID};
 	Datum		values[2] = {Int64GetDatum(run_id), Int64GetDatum(total)};
 
-	catalog_enter(&s);
+	cb_catalog_enter(&s);
 	cb_exec("UPDATE chunkbatch.runs SET total_estimate = $2"
 			" WHERE run_id OPERATOR(pg_catalog.=) $1",
 			2, types, values, NULL, SPI_OK_UPDATE);
-	catalog_leave(&s);
+	cb_catalog_leave(&s);
 }
 
 /*
@@ -803,7 +837,7 @@ catalog_set_estimate(int64 run_id, int64 total)
  * Returns the reason, or NULL.
  */
 char *
-catalog_replica_lag_exceeded(double max_lag_ms, int64 max_lag_bytes)
+cb_catalog_replica_lag_exceeded(double max_lag_ms, int64 max_lag_bytes)
 {
 	CbAsOwner	s;
 	MemoryContext mcxt = CurrentMemoryContext;
@@ -811,7 +845,7 @@ catalog_replica_lag_exceeded(double max_lag_ms, int64 max_lag_bytes)
 	Datum		values[2] = {Float8GetDatum(max_lag_ms), Int64GetDatum(max_lag_bytes)};
 	char	   *reason = NULL;
 
-	catalog_enter(&s);
+	cb_catalog_enter(&s);
 	cb_exec("SELECT pg_catalog.format('replica lag: standby %s is %s s and %s bytes behind',"
 			"   x.application_name,"
 			"   pg_catalog.round((x.lag_ms OPERATOR(pg_catalog./) 1000)::numeric, 1),"
@@ -829,7 +863,7 @@ catalog_replica_lag_exceeded(double max_lag_ms, int64 max_lag_bytes)
 	if (SPI_processed == 1)
 		reason = MemoryContextStrdup(mcxt, SPI_getvalue(SPI_tuptable->vals[0],
 														 SPI_tuptable->tupdesc, 1));
-	catalog_leave(&s);
+	cb_catalog_leave(&s);
 	return reason;
 }
 
@@ -839,7 +873,7 @@ catalog_replica_lag_exceeded(double max_lag_ms, int64 max_lag_bytes)
  * NOTIFY).  The checkpoint is kept.
  */
 void
-catalog_finish_run(const CbRun *run, const char *state, ErrorData *edata,
+cb_catalog_finish_run(const CbRun *run, CbRunState state, ErrorData *edata,
 				   const char *reason)
 {
 	CbAsOwner	s;
@@ -848,11 +882,14 @@ catalog_finish_run(const CbRun *run, const char *state, ErrorData *edata,
 	Datum		values[8];
 	char		nulls[8] = {' ', ' ', 'n', 'n', 'n', 'n', ' ', 'n'};
 	const char *sqlstate = NULL;
-	bool		resting = (strcmp(state, "interrupted") == 0 ||
-						   strcmp(state, "paused") == 0);
+	CbRunStateSet resumes = CB_STATE(CB_RUN_INTERRUPTED) | CB_STATE(CB_RUN_PAUSED);
+	bool		resting = (CB_STATE(state) & resumes) != 0;
 
+	/* The worker's run is waiting for its group, or executing. */
+	Assert(cb_run_transition_ok(state, CB_STATES_EXECUTING | CB_STATE(CB_RUN_WAITING)) ||
+		   state == CB_RUN_CANCELLED);
 	values[0] = Int64GetDatum(run->run_id);
-	values[1] = CStringGetTextDatum(state);
+	values[1] = CStringGetTextDatum(cb_run_state_name(state));
 	values[6] = Int32GetDatum(run->retries);
 	if (edata != NULL)
 	{
@@ -875,29 +912,40 @@ catalog_finish_run(const CbRun *run, const char *state, ErrorData *edata,
 		nulls[7] = ' ';
 	}
 
-	catalog_enter(&s);
-	cb_exec("UPDATE chunkbatch.runs SET state = $2,"
-			" finished_at = CASE WHEN $2 IN ('interrupted', 'paused') THEN NULL"
-			" ELSE pg_catalog.clock_timestamp() END,"
-			" worker_pid = NULL, sqlstate = $3, error = $4, error_detail = $5,"
-			" error_chunk = $6, retries = $7, reason = $8,"
-			" start_attempts = CASE WHEN $2 IN ('interrupted', 'paused') THEN 0"
-			" ELSE start_attempts END"
-			" WHERE run_id OPERATOR(pg_catalog.=) $1",
+	cb_catalog_enter(&s);
+	cb_exec(psprintf("UPDATE chunkbatch.runs SET state = $2,"
+					 " finished_at = CASE WHEN $2 IN %s THEN NULL"
+					 " ELSE pg_catalog.clock_timestamp() END,"
+					 " worker_pid = NULL, sqlstate = $3, error = $4, error_detail = $5,"
+					 " error_chunk = $6, retries = $7, reason = $8,"
+					 " start_attempts = CASE WHEN $2 IN %s THEN 0"
+					 " ELSE start_attempts END"
+					 " WHERE run_id OPERATOR(pg_catalog.=) $1",
+					 cb_run_states_sql(resumes), cb_run_states_sql(resumes)),
 			8, types, values, nulls, SPI_OK_UPDATE);
 	if (!resting)
-		catalog_notify(run->run_id, state, sqlstate);
-	catalog_leave(&s);
+		catalog_notify(run->run_id, cb_run_state_name(state), sqlstate);
+	cb_catalog_leave(&s);
+}
+
+/*
+ * Move a run without a worker from a state of "from" to "to" (a known
+ * transition); false if it was in none of them.
+ */
+static bool
+run_transition(int64 run_id, CbRunState to, CbRunStateSet from)
+{
+	return cb_exec_id(psprintf("UPDATE chunkbatch.runs SET state = '%s', worker_pid = NULL"
+							   " WHERE run_id OPERATOR(pg_catalog.=) $1 AND state IN %s",
+							   cb_run_state_name(to), cb_run_states_from(to, from)),
+					  run_id, SPI_OK_UPDATE) == 1;
 }
 
 /* Pause a run that no worker executes; false if it is not waiting to run. */
 bool
-catalog_pause_unowned(int64 run_id)
+cb_catalog_pause_unowned(int64 run_id)
 {
-	return cb_exec_id("UPDATE chunkbatch.runs SET state = 'paused', worker_pid = NULL"
-					  " WHERE run_id OPERATOR(pg_catalog.=) $1"
-					  " AND state IN ('queued', 'waiting', 'interrupted')",
-					  run_id, SPI_OK_UPDATE) == 1;
+	return run_transition(run_id, CB_RUN_PAUSED, CB_STATES_CLAIMABLE);
 }
 
 /*
@@ -905,7 +953,7 @@ catalog_pause_unowned(int64 run_id)
  * checkpoint.  False if the run is in another state or its job is gone.
  */
 bool
-catalog_resume_run(int64 run_id)
+cb_catalog_resume_run(int64 run_id)
 {
 	CbAsOwner	s;
 	Oid			types[3] = {INT8OID, OIDOID, INT8OID};
@@ -914,25 +962,26 @@ catalog_resume_run(int64 run_id)
 	bool		done;
 
 	/* A run copied from another database becomes this database's own. */
-	catalog_enter(&s);
-	cb_exec("UPDATE chunkbatch.runs r SET state = 'queued', finished_at = NULL,"
-			" sqlstate = NULL, error = NULL, error_detail = NULL,"
-			" error_chunk = NULL, reason = NULL, start_attempts = 0,"
-			" waiting_since = NULL, worker_pid = NULL,"
-			" origin_db = $2, origin_system = $3"
-			" WHERE r.run_id OPERATOR(pg_catalog.=) $1"
-			" AND r.state IN ('paused', 'failed', 'stopped')"
-			" AND EXISTS (SELECT 1 FROM chunkbatch.jobs j"
-			"             WHERE j.job_id OPERATOR(pg_catalog.=) r.job_id)",
+	cb_catalog_enter(&s);
+	cb_exec(psprintf("UPDATE chunkbatch.runs r SET state = '%s', finished_at = NULL,"
+					 " sqlstate = NULL, error = NULL, error_detail = NULL,"
+					 " error_chunk = NULL, reason = NULL, start_attempts = 0,"
+					 " waiting_since = NULL, worker_pid = NULL,"
+					 " origin_db = $2, origin_system = $3"
+					 " WHERE r.run_id OPERATOR(pg_catalog.=) $1 AND r.state IN %s"
+					 " AND EXISTS (SELECT 1 FROM chunkbatch.jobs j"
+					 "             WHERE j.job_id OPERATOR(pg_catalog.=) r.job_id)",
+					 cb_run_state_name(CB_RUN_QUEUED),
+					 cb_run_states_from(CB_RUN_QUEUED, CB_STATES_RESUMABLE)),
 			3, types, values, NULL, SPI_OK_UPDATE);
 	done = (SPI_processed == 1);
-	catalog_leave(&s);
+	cb_catalog_leave(&s);
 	return done;
 }
 
 /* Record a key that a run with on_error => 'isolate' could not process. */
 void
-catalog_dead_letter(const CbRun *run, const char *key, ErrorData *edata)
+cb_catalog_dead_letter(const CbRun *run, const char *key, ErrorData *edata)
 {
 	CbAsOwner	s;
 	Oid			types[4] = {INT8OID, TEXTOID, TEXTOID, TEXTOID};
@@ -942,34 +991,34 @@ catalog_dead_letter(const CbRun *run, const char *key, ErrorData *edata)
 	values[1] = CStringGetTextDatum(key);
 	values[2] = CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode));
 	values[3] = CStringGetTextDatum(edata->message ? edata->message : "");
-	catalog_enter(&s);
+	cb_catalog_enter(&s);
 	cb_exec("INSERT INTO chunkbatch.dead_letters (run_id, job_name, owner,"
 			" owner_oid, key, sqlstate, error)"
 			" SELECT r.run_id, r.job_name, r.owner, r.owner_oid, $2, $3, $4"
 			" FROM chunkbatch.runs r WHERE r.run_id OPERATOR(pg_catalog.=) $1",
 			4, types, values, NULL, SPI_OK_INSERT);
-	catalog_leave(&s);
+	cb_catalog_leave(&s);
 }
 
 /* Delete finished runs older than the retention; returns how many. */
 uint64
-catalog_prune_history(int retention_min)
+cb_catalog_prune_history(int retention_min)
 {
 	CbAsOwner	s;
 	Oid			types[1] = {INT4OID};
 	Datum		values[1] = {Int32GetDatum(retention_min)};
 	uint64		n;
 
-	catalog_enter(&s);
-	cb_exec("DELETE FROM chunkbatch.runs WHERE run_id IN ("
-			" SELECT run_id FROM chunkbatch.runs"
-			" WHERE state IN ('succeeded', 'failed', 'cancelled', 'skipped', 'stopped')"
-			" AND finished_at OPERATOR(pg_catalog.<) (pg_catalog.now()"
-			"     OPERATOR(pg_catalog.-) pg_catalog.make_interval(mins => $1))"
-			" LIMIT 10000)",
+	cb_catalog_enter(&s);
+	cb_exec(psprintf("DELETE FROM chunkbatch.runs WHERE run_id IN ("
+					 " SELECT run_id FROM chunkbatch.runs WHERE state IN %s"
+					 " AND finished_at OPERATOR(pg_catalog.<) (pg_catalog.now()"
+					 "     OPERATOR(pg_catalog.-) pg_catalog.make_interval(mins => $1))"
+					 " LIMIT 10000)",
+					 cb_run_states_sql(CB_STATES_PRUNABLE)),
 			1, types, values, NULL, SPI_OK_DELETE);
 	n = SPI_processed;
-	catalog_leave(&s);
+	cb_catalog_leave(&s);
 	return n;
 }
 
@@ -978,22 +1027,20 @@ catalog_prune_history(int retention_min)
  * ----------------------------------------------------------------
  */
 
-/* Runs in any of the given states ('queued,interrupted'), oldest first. */
+/* Runs in any of the given states, oldest first. */
 List *
-catalog_runs_in_states(const char *states)
+cb_catalog_runs_in_states(CbRunStateSet states)
 {
 	CbAsOwner	s;
 	MemoryContext mcxt = CurrentMemoryContext;
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1] = {CStringGetTextDatum(states)};
 	List	   *result = NIL;
 	uint64		i;
 
-	catalog_enter(&s);
-	cb_exec("SELECT run_id, owner_oid, job_name FROM chunkbatch.runs"
-			" WHERE state OPERATOR(pg_catalog.=)"
-			" ANY (pg_catalog.string_to_array($1, ',')) ORDER BY run_id",
-			1, types, values, NULL, SPI_OK_SELECT);
+	cb_catalog_enter(&s);
+	cb_exec(psprintf("SELECT run_id, owner_oid, job_name FROM chunkbatch.runs"
+					 " WHERE state IN %s ORDER BY run_id",
+					 cb_run_states_sql(states)),
+			0, NULL, NULL, NULL, SPI_OK_SELECT);
 	for (i = 0; i < SPI_processed; i++)
 	{
 		MemoryContext old = MemoryContextSwitchTo(mcxt);
@@ -1005,7 +1052,7 @@ catalog_runs_in_states(const char *states)
 		result = lappend(result, ref);
 		MemoryContextSwitchTo(old);
 	}
-	catalog_leave(&s);
+	cb_catalog_leave(&s);
 	return result;
 }
 
@@ -1015,32 +1062,33 @@ catalog_runs_in_states(const char *states)
  * group's lock (one lock-table look per group).
  */
 List *
-catalog_run_queue(void)
+cb_catalog_run_queue(void)
 {
 	CbAsOwner	s;
 	MemoryContext mcxt = CurrentMemoryContext;
 	List	   *result = NIL;
 	uint64		i;
+	char	   *active = cb_run_states_sql(CB_STATES_ACTIVE);
 
-	catalog_enter(&s);
-	cb_exec("WITH g AS (SELECT DISTINCT lock_group FROM chunkbatch.runs"
-			"   WHERE state IN ('queued', 'waiting', 'running', 'throttled', 'interrupted')),"
-			" h AS (SELECT g.lock_group,"
-			"   chunkbatch.group_holder_pid(g.lock_group) AS pid FROM g)"
-			" SELECT r.run_id, r.owner_oid, r.job_name, r.lock_group, r.state,"
-			"   j.on_group_busy OPERATOR(pg_catalog.=) 'skip'"
-			"   AND r.chunks_done OPERATOR(pg_catalog.=) 0,"
-			"   j.group_wait_timeout IS NOT NULL AND"
-			"   r.chunks_done OPERATOR(pg_catalog.=) 0 AND"
-			"   (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-)"
-			"    COALESCE(r.waiting_since, r.queued_at))"
-			"   OPERATOR(pg_catalog.>) j.group_wait_timeout,"
-			"   COALESCE(h.pid, 0)"
-			" FROM chunkbatch.runs r"
-			" JOIN h ON h.lock_group OPERATOR(pg_catalog.=) r.lock_group"
-			" LEFT JOIN chunkbatch.jobs j ON j.job_id OPERATOR(pg_catalog.=) r.job_id"
-			" WHERE r.state IN ('queued', 'waiting', 'running', 'throttled', 'interrupted')"
-			" ORDER BY r.run_id",
+	cb_catalog_enter(&s);
+	cb_exec(psprintf("WITH g AS (SELECT DISTINCT lock_group FROM chunkbatch.runs"
+					 "   WHERE state IN %s),"
+					 " h AS (SELECT g.lock_group,"
+					 "   chunkbatch.group_holder_pid(g.lock_group) AS pid FROM g)"
+					 " SELECT r.run_id, r.owner_oid, r.job_name, r.lock_group, r.state,"
+					 "   j.on_group_busy OPERATOR(pg_catalog.=) 'skip'"
+					 "   AND r.chunks_done OPERATOR(pg_catalog.=) 0,"
+					 "   j.group_wait_timeout IS NOT NULL AND"
+					 "   r.chunks_done OPERATOR(pg_catalog.=) 0 AND"
+					 "   (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-)"
+					 "    COALESCE(r.waiting_since, r.queued_at))"
+					 "   OPERATOR(pg_catalog.>) j.group_wait_timeout,"
+					 "   COALESCE(h.pid, 0)"
+					 " FROM chunkbatch.runs r"
+					 " JOIN h ON h.lock_group OPERATOR(pg_catalog.=) r.lock_group"
+					 " LEFT JOIN chunkbatch.jobs j ON j.job_id OPERATOR(pg_catalog.=) r.job_id"
+					 " WHERE r.state IN %s ORDER BY r.run_id",
+					 active, active),
 			0, NULL, NULL, NULL, SPI_OK_SELECT);
 	for (i = 0; i < SPI_processed; i++)
 	{
@@ -1060,71 +1108,43 @@ catalog_run_queue(void)
 		result = lappend(result, ref);
 		MemoryContextSwitchTo(old);
 	}
-	catalog_leave(&s);
+	cb_catalog_leave(&s);
 	return result;
 }
 
 /* A queued run whose group is busy waits for it (no worker yet). */
 void
-catalog_mark_waiting(int64 run_id)
+cb_catalog_mark_waiting(int64 run_id)
 {
-	(void) cb_exec_id("UPDATE chunkbatch.runs SET state = 'waiting',"
-					  " waiting_since = COALESCE(waiting_since, pg_catalog.clock_timestamp())"
-					  " WHERE run_id OPERATOR(pg_catalog.=) $1"
-					  " AND state IN ('queued', 'waiting', 'interrupted')",
+	(void) cb_exec_id(psprintf("UPDATE chunkbatch.runs SET state = '%s',"
+							   " waiting_since = COALESCE(waiting_since, pg_catalog.clock_timestamp())"
+							   " WHERE run_id OPERATOR(pg_catalog.=) $1 AND state IN %s",
+							   cb_run_state_name(CB_RUN_WAITING),
+							   cb_run_states_from(CB_RUN_WAITING, CB_STATES_CLAIMABLE)),
 					  run_id, SPI_OK_UPDATE);
 }
 
 /* End a run that will not run: its group was busy. */
 void
-catalog_skip_run(int64 run_id, const char *reason)
+cb_catalog_skip_run(int64 run_id, const char *reason)
 {
-	CbAsOwner	s;
-	Oid			types[2] = {INT8OID, TEXTOID};
-	Datum		values[2] = {Int64GetDatum(run_id), CStringGetTextDatum(reason)};
-
-	catalog_enter(&s);
-	cb_exec("UPDATE chunkbatch.runs SET state = 'skipped', reason = $2,"
-			" worker_pid = NULL, finished_at = pg_catalog.clock_timestamp()"
-			" WHERE run_id OPERATOR(pg_catalog.=) $1"
-			" AND state IN ('queued', 'waiting', 'interrupted')"
-			" RETURNING run_id",
-			2, types, values, NULL, SPI_OK_UPDATE_RETURNING);
-	if (SPI_processed == 1)
-		catalog_notify(run_id, "skipped", NULL);
-	catalog_leave(&s);
+	(void) end_without_worker(run_id, CB_RUN_SKIPPED, CB_STATES_CLAIMABLE, reason,
+							  NULL, NULL);
 }
 
 /* A run whose worker is gone becomes 'interrupted'; it will be resumed. */
 bool
-catalog_mark_interrupted(int64 run_id)
+cb_catalog_mark_interrupted(int64 run_id)
 {
-	return cb_exec_id("UPDATE chunkbatch.runs SET state = 'interrupted', worker_pid = NULL"
-					  " WHERE run_id OPERATOR(pg_catalog.=) $1"
-					  " AND state IN ('running', 'throttled')",
-					  run_id, SPI_OK_UPDATE) == 1;
+	return run_transition(run_id, CB_RUN_INTERRUPTED, CB_STATES_EXECUTING);
 }
 
 /* A run that could not start at all fails with the given reason. */
 void
-catalog_fail_unstarted(int64 run_id, const char *sqlstate, const char *message)
+cb_catalog_fail_unstarted(int64 run_id, int sqlerrcode, const char *message)
 {
-	CbAsOwner	s;
-	Oid			types[3] = {INT8OID, TEXTOID, TEXTOID};
-	Datum		values[3] = {Int64GetDatum(run_id), CStringGetTextDatum(message),
-	CStringGetTextDatum(sqlstate)};
-
-	catalog_enter(&s);
-	cb_exec("UPDATE chunkbatch.runs SET state = 'failed', sqlstate = $3,"
-			" error = $2, worker_pid = NULL,"
-			" finished_at = pg_catalog.clock_timestamp()"
-			" WHERE run_id OPERATOR(pg_catalog.=) $1"
-			" AND state IN ('queued', 'interrupted', 'waiting', 'running', 'throttled')"
-			" RETURNING run_id",
-			3, types, values, NULL, SPI_OK_UPDATE_RETURNING);
-	if (SPI_processed == 1)
-		catalog_notify(run_id, "failed", sqlstate);
-	catalog_leave(&s);
+	(void) end_without_worker(run_id, CB_RUN_FAILED, CB_STATES_ACTIVE, NULL,
+							  unpack_sql_state(sqlerrcode), message);
 }
 
 /*
@@ -1136,7 +1156,7 @@ catalog_fail_unstarted(int64 run_id, const char *sqlstate, const char *message)
  * Returns how many.
  */
 uint64
-catalog_pause_copies(void)
+cb_catalog_pause_copies(void)
 {
 	CbAsOwner	s;
 	Oid			types[2] = {OIDOID, INT8OID};
@@ -1144,18 +1164,20 @@ catalog_pause_copies(void)
 	Int64GetDatum((int64) GetSystemIdentifier())};
 	uint64		n;
 
-	catalog_enter(&s);
-	cb_exec("UPDATE chunkbatch.runs SET state = 'paused', worker_pid = NULL,"
-			" reason = pg_catalog.format('copied from database %s of system %s"
-			" (CREATE DATABASE ... TEMPLATE, a dump and restore, or pg_upgrade);"
-			" it runs here only once resumed', origin_db, origin_system),"
-			" throttle_reason = NULL, throttled_since = NULL"
-			" WHERE state IN ('queued', 'waiting', 'running', 'throttled', 'interrupted')"
-			" AND (origin_db OPERATOR(pg_catalog.<>) $1"
-			"      OR origin_system OPERATOR(pg_catalog.<>) $2)",
+	cb_catalog_enter(&s);
+	cb_exec(psprintf("UPDATE chunkbatch.runs SET state = '%s', worker_pid = NULL,"
+					 " reason = pg_catalog.format('copied from database %%s of system %%s"
+					 " (CREATE DATABASE ... TEMPLATE, a dump and restore, or pg_upgrade);"
+					 " it runs here only once resumed', origin_db, origin_system),"
+					 " throttle_reason = NULL, throttled_since = NULL"
+					 " WHERE state IN %s"
+					 " AND (origin_db OPERATOR(pg_catalog.<>) $1"
+					 "      OR origin_system OPERATOR(pg_catalog.<>) $2)",
+					 cb_run_state_name(CB_RUN_PAUSED),
+					 cb_run_states_from(CB_RUN_PAUSED, CB_STATES_ACTIVE)),
 			2, types, values, NULL, SPI_OK_UPDATE);
 	n = SPI_processed;
-	catalog_leave(&s);
+	cb_catalog_leave(&s);
 	return n;
 }
 
@@ -1165,11 +1187,11 @@ catalog_pause_copies(void)
  * runs and dead letters) to it.  Called when such a row is used.
  */
 void
-catalog_relink_owners(void)
+cb_catalog_relink_owners(void)
 {
 	CbAsOwner	s;
 
-	catalog_enter(&s);
+	cb_catalog_enter(&s);
 	cb_exec("WITH j AS (UPDATE chunkbatch.jobs t SET owner_oid = r.oid"
 			"   FROM pg_catalog.pg_roles r WHERE t.owner_oid OPERATOR(pg_catalog.=) 0"
 			"   AND r.rolname OPERATOR(pg_catalog.=) t.owner RETURNING 1),"
@@ -1182,23 +1204,23 @@ catalog_relink_owners(void)
 			" SELECT (SELECT pg_catalog.count(*) FROM j), (SELECT pg_catalog.count(*) FROM u),"
 			" (SELECT pg_catalog.count(*) FROM d)",
 			0, NULL, NULL, NULL, SPI_OK_SELECT);
-	catalog_leave(&s);
+	cb_catalog_leave(&s);
 }
 
 /* Runs of this database that are queued or active, for DROP EXTENSION. */
 int64
-catalog_count_all_active_runs(void)
+cb_catalog_count_all_active_runs(void)
 {
 	CbAsOwner	s;
 	int64		n;
 
-	catalog_enter(&s);
+	cb_catalog_enter(&s);
 	cb_exec("LOCK TABLE chunkbatch.runs IN SHARE ROW EXCLUSIVE MODE",
 			0, NULL, NULL, NULL, SPI_OK_UTILITY);
-	cb_exec("SELECT pg_catalog.count(*) FROM chunkbatch.runs"
-			" WHERE state IN ('queued', 'waiting', 'running', 'throttled', 'interrupted')",
+	cb_exec(psprintf("SELECT pg_catalog.count(*) FROM chunkbatch.runs WHERE state IN %s",
+					 cb_run_states_sql(CB_STATES_ACTIVE)),
 			0, NULL, NULL, NULL, SPI_OK_SELECT);
 	n = DatumGetInt64(col_datum(0, 1));
-	catalog_leave(&s);
+	cb_catalog_leave(&s);
 	return n;
 }

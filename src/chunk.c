@@ -20,6 +20,10 @@
  */
 #include "postgres.h"
 
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
@@ -61,7 +65,7 @@ struct CbChunkState
 
 /* Set up a run's chunk execution; call inside a transaction. */
 CbChunkState *
-chunk_begin(CbRun *run, MemoryContext run_ctx)
+cb_chunk_begin(CbRun *run, MemoryContext run_ctx)
 {
 	CbChunkState *cs = MemoryContextAllocZero(run_ctx, sizeof(CbChunkState));
 	Oid			cursor_type = run->job.cursor_type;
@@ -192,7 +196,7 @@ first_column(Query *query)
  * statement must return keys of the cursor type as its first column.
  */
 void
-chunk_validate_sql(const char *job_name, const char *sql, Oid cursor_type,
+cb_chunk_validate_sql(const char *job_name, const char *sql, Oid cursor_type,
 				   Oid owner, const char *search_path)
 {
 	Oid			argtypes[3] = {INT4OID, OidIsValid(cursor_type) ? cursor_type : TEXTOID,
@@ -231,7 +235,7 @@ chunk_validate_sql(const char *job_name, const char *sql, Oid cursor_type,
  * parameters, want_type InvalidOid: any number).
  */
 void
-chunk_validate_select(const char *job_name, const char *what, const char *sql,
+cb_chunk_validate_select(const char *job_name, const char *what, const char *sql,
 					  Oid cursor_type, Oid want_type, Oid owner,
 					  const char *search_path)
 {
@@ -300,7 +304,7 @@ chunk_prepare(CbChunkState *cs)
 	SPIPlanPtr	plan;
 
 	/* Jobs created with validate => false are checked here, as the owner. */
-	chunk_validate_sql(cs->run->job.job_name, cs->run->job.chunk_sql,
+	cb_chunk_validate_sql(cs->run->job.job_name, cs->run->job.chunk_sql,
 					   cs->run->job.cursor_type,
 					   GetUserId(), cs->run->job.search_path);
 	plan = SPI_prepare_cursor(cs->run->job.chunk_sql, 3, cs->argtypes,
@@ -467,8 +471,36 @@ chunk_has_lock_waiters(void)
 
 /*
  * The chunk proper: executes inside the transaction started by
- * chunk_execute and fills *cp and *newkey.  Any error propagates.
+ * cb_chunk_execute and fills *cp and *newkey.  Any error propagates.
  */
+/*
+ * Test-only fault injection (chunkbatch.test_fault): at the named point of
+ * the named chunk the worker dies as in a crash, so that a test lands in a
+ * window of a few microseconds every time.  A marker file makes it fire
+ * once, so that the resumed run goes through.
+ */
+#define CB_TEST_FAULT_DONE	"chunkbatch_test_fault.done"
+
+static void
+chunk_test_fault(const char *point, const CbRun *run)
+{
+	int			fd;
+
+	if (cb_test_fault == NULL || strcmp(cb_test_fault, point) != 0 ||
+		(cb_test_fault_chunk > 0 && run->chunks_done + 1 != cb_test_fault_chunk))
+		return;
+	fd = open(CB_TEST_FAULT_DONE, O_CREAT | O_EXCL | O_WRONLY, 0600);
+	if (fd < 0)
+		return;					/* fired before */
+	close(fd);
+	ereport(LOG,
+			(errmsg("chunkbatch run %lld: test fault \"%s\" at chunk %lld, the worker kills itself",
+					(long long) run->run_id, point, (long long) run->chunks_done + 1)));
+	(void) kill(MyProcPid, SIGKILL);
+	for (;;)
+		pg_usleep(1000000L);
+}
+
 static void
 chunk_body(CbChunkState *cs, MemoryContext chunk_ctx, CbChunkResult *res,
 		   CbCheckpoint *cp, Datum *newkey, bool *have_key)
@@ -488,6 +520,7 @@ chunk_body(CbChunkState *cs, MemoryContext chunk_ctx, CbChunkResult *res,
 	res->processed = chunk_run_statement(cs, run->batch_size, cs->cursor,
 										 cs->cursor_null, &kr, chunk_ctx);
 	disable_timeout(STATEMENT_TIMEOUT, false);
+	chunk_test_fault("after_statement", run);
 
 	*have_key = false;
 	if (cs->keyset && res->processed > 0)
@@ -529,11 +562,13 @@ chunk_body(CbChunkState *cs, MemoryContext chunk_ctx, CbChunkResult *res,
 	res->done = cp->done;
 	res->lock_waiters = chunk_has_lock_waiters();
 	cp->lock_waiters_seen = run->lock_waiters_seen + (res->lock_waiters ? 1 : 0);
-	res->job_altered_at = catalog_checkpoint(run, cp);
+	res->job_altered_at = cb_catalog_checkpoint(run, cp);
+	chunk_test_fault("before_commit", run);
 
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	chunk_test_fault("after_commit", run);
 }
 
 /*
@@ -541,7 +576,7 @@ chunk_body(CbChunkState *cs, MemoryContext chunk_ctx, CbChunkResult *res,
  * transaction: lock timeouts, deadlocks and serialization failures.
  */
 bool
-chunk_error_is_transient(ErrorData *edata)
+cb_chunk_error_is_transient(ErrorData *edata)
 {
 	return edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ||
 		edata->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED ||
@@ -582,7 +617,7 @@ chunk_advance(CbChunkState *cs, const CbCheckpoint *cp, Datum newkey,
  * success the run's checkpoint fields advance.
  */
 void
-chunk_execute(CbChunkState *cs, CbChunkResult *res)
+cb_chunk_execute(CbChunkState *cs, CbChunkResult *res)
 {
 	MemoryContext chunk_ctx = CurrentMemoryContext;
 	CbRun	   *run = cs->run;
@@ -603,14 +638,7 @@ chunk_execute(CbChunkState *cs, CbChunkResult *res)
 	}
 	PG_CATCH();
 	{
-		MemoryContextSwitchTo(chunk_ctx);
-		HOLD_INTERRUPTS();
-		disable_timeout(STATEMENT_TIMEOUT, false);
-		res->error = CopyErrorData();
-		EmitErrorReport();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		RESUME_INTERRUPTS();
+		res->error = cb_catch_error(chunk_ctx, true, true);
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(chunk_ctx);
@@ -696,7 +724,7 @@ isolate_try(CbIsolation *iso, int lo, int n, ErrorData **edata)
 	 * the whole isolation: its transaction rolls back, and the run handles
 	 * the error as it would a chunk's.
 	 */
-	if (!ok && (chunk_error_is_transient(*edata) ||
+	if (!ok && (cb_chunk_error_is_transient(*edata) ||
 				(*edata)->sqlerrcode == ERRCODE_QUERY_CANCELED ||
 				(*edata)->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN))
 		ReThrowError(*edata);
@@ -714,7 +742,7 @@ isolate_split(CbIsolation *iso, int lo, int n, ErrorData *edata)
 	{
 		char	   *key = OutputFunctionCall(&iso->cs->output, iso->keys[lo]);
 
-		catalog_dead_letter(iso->cs->run, key, edata);
+		cb_catalog_dead_letter(iso->cs->run, key, edata);
 		iso->dead++;
 		ereport(LOG,
 				(errmsg("chunkbatch run %lld of job \"%s\" put key %s in dead_letters: %s",
@@ -743,7 +771,7 @@ isolate_keys(CbIsolation *iso)
 	{
 		SPIPlanPtr	plan;
 
-		chunk_validate_select(cs->run->job.job_name, "keys_sql",
+		cb_chunk_validate_select(cs->run->job.job_name, "keys_sql",
 							  cs->run->job.keys_sql, cs->run->job.cursor_type,
 							  cs->run->job.cursor_type, GetUserId(),
 							  cs->run->job.search_path);
@@ -794,7 +822,7 @@ isolate_keys(CbIsolation *iso)
  * to split by).
  */
 void
-chunk_isolate(CbChunkState *cs, CbChunkResult *res)
+cb_chunk_isolate(CbChunkState *cs, CbChunkResult *res)
 {
 	MemoryContext chunk_ctx = CurrentMemoryContext;
 	CbRun	   *run = cs->run;
@@ -843,7 +871,7 @@ chunk_isolate(CbChunkState *cs, CbChunkResult *res)
 			cp.dead_letters = run->dead_letters + iso.dead;
 			cp.lock_waiters_seen = run->lock_waiters_seen;
 			cp.done = false;
-			res->job_altered_at = catalog_checkpoint(run, &cp);
+			res->job_altered_at = cb_catalog_checkpoint(run, &cp);
 			ok = true;
 		}
 		SPI_finish();
@@ -852,14 +880,7 @@ chunk_isolate(CbChunkState *cs, CbChunkResult *res)
 	}
 	PG_CATCH();
 	{
-		MemoryContextSwitchTo(chunk_ctx);
-		HOLD_INTERRUPTS();
-		disable_timeout(STATEMENT_TIMEOUT, false);
-		res->error = CopyErrorData();
-		EmitErrorReport();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		RESUME_INTERRUPTS();
+		res->error = cb_catch_error(chunk_ctx, true, true);
 		ok = false;
 	}
 	PG_END_TRY();
@@ -879,7 +900,7 @@ chunk_isolate(CbChunkState *cs, CbChunkResult *res)
  * inside the caller's transaction.  Returns -1 if it gave no number.
  */
 int64
-chunk_count_estimate(CbChunkState *cs)
+cb_chunk_count_estimate(CbChunkState *cs)
 {
 	Datum		values[3];
 	char		nulls[3] = {' ', ' ', ' '};

@@ -30,6 +30,8 @@ int			cb_max_workers = 4;
 int			cb_naptime = 10;
 int			cb_scheduler_idle_exit = 0;
 int			cb_history_retention = 30 * 24 * 60;
+char	   *cb_test_fault = NULL;
+int			cb_test_fault_chunk = 0;
 
 /*
  * chunkbatch.max_workers = 0 is refused: at startup by _PG_init (the server
@@ -73,6 +75,27 @@ _PG_init(void)
 							&cb_history_retention,
 							30 * 24 * 60, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MIN,
+							NULL, NULL, NULL);
+
+	/*
+	 * Fault injection for tests that must land in a narrow window of the
+	 * chunk transaction every time: the run worker kills itself (SIGKILL)
+	 * at the named point of the given chunk, once per data directory.
+	 */
+	DefineCustomStringVariable("chunkbatch.test_fault",
+							   "Test only: where a run worker kills itself: after_statement, before_commit or after_commit.",
+							   "Empty (the default) disables it.  Fires once, then leaves the file chunkbatch_test_fault.done in the data directory.",
+							   &cb_test_fault,
+							   "",
+							   PGC_SUSET, GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("chunkbatch.test_fault_chunk",
+							"Test only: the chunk number at which chunkbatch.test_fault fires (0: any).",
+							NULL,
+							&cb_test_fault_chunk,
+							0, 0, INT_MAX,
+							PGC_SUSET, GUC_NOT_IN_SAMPLE,
 							NULL, NULL, NULL);
 
 	/*

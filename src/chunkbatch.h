@@ -23,9 +23,6 @@
 #include "datatype/timestamp.h"
 #include "executor/spi.h"
 #include "fmgr.h"
-#include "storage/latch.h"
-#include "storage/lwlock.h"
-#include "storage/spin.h"
 #include "utils/elog.h"
 
 #define CB_EXTENSION_NAME	"chunkbatch"
@@ -34,26 +31,23 @@
 #define CB_PAUSE_FILE		"chunkbatch_pause_all"	/* in the data directory */
 #define CB_MAX_DATABASES	64
 #define CB_NAME_MAXLEN		63	/* job and group names, in bytes */
-#define CB_RATE_SAMPLES		16	/* chunk completions kept for the rate */
 
 /* GUCs (chunkbatch.c) */
 extern int	cb_max_workers;
 extern int	cb_naptime;
 extern int	cb_scheduler_idle_exit;
 extern int	cb_history_retention;
+extern char *cb_test_fault;
+extern int	cb_test_fault_chunk;
 
 /* ----------------------------------------------------------------
  * Shared memory (shmem.c)
+ *
+ * shmem.c owns it: the structures are private to that file, and every
+ * other file goes through the functions below.  Tables hold the truth
+ * about runs; shared memory holds what only live processes know.
  * ----------------------------------------------------------------
  */
-typedef enum CbSlotState
-{
-	CB_SLOT_FREE = 0,
-	CB_SLOT_STARTING,			/* claimed by a scheduler, worker not yet up */
-	CB_SLOT_RUNNING,			/* worker attached */
-	CB_SLOT_START_FAILED		/* worker exited before it attached */
-} CbSlotState;
-
 typedef enum CbPhase
 {
 	CB_PHASE_STARTING = 0,
@@ -63,103 +57,8 @@ typedef enum CbPhase
 	CB_PHASE_FINISHING
 } CbPhase;
 
-/* One run worker slot: identity, live progress and control flags. */
-typedef struct CbSlot
-{
-	slock_t		mutex;			/* protects the fields below */
-	CbSlotState state;
-	uint64		generation;		/* bumped on every claim, against ABA */
-	int64		run_id;
-	Oid			dboid;
-	Oid			owner;
-	pid_t		pid;
-	Latch	   *latch;
-	CbPhase		phase;
-	TimestampTz worker_started_at;
-	TimestampTz chunk_started_at;	/* 0 when not in a chunk */
-	int64		rows_done;		/* whole run, including earlier workers */
-	int64		chunks_done;
-	int64		rows_this_worker;
-	int32		batch_size;
-	bool		cancel_requested;
-	bool		pause_requested;
-	/* recent progress, for the rate and ETA: a ring of chunk completions */
-	int			nsamples;
-	TimestampTz sample_at[CB_RATE_SAMPLES];
-	int64		sample_rows[CB_RATE_SAMPLES];
-	int64		sample_throttled_us[CB_RATE_SAMPLES];
-	int64		throttled_us;	/* time spent throttled, this worker */
-	TimestampTz throttled_since;	/* 0 when not throttled */
-} CbSlot;
-
-typedef enum CbDbState
-{
-	CB_DB_NONE = 0,
-	CB_DB_STARTING,				/* launcher registered a scheduler */
-	CB_DB_RUNNING				/* scheduler attached */
-} CbDbState;
-
-/* A database that has, or may have, work: its scheduler and wake flag. */
-typedef struct CbDatabase
-{
-	Oid			dboid;			/* InvalidOid: entry unused */
-	bool		wake;			/* new work committed since the last scan */
-	bool		died;			/* its scheduler exited with work left */
-	CbDbState	state;
-	pid_t		pid;
-	Latch	   *latch;
-} CbDatabase;
-
-/*
- * A run(..., wait => true) request.  A function cannot commit, so the
- * waiting caller hands the run to its database's scheduler, which inserts
- * and commits the run row and hands back the run id.
- */
-#define CB_MAX_REQUESTS			16
-#define CB_REQUEST_PARAMS_MAX	8192
-
-typedef enum CbRequestState
-{
-	CB_REQ_FREE = 0,
-	CB_REQ_PENDING,				/* filled in by the caller */
-	CB_REQ_INSERTING,			/* taken by the scheduler */
-	CB_REQ_DONE,				/* run_id is committed */
-	CB_REQ_FAILED				/* error says why */
-} CbRequestState;
-
-typedef struct CbRunRequest
-{
-	CbRequestState state;
-	bool		abandoned;		/* the caller stopped waiting */
-	Oid			dboid;
-	int64		job_id;
-	Oid			queued_by;
-	char		trigger[NAMEDATALEN * 2];
-	pid_t		pid;			/* the caller's */
-	Latch	   *latch;
-	int64		run_id;
-	char		error[256];
-	int32		params_len;
-	char		params[CB_REQUEST_PARAMS_MAX];	/* a jsonb varlena */
-} CbRunRequest;
-
-typedef struct CbShared
-{
-	LWLock	   *lock;			/* protects everything but slot progress */
-	pid_t		launcher_pid;
-	Latch	   *launcher_latch;
-	bool		probe_requested;	/* launcher: look at every database */
-	bool		wake_overflow;	/* a wake found no free database entry */
-	/* the emergency stop (pause_all), mirrored in CB_PAUSE_FILE */
-	bool		all_paused;
-	TimestampTz paused_at;
-	char		paused_by[NAMEDATALEN];
-	char		pause_reason[256];
-	CbDatabase	dbs[CB_MAX_DATABASES];
-	CbRunRequest requests[CB_MAX_REQUESTS];
-	int			nslots;
-	CbSlot		slots[FLEXIBLE_ARRAY_MEMBER];
-} CbShared;
+/* A run worker's slot (opaque outside shmem.c). */
+typedef struct CbSlot CbSlot;
 
 /* Passed to a run worker in bgw_extra. */
 typedef struct CbWorkerArgs
@@ -176,15 +75,175 @@ typedef struct CbSchedulerArgs
 	Oid			dboid;
 } CbSchedulerArgs;
 
-extern CbShared *cb_shared;
+/* A copy of a busy slot, for the progress view. */
+typedef struct CbSlotView
+{
+	int64		run_id;
+	Oid			owner;
+	pid_t		pid;			/* 0 while its worker starts */
+	CbPhase		phase;
+	TimestampTz worker_started_at;	/* 0: not yet */
+	int64		rows_done;
+	int64		chunks_done;
+	int64		rows_this_worker;
+	int32		batch_size;
+	TimestampTz chunk_started_at;	/* 0: not in a chunk */
+	double		recent_rate;	/* rows/s of the last chunks, -1: unknown */
+	TimestampTz throttled_since;	/* 0: not throttled */
+} CbSlotView;
 
+/* A database entry as the launcher sees it. */
+typedef enum CbDbState
+{
+	CB_DB_NONE = 0,
+	CB_DB_STARTING,				/* launcher registered a scheduler */
+	CB_DB_RUNNING				/* scheduler attached */
+} CbDbState;
+
+typedef struct CbDbEntry
+{
+	Oid			dboid;			/* InvalidOid: entry unused */
+	CbDbState	state;
+	bool		wake;			/* new work committed since the last scan */
+	bool		died;			/* its scheduler exited with work left */
+} CbDbEntry;
+
+#define CB_MAX_REQUESTS			16
+#define CB_REQUEST_PARAMS_MAX	8192
+
+/* A run(..., wait => true) request, as the scheduler takes it. */
+typedef struct CbRequestCopy
+{
+	int			idx;
+	int64		job_id;
+	Oid			queued_by;
+	char		trigger[NAMEDATALEN * 2];
+	Datum		params;			/* jsonb, palloc'd */
+} CbRequestCopy;
+
+extern bool cb_shmem_ready(void);
 extern void cb_shmem_install_hooks(void);
 extern void cb_require_shmem(void);
+
+/* wake-ups */
 extern bool cb_request_wake(Oid dboid);
 extern void cb_wake_schedulers(void);
 extern void cb_request_probe(void);
+
+/* the launcher */
+extern void cb_launcher_attach(void);
+extern bool cb_launcher_take_probe(void);
+extern CbDbEntry cb_db_get(int idx);
+extern bool cb_db_begin_start(int idx, Oid dboid);
+extern void cb_db_start_failed(int idx, Oid dboid);
+extern void cb_db_forget(int idx, Oid dboid, bool only_if_idle);
+
+/* a scheduler */
+extern bool cb_db_attach(int idx, Oid dboid);
+extern void cb_db_detach(int idx, bool idle);
+extern void cb_db_clear_wake(int idx);
+extern bool cb_db_leave_if_unwoken(int idx, bool force);
+extern int	cb_slot_count(void);
+extern bool cb_slot_has_run(Oid dboid, int64 run_id);
+extern bool cb_slots_in_use(Oid dboid);
+extern int	cb_slot_claim(int64 run_id, Oid dboid, Oid owner, CbWorkerArgs *args);
+extern void cb_slot_unclaim(int idx, uint64 generation);
+extern bool cb_slot_reap_failed_start(int idx, Oid dboid, bool worker_stopped,
+									  int64 *run_id);
+extern int	cb_requests_take(Oid dboid, CbRequestCopy *out);
+extern void cb_request_finish(int idx, int64 run_id, const char *error);
+
+/* a run worker */
+extern CbSlot *cb_slot_attach(int idx, const CbWorkerArgs *args);
+extern void cb_slot_detach(CbSlot *slot, bool terminated);
+extern void cb_slot_set_running(CbSlot *slot);
+extern void cb_slot_set_phase(CbSlot *slot, CbPhase phase);
+extern void cb_slot_start_progress(CbSlot *slot, int64 rows_done,
+								   int64 chunks_done, int32 batch_size);
+extern void cb_slot_publish(CbSlot *slot, CbPhase phase, int64 rows_done,
+							int64 chunks_done, uint64 processed,
+							int32 batch_size);
+extern void cb_slot_stop_flags(CbSlot *slot, bool *cancel, bool *pause);
+extern void cb_slot_throttle_begin(CbSlot *slot, TimestampTz since);
+extern void cb_slot_throttle_end(CbSlot *slot, int64 throttled_us);
+extern void cb_slot_wake_group_waiters(void);
+
+/* the SQL interface */
+extern bool cb_slot_signal_run(Oid dboid, int64 run_id, bool cancel);
+extern void cb_slot_wake_all(void);
+extern int	cb_slot_snapshot(Oid dboid, CbSlotView **views);
+extern int	cb_request_submit(Oid dboid, int64 job_id, Oid queued_by,
+							  const char *trigger, const void *params,
+							  int params_len);
+extern bool cb_request_poll(int idx, int64 *run_id, char *error, int errlen,
+							bool *failed);
+extern void cb_request_abandon(int idx);
+
+/* the emergency stop */
+#define CB_PAUSE_REASON_MAX		256
 extern bool cb_all_paused(char **reason);
+extern bool cb_pause_state(TimestampTz *at, char **by, char **reason);
 extern bool cb_set_all_paused(bool pause, const char *by, const char *reason);
+
+/* ----------------------------------------------------------------
+ * Run states (runstate.c)
+ *
+ * The one list of the states of chunkbatch.runs.state, in the order of
+ * the table's CHECK constraint.
+ * ----------------------------------------------------------------
+ */
+#define CB_RUN_STATES(X) \
+	X(CB_RUN_QUEUED, "queued") \
+	X(CB_RUN_WAITING, "waiting") \
+	X(CB_RUN_RUNNING, "running") \
+	X(CB_RUN_PAUSED, "paused") \
+	X(CB_RUN_SUCCEEDED, "succeeded") \
+	X(CB_RUN_FAILED, "failed") \
+	X(CB_RUN_CANCELLED, "cancelled") \
+	X(CB_RUN_SKIPPED, "skipped") \
+	X(CB_RUN_INTERRUPTED, "interrupted") \
+	X(CB_RUN_STOPPED, "stopped") \
+	X(CB_RUN_THROTTLED, "throttled")
+
+typedef enum CbRunState
+{
+#define CB_RUN_STATE_ENUM(sym, name) sym,
+	CB_RUN_STATES(CB_RUN_STATE_ENUM)
+#undef CB_RUN_STATE_ENUM
+	CB_RUN_NSTATES
+} CbRunState;
+
+typedef uint32 CbRunStateSet;
+
+#define CB_STATE(s)		((CbRunStateSet) 1 << (s))
+
+/* executing in a worker */
+#define CB_STATES_EXECUTING	(CB_STATE(CB_RUN_RUNNING) | CB_STATE(CB_RUN_THROTTLED))
+/* a worker may claim it */
+#define CB_STATES_CLAIMABLE	(CB_STATE(CB_RUN_QUEUED) | CB_STATE(CB_RUN_WAITING) | \
+							 CB_STATE(CB_RUN_INTERRUPTED))
+/* queued or active: chunkbatch starts or continues it by itself */
+#define CB_STATES_ACTIVE	(CB_STATES_CLAIMABLE | CB_STATES_EXECUTING)
+/* resting until somebody resumes it */
+#define CB_STATES_RESTING	(CB_STATE(CB_RUN_PAUSED) | CB_STATE(CB_RUN_STOPPED))
+/* over for good */
+#define CB_STATES_FINAL		(CB_STATE(CB_RUN_SUCCEEDED) | CB_STATE(CB_RUN_FAILED) | \
+							 CB_STATE(CB_RUN_CANCELLED) | CB_STATE(CB_RUN_SKIPPED))
+/* not over: active or resting (its job cannot be dropped) */
+#define CB_STATES_LIVE		(CB_STATES_ACTIVE | CB_STATES_RESTING)
+/* wait() returns: final or resting */
+#define CB_STATES_SETTLED	(CB_STATES_FINAL | CB_STATES_RESTING)
+/* resume() takes it */
+#define CB_STATES_RESUMABLE	(CB_STATES_RESTING | CB_STATE(CB_RUN_FAILED))
+/* history retention deletes it */
+#define CB_STATES_PRUNABLE	(CB_STATES_FINAL | CB_STATE(CB_RUN_STOPPED))
+
+extern const char *cb_run_state_name(CbRunState state);
+extern CbRunState cb_run_state_from_name(const char *name);
+extern bool cb_run_state_in(const char *name, CbRunStateSet set);
+extern char *cb_run_states_sql(CbRunStateSet set);
+extern char *cb_run_states_from(CbRunState to, CbRunStateSet from);
+extern bool cb_run_transition_ok(CbRunState to, CbRunStateSet from);
 
 /* ----------------------------------------------------------------
  * Job and run descriptors (catalog.c fills them)
@@ -302,8 +361,8 @@ typedef struct CbAsOwner
 } CbAsOwner;
 
 extern Oid	cb_extension_owner(void);
-extern void catalog_enter(CbAsOwner *s);
-extern void catalog_leave(CbAsOwner *s);
+extern void cb_catalog_enter(CbAsOwner *s);
+extern void cb_catalog_leave(CbAsOwner *s);
 
 typedef enum CbJobLock
 {
@@ -312,41 +371,41 @@ typedef enum CbJobLock
 	CB_JOB_FOR_UPDATE			/* altering or dropping it */
 } CbJobLock;
 
-extern bool catalog_find_job(const char *job_name, CbJob *job, CbJobLock lock);
-extern int64 catalog_insert_job(const CbJob *job);
-extern void catalog_update_job(const CbJob *job);
-extern void catalog_delete_job(int64 job_id);
-extern int64 catalog_count_active_runs(int64 job_id);
-extern int64 catalog_insert_run(int64 job_id, Datum params, Oid queued_by,
+extern bool cb_catalog_find_job(const char *job_name, CbJob *job, CbJobLock lock);
+extern int64 cb_catalog_insert_job(const CbJob *job);
+extern void cb_catalog_update_job(const CbJob *job);
+extern void cb_catalog_delete_job(int64 job_id);
+extern int64 cb_catalog_count_active_runs(int64 job_id);
+extern int64 cb_catalog_insert_run(int64 job_id, Datum params, Oid queued_by,
 								const char *trigger);
-extern void catalog_mark_waiting(int64 run_id);
-extern void catalog_skip_run(int64 run_id, const char *reason);
-extern bool catalog_get_run(int64 run_id, bool for_update, CbRunRef *ref,
+extern void cb_catalog_mark_waiting(int64 run_id);
+extern void cb_catalog_skip_run(int64 run_id, const char *reason);
+extern bool cb_catalog_get_run(int64 run_id, bool for_update, CbRunRef *ref,
 							char **state, char **sqlstate, char **error);
-extern bool catalog_cancel_unowned(int64 run_id);
+extern bool cb_catalog_cancel_unowned(int64 run_id);
 
-extern bool catalog_claim_run(int64 run_id, CbRun *run);
-extern void catalog_mark_started(int64 run_id);
-extern TimestampTz catalog_checkpoint(const CbRun *run, const CbCheckpoint *cp);
-extern void catalog_reload_job(CbJob *job);
-extern TimestampTz catalog_set_throttled(int64 run_id, const char *reason,
+extern bool cb_catalog_claim_run(int64 run_id, CbRun *run);
+extern void cb_catalog_mark_started(int64 run_id);
+extern TimestampTz cb_catalog_checkpoint(const CbRun *run, const CbCheckpoint *cp);
+extern void cb_catalog_reload_job(CbJob *job);
+extern TimestampTz cb_catalog_set_throttled(int64 run_id, const char *reason,
 								  double throttled_ms);
-extern void catalog_set_estimate(int64 run_id, int64 total);
-extern char *catalog_replica_lag_exceeded(double max_lag_ms, int64 max_lag_bytes);
-extern void catalog_finish_run(const CbRun *run, const char *state,
+extern void cb_catalog_set_estimate(int64 run_id, int64 total);
+extern char *cb_catalog_replica_lag_exceeded(double max_lag_ms, int64 max_lag_bytes);
+extern void cb_catalog_finish_run(const CbRun *run, CbRunState state,
 							   ErrorData *edata, const char *reason);
-extern bool catalog_pause_unowned(int64 run_id);
-extern bool catalog_resume_run(int64 run_id);
-extern void catalog_dead_letter(const CbRun *run, const char *key,
+extern bool cb_catalog_pause_unowned(int64 run_id);
+extern bool cb_catalog_resume_run(int64 run_id);
+extern void cb_catalog_dead_letter(const CbRun *run, const char *key,
 								ErrorData *edata);
-extern uint64 catalog_prune_history(int retention_min);
+extern uint64 cb_catalog_prune_history(int retention_min);
 
-extern List *catalog_runs_in_states(const char *states);
-extern List *catalog_run_queue(void);
-extern bool catalog_mark_interrupted(int64 run_id);
-extern void catalog_fail_unstarted(int64 run_id, const char *sqlstate,
+extern List *cb_catalog_runs_in_states(CbRunStateSet states);
+extern List *cb_catalog_run_queue(void);
+extern bool cb_catalog_mark_interrupted(int64 run_id);
+extern void cb_catalog_fail_unstarted(int64 run_id, int sqlerrcode,
 								   const char *message);
-/* What a process finds in its database: see catalog_schema_state(). */
+/* What a process finds in its database: see cb_catalog_schema_state(). */
 typedef enum CbSchemaState
 {
 	CB_SCHEMA_ABSENT,			/* chunkbatch is not installed here */
@@ -354,11 +413,11 @@ typedef enum CbSchemaState
 	CB_SCHEMA_OK
 } CbSchemaState;
 
-extern CbSchemaState catalog_schema_state(char **version);
-extern void catalog_require_schema(void);
-extern uint64 catalog_pause_copies(void);
-extern void catalog_relink_owners(void);
-extern int64 catalog_count_all_active_runs(void);
+extern CbSchemaState cb_catalog_schema_state(char **version);
+extern void cb_catalog_require_schema(void);
+extern uint64 cb_catalog_pause_copies(void);
+extern void cb_catalog_relink_owners(void);
+extern int64 cb_catalog_count_all_active_runs(void);
 
 /* An interval in milliseconds, a month counted as 30 days. */
 static inline double
@@ -381,38 +440,81 @@ cb_elapsed_exceeds(TimestampTz since, TimestampTz now, const Interval *iv)
  * ----------------------------------------------------------------
  */
 
+/* settings.c: the job settings, described once */
+typedef enum CbSettingKind
+{
+	CB_SET_INT,					/* int32 (nullable: NULL <-> none) */
+	CB_SET_INT64,				/* int64, NULL <-> 0 */
+	CB_SET_BOOL,
+	CB_SET_FLOAT,				/* double */
+	CB_SET_TYPE,				/* a regtype column, an Oid field */
+	CB_SET_NAME,				/* a name (char *) */
+	CB_SET_SQL,					/* a statement (char *), never empty */
+	CB_SET_INTERVAL,			/* Interval *, NULL: none */
+	CB_SET_TIMEOUT,				/* Interval *, NULL or zero: none */
+	CB_SET_CHUNK_TIMEOUT,		/* the same, below INT_MAX ms */
+	CB_SET_CHOICE				/* one of two words, a bool field */
+} CbSettingKind;
+
+typedef struct CbJobSetting CbJobSetting;
+struct CbJobSetting
+{
+	const char *name;			/* argument name = column name */
+	int			argno;			/* position in create_job and alter_job */
+	CbSettingKind kind;
+	size_t		offset;			/* of the field in CbJob */
+	void		(*check) (const CbJobSetting *s, const CbJob *job);
+	const char *choice_no;		/* CB_SET_CHOICE: the word for false */
+	const char *choice_yes;		/* ... and for true */
+	int64		none;			/* nullable CB_SET_INT: the value for NULL */
+	bool		nullable;
+	bool		required;		/* create_job refuses NULL (it has a default) */
+};
+
+extern const CbJobSetting *cb_job_settings(int *n);
+extern void cb_check_name(const char *what, const char *name);
+extern void cb_settings_apply_args(FunctionCallInfo fcinfo, CbJob *job);
+extern void cb_settings_check_job(const CbJob *job);
+extern Oid	cb_setting_sqltype(const CbJobSetting *s);
+extern Datum cb_setting_to_datum(const CbJobSetting *s, const CbJob *job,
+								 bool *isnull);
+extern void cb_setting_from_datum(const CbJobSetting *s, CbJob *job, Datum d,
+								  bool isnull, const char *text);
+
+/* errors.c */
+extern ErrorData *cb_catch_error(MemoryContext mcxt, bool keep, bool report);
+
 /* chunk.c */
 typedef struct CbChunkState CbChunkState;
-extern CbChunkState *chunk_begin(CbRun *run, MemoryContext run_ctx);
-extern void chunk_execute(CbChunkState *cs, CbChunkResult *res);
-extern void chunk_isolate(CbChunkState *cs, CbChunkResult *res);
-extern bool chunk_error_is_transient(ErrorData *edata);
-extern int64 chunk_count_estimate(CbChunkState *cs);
-extern void chunk_validate_sql(const char *job_name, const char *sql,
+extern CbChunkState *cb_chunk_begin(CbRun *run, MemoryContext run_ctx);
+extern void cb_chunk_execute(CbChunkState *cs, CbChunkResult *res);
+extern void cb_chunk_isolate(CbChunkState *cs, CbChunkResult *res);
+extern bool cb_chunk_error_is_transient(ErrorData *edata);
+extern int64 cb_chunk_count_estimate(CbChunkState *cs);
+extern void cb_chunk_validate_sql(const char *job_name, const char *sql,
 							   Oid cursor_type, Oid owner,
 							   const char *search_path);
-extern void chunk_validate_select(const char *job_name, const char *what,
+extern void cb_chunk_validate_select(const char *job_name, const char *what,
 								  const char *sql, Oid cursor_type,
 								  Oid want_type, Oid owner,
 								  const char *search_path);
 
 /* grouplock.c */
 extern int64 cb_group_lock_key(const char *group);
-extern bool grouplock_try(CbRun *run);
-extern void grouplock_release(CbRun *run);
-extern void grouplock_wake_waiters(void);
+extern bool cb_grouplock_try(CbRun *run);
+extern void cb_grouplock_release(CbRun *run);
+extern void cb_grouplock_wake_waiters(void);
 
 /* throttle.c */
-extern bool throttle_wait_once(CbSlot *slot, long timeout_ms);
-extern bool throttle_sleep(CbSlot *slot, int sleep_ms);
-extern bool cb_slot_cancel_requested(CbSlot *slot);
+extern bool cb_throttle_wait_once(CbSlot *slot, long timeout_ms);
+extern bool cb_throttle_sleep(CbSlot *slot, int sleep_ms);
+extern bool cb_throttle_stop_requested(CbSlot *slot);
 extern void cb_worker_sigterm(SIGNAL_ARGS);
 extern bool cb_terminate_pending(void);
-extern void cb_slot_set_phase(CbSlot *slot, CbPhase phase);
-extern int32 throttle_next_batch(CbRun *run, const CbChunkResult *res);
-extern int32 throttle_after_conflict(const CbRun *run);
-extern int	throttle_pause_ms(const CbRun *run, const CbChunkResult *res);
-extern bool throttle_gate(CbRun *run, CbSlot *slot, ErrorData **error,
+extern int32 cb_throttle_next_batch(CbRun *run, const CbChunkResult *res);
+extern int32 cb_throttle_after_conflict(const CbRun *run);
+extern int	cb_throttle_pause_ms(const CbRun *run, const CbChunkResult *res);
+extern bool cb_throttle_gate(CbRun *run, CbSlot *slot, ErrorData **error,
 						  bool *job_altered);
 
 /* worker.c, launcher.c, scheduler.c: bgworker entry points */

@@ -68,7 +68,7 @@ group_locktag(LOCKTAG *tag, const char *group)
  * backend holds it.
  */
 bool
-grouplock_try(CbRun *run)
+cb_grouplock_try(CbRun *run)
 {
 	LOCKTAG		tag;
 	LockAcquireResult result;
@@ -81,29 +81,18 @@ grouplock_try(CbRun *run)
 }
 
 void
-grouplock_release(CbRun *run)
+cb_grouplock_release(CbRun *run)
 {
 	LOCKTAG		tag;
 
 	group_locktag(&tag, run->job.lock_group);
 	(void) LockRelease(&tag, ExclusiveLock, true);
-	grouplock_wake_waiters();
+	cb_grouplock_wake_waiters();
 }
 
 /* Wake every run worker waiting for a group, so it tries again now. */
 void
-grouplock_wake_waiters(void)
+cb_grouplock_wake_waiters(void)
 {
-	int			i;
-
-	LWLockAcquire(cb_shared->lock, LW_SHARED);
-	for (i = 0; i < cb_shared->nslots; i++)
-	{
-		CbSlot	   *slot = &cb_shared->slots[i];
-
-		if (slot->state == CB_SLOT_RUNNING && slot->latch != NULL &&
-			slot->phase == CB_PHASE_WAITING && slot->pid != MyProcPid)
-			SetLatch(slot->latch);
-	}
-	LWLockRelease(cb_shared->lock);
+	cb_slot_wake_group_waiters();
 }

@@ -71,18 +71,6 @@ cb_register_launcher(void)
 	RegisterBackgroundWorker(&w);
 }
 
-static void
-launcher_detach(int code, Datum arg)
-{
-	LWLockAcquire(cb_shared->lock, LW_EXCLUSIVE);
-	if (cb_shared->launcher_pid == MyProcPid)
-	{
-		cb_shared->launcher_pid = 0;
-		cb_shared->launcher_latch = NULL;
-	}
-	LWLockRelease(cb_shared->lock);
-}
-
 /*
  * Databases the last probe could not mark yet, all CB_MAX_DATABASES
  * entries being taken: marked as entries free up.
@@ -180,12 +168,8 @@ launcher_start_scheduler(int idx, Oid dboid)
 	registered = RegisterDynamicBackgroundWorker(&w, &sched_handles[idx]);
 	MemoryContextSwitchTo(oldcxt);
 	if (!registered)
-	{
 		sched_handles[idx] = NULL;
-		return false;
-	}
-	cb_shared->dbs[idx].state = CB_DB_STARTING;
-	return true;
+	return registered;
 }
 
 /*
@@ -202,40 +186,40 @@ launcher_dispatch(void)
 	int			not_started = 0;
 	static TimestampTz last_warning = 0;
 
-	LWLockAcquire(cb_shared->lock, LW_EXCLUSIVE);
 	for (i = 0; i < CB_MAX_DATABASES; i++)
 	{
-		CbDatabase *db = &cb_shared->dbs[i];
+		CbDbEntry	db = cb_db_get(i);
 		pid_t		pid;
+		long		wait_ms;
 
-		if (db->state == CB_DB_STARTING && sched_handles[i] != NULL &&
+		/* It exited before attaching (database gone, or no access). */
+		if (db.state == CB_DB_STARTING && sched_handles[i] != NULL &&
 			GetBackgroundWorkerPid(sched_handles[i], &pid) == BGWH_STOPPED)
 		{
-			/* It exited before attaching (database gone, or no access). */
-			db->state = CB_DB_NONE;
-			db->wake = false;
-			db->dboid = InvalidOid;
-			db->died = false;
+			cb_db_forget(i, db.dboid, false);
+			continue;
 		}
-		if (db->state == CB_DB_NONE && db->dboid != InvalidOid)
+		if (db.state != CB_DB_NONE || db.dboid == InvalidOid)
+			continue;
+		if (!db.wake)
 		{
-			long		wait_ms = !db->died ? 0 : CB_SCHEDULER_RESTART_MS -
-				TimestampDifferenceMilliseconds(sched_started_at[i], now);
-
-			if (!db->wake)
-				db->dboid = InvalidOid;
-			else if (wait_ms > 0)
-				retry_ms = (retry_ms < 0) ? wait_ms : Min(retry_ms, wait_ms);
-			else if (launcher_start_scheduler(i, db->dboid))
-			{
-				sched_started_at[i] = now;
-				db->died = false;
-			}
-			else
-				not_started++;
+			cb_db_forget(i, db.dboid, true);
+			continue;
+		}
+		wait_ms = !db.died ? 0 : CB_SCHEDULER_RESTART_MS -
+			TimestampDifferenceMilliseconds(sched_started_at[i], now);
+		if (wait_ms > 0)
+			retry_ms = (retry_ms < 0) ? wait_ms : Min(retry_ms, wait_ms);
+		else if (!cb_db_begin_start(i, db.dboid))
+			continue;			/* it changed meanwhile */
+		else if (launcher_start_scheduler(i, db.dboid))
+			sched_started_at[i] = now;
+		else
+		{
+			cb_db_start_failed(i, db.dboid);
+			not_started++;
 		}
 	}
-	LWLockRelease(cb_shared->lock);
 
 	/* Tried again at the next wake-up or naptime; said once a minute. */
 	if (not_started > 0 &&
@@ -256,23 +240,13 @@ launcher_dispatch(void)
 void
 chunkbatch_launcher_main(Datum main_arg)
 {
-	int			i;
-
 	pqsignal(SIGTERM, die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	pgstat_report_appname("chunkbatch launcher");
 
-	LWLockAcquire(cb_shared->lock, LW_EXCLUSIVE);
-	cb_shared->launcher_pid = MyProcPid;
-	cb_shared->launcher_latch = MyLatch;
-	/* Schedulers a previous launcher was starting are not ours to track. */
-	for (i = 0; i < CB_MAX_DATABASES; i++)
-		if (cb_shared->dbs[i].state == CB_DB_STARTING)
-			cb_shared->dbs[i].state = CB_DB_NONE;
-	LWLockRelease(cb_shared->lock);
-	before_shmem_exit(launcher_detach, (Datum) 0);
+	cb_launcher_attach();
 	elog(LOG, "chunkbatch launcher started");
 
 	launcher_probe_databases();
@@ -288,11 +262,8 @@ chunkbatch_launcher_main(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		/* A wake that found every database entry taken: look at all again. */
-		LWLockAcquire(cb_shared->lock, LW_EXCLUSIVE);
-		probe = cb_shared->probe_requested || cb_shared->wake_overflow;
-		cb_shared->probe_requested = cb_shared->wake_overflow = false;
-		LWLockRelease(cb_shared->lock);
+		/* resume_all(), or a wake that found every database entry taken */
+		probe = cb_launcher_take_probe();
 		if (probe)
 			launcher_probe_databases();
 		else if (pending_dbs != NIL)

@@ -62,75 +62,7 @@ static BackgroundWorkerHandle **worker_handles = NULL;
 static void
 scheduler_detach(int code, Datum arg)
 {
-	CbDatabase *db = &cb_shared->dbs[MyDbIndex];
-	bool		restart;
-
-	LWLockAcquire(cb_shared->lock, LW_EXCLUSIVE);
-	if (db->pid == MyProcPid)
-	{
-		db->state = CB_DB_NONE;
-		db->pid = 0;
-		db->latch = NULL;
-		/* Terminated or failed with work left: the launcher starts another. */
-		if (!leaving_idle)
-			db->wake = db->died = true;
-	}
-	restart = db->wake;
-	if (restart && cb_shared->launcher_latch != NULL)
-		SetLatch(cb_shared->launcher_latch);
-	LWLockRelease(cb_shared->lock);
-}
-
-/* Take over the database entry, unless another scheduler serves it. */
-static bool
-scheduler_attach(void)
-{
-	CbDatabase *db = &cb_shared->dbs[MyDbIndex];
-	bool		ok;
-
-	LWLockAcquire(cb_shared->lock, LW_EXCLUSIVE);
-	ok = (db->dboid == MyDb && db->state != CB_DB_RUNNING);
-	if (ok)
-	{
-		db->state = CB_DB_RUNNING;
-		db->pid = MyProcPid;
-		db->latch = MyLatch;
-	}
-	LWLockRelease(cb_shared->lock);
-	return ok;
-}
-
-/* Is some slot executing (or starting) this run of this database? */
-static bool
-scheduler_run_has_slot(int64 run_id)
-{
-	bool		found = false;
-	int			i;
-
-	LWLockAcquire(cb_shared->lock, LW_SHARED);
-	for (i = 0; i < cb_shared->nslots && !found; i++)
-	{
-		CbSlot	   *slot = &cb_shared->slots[i];
-
-		found = (slot->state != CB_SLOT_FREE && slot->dboid == MyDb &&
-				 slot->run_id == run_id);
-	}
-	LWLockRelease(cb_shared->lock);
-	return found;
-}
-
-static bool
-scheduler_slots_in_use(void)
-{
-	bool		found = false;
-	int			i;
-
-	LWLockAcquire(cb_shared->lock, LW_SHARED);
-	for (i = 0; i < cb_shared->nslots && !found; i++)
-		found = (cb_shared->slots[i].state != CB_SLOT_FREE &&
-				 cb_shared->slots[i].dboid == MyDb);
-	LWLockRelease(cb_shared->lock);
-	return found;
+	cb_db_detach(MyDbIndex, leaving_idle);
 }
 
 /*
@@ -142,27 +74,15 @@ scheduler_reap_failed_starts(void)
 {
 	int			i;
 
-	for (i = 0; i < cb_shared->nslots; i++)
+	for (i = 0; i < cb_slot_count(); i++)
 	{
-		CbSlot	   *slot = &cb_shared->slots[i];
-		int64		run_id = 0;
-		bool		failed = false;
+		int64		run_id;
 		pid_t		pid;
+		bool		stopped = (worker_handles[i] != NULL &&
+							   GetBackgroundWorkerPid(worker_handles[i], &pid) == BGWH_STOPPED);
 
-		LWLockAcquire(cb_shared->lock, LW_EXCLUSIVE);
-		if (slot->dboid == MyDb &&
-			(slot->state == CB_SLOT_START_FAILED ||
-			 (slot->state == CB_SLOT_STARTING && slot->pid == 0 &&
-			  worker_handles[i] != NULL &&
-			  GetBackgroundWorkerPid(worker_handles[i], &pid) == BGWH_STOPPED)))
-		{
-			failed = true;
-			run_id = slot->run_id;
-			slot->state = CB_SLOT_FREE;
-		}
-		LWLockRelease(cb_shared->lock);
-		if (failed)
-			catalog_fail_unstarted(run_id, "55000",
+		if (cb_slot_reap_failed_start(i, MyDb, stopped, &run_id))
+			cb_catalog_fail_unstarted(run_id, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
 								   "run worker exited before it could connect to the database; see the server log");
 	}
 }
@@ -181,7 +101,7 @@ scheduler_owner_ok(CbRunRef *ref)
 	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(ref->owner));
 	if (!HeapTupleIsValid(tup))
 	{
-		catalog_fail_unstarted(ref->run_id, "42704",
+		cb_catalog_fail_unstarted(ref->run_id, ERRCODE_UNDEFINED_OBJECT,
 							   "the job's owner role no longer exists");
 		return false;
 	}
@@ -191,14 +111,14 @@ scheduler_owner_ok(CbRunRef *ref)
 	{
 		msg = psprintf("role \"%s\" owning job \"%s\" does not have the LOGIN attribute",
 					   GetUserNameFromId(ref->owner, false), ref->job_name);
-		catalog_fail_unstarted(ref->run_id, "28000", msg);
+		cb_catalog_fail_unstarted(ref->run_id, ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION, msg);
 		return false;
 	}
 	if (pg_database_aclcheck(MyDb, ref->owner, ACL_CONNECT) != ACLCHECK_OK)
 	{
 		msg = psprintf("role \"%s\" owning job \"%s\" has no CONNECT privilege on this database",
 					   GetUserNameFromId(ref->owner, false), ref->job_name);
-		catalog_fail_unstarted(ref->run_id, "42501", msg);
+		cb_catalog_fail_unstarted(ref->run_id, ERRCODE_INSUFFICIENT_PRIVILEGE, msg);
 		return false;
 	}
 	return true;
@@ -210,49 +130,13 @@ scheduler_launch(CbRunRef *ref)
 {
 	BackgroundWorker w;
 	CbWorkerArgs args;
-	CbSlot	   *slot = NULL;
 	MemoryContext oldcxt;
 	bool		registered;
 	int			i;
 
-	LWLockAcquire(cb_shared->lock, LW_EXCLUSIVE);
-	for (i = 0; i < cb_shared->nslots; i++)
-	{
-		if (cb_shared->slots[i].state == CB_SLOT_FREE)
-		{
-			slot = &cb_shared->slots[i];
-			break;
-		}
-	}
-	if (slot == NULL)
-	{
-		LWLockRelease(cb_shared->lock);
+	i = cb_slot_claim(ref->run_id, MyDb, ref->owner, &args);
+	if (i < 0)
 		return false;
-	}
-	SpinLockAcquire(&slot->mutex);
-	slot->state = CB_SLOT_STARTING;
-	slot->generation++;
-	slot->run_id = ref->run_id;
-	slot->dboid = MyDb;
-	slot->owner = ref->owner;
-	slot->pid = 0;
-	slot->latch = NULL;
-	slot->phase = CB_PHASE_STARTING;
-	slot->worker_started_at = 0;
-	slot->chunk_started_at = 0;
-	slot->rows_done = slot->chunks_done = slot->rows_this_worker = 0;
-	slot->batch_size = 0;
-	slot->cancel_requested = false;
-	slot->pause_requested = false;
-	slot->nsamples = 0;
-	slot->throttled_us = 0;
-	slot->throttled_since = 0;
-	SpinLockRelease(&slot->mutex);
-
-	args.run_id = ref->run_id;
-	args.generation = slot->generation;
-	args.dboid = MyDb;
-	args.owner = ref->owner;
 
 	memset(&w, 0, sizeof(w));
 	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -275,9 +159,8 @@ scheduler_launch(CbRunRef *ref)
 	MemoryContextSwitchTo(oldcxt);
 	if (!registered)
 	{
-		slot->state = CB_SLOT_FREE;
 		worker_handles[i] = NULL;
-		LWLockRelease(cb_shared->lock);
+		cb_slot_unclaim(i, args.generation);
 		ereport(WARNING,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("chunkbatch could not start a worker for run %lld",
@@ -286,7 +169,6 @@ scheduler_launch(CbRunRef *ref)
 				 errhint("You might need to increase \"max_worker_processes\".")));
 		return false;
 	}
-	LWLockRelease(cb_shared->lock);
 	return true;
 }
 
@@ -298,34 +180,14 @@ scheduler_launch(CbRunRef *ref)
 static void
 scheduler_take_requests(void)
 {
-	int			taken[CB_MAX_REQUESTS];
+	CbRequestCopy reqs[CB_MAX_REQUESTS];
 	int64		run_ids[CB_MAX_REQUESTS];
 	char		error[256];
-	int			n = 0;
+	int			n;
 	int			i;
 	volatile bool failed = false;
 
-	LWLockAcquire(cb_shared->lock, LW_EXCLUSIVE);
-	for (i = 0; i < CB_MAX_REQUESTS; i++)
-	{
-		CbRunRequest *req = &cb_shared->requests[i];
-
-		PGPROC	   *caller;
-
-		if (req->state == CB_REQ_FREE || req->dboid != MyDb)
-			continue;
-		/* A request never outlives its caller: nobody would see its run. */
-		caller = BackendPidGetProc(req->pid);
-		if (req->state != CB_REQ_INSERTING &&
-			(caller == NULL || &caller->procLatch != req->latch || req->abandoned))
-			req->state = CB_REQ_FREE;
-		else if (req->state == CB_REQ_PENDING)
-		{
-			req->state = CB_REQ_INSERTING;
-			taken[n++] = i;
-		}
-	}
-	LWLockRelease(cb_shared->lock);
+	n = cb_requests_take(MyDb, reqs);
 	if (n == 0)
 		return;
 
@@ -335,55 +197,25 @@ scheduler_take_requests(void)
 	{
 		PushActiveSnapshot(GetTransactionSnapshot());
 		for (i = 0; i < n; i++)
-		{
-			CbRunRequest *req = &cb_shared->requests[taken[i]];
-			char	   *params = palloc(req->params_len);
-
-			memcpy(params, req->params, req->params_len);
-			run_ids[i] = catalog_insert_run(req->job_id, PointerGetDatum(params),
-											req->queued_by, req->trigger);
-		}
+			run_ids[i] = cb_catalog_insert_run(reqs[i].job_id, reqs[i].params,
+											reqs[i].queued_by, reqs[i].trigger);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
+		ErrorData  *edata = cb_catch_error(TopMemoryContext, true, false);
 
-		MemoryContextSwitchTo(TopMemoryContext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
 		strlcpy(error, edata->message, sizeof(error));
 		FreeErrorData(edata);
 		failed = true;
 	}
 	PG_END_TRY();
 
-	LWLockAcquire(cb_shared->lock, LW_EXCLUSIVE);
 	for (i = 0; i < n; i++)
-	{
-		CbRunRequest *req = &cb_shared->requests[taken[i]];
-
-		if (req->abandoned)
-		{
-			req->state = CB_REQ_FREE;
-			continue;
-		}
-		if (failed || run_ids[i] == 0)
-		{
-			req->state = CB_REQ_FAILED;
-			strlcpy(req->error, failed ? error : "the job does not exist",
-					sizeof(req->error));
-		}
-		else
-		{
-			req->state = CB_REQ_DONE;
-			req->run_id = run_ids[i];
-		}
-		SetLatch(req->latch);
-	}
-	LWLockRelease(cb_shared->lock);
+		cb_request_finish(reqs[i].idx, failed ? 0 : run_ids[i],
+						  failed ? error :
+						  run_ids[i] == 0 ? "the job does not exist" : NULL);
 }
 
 static bool
@@ -404,125 +236,135 @@ group_taken(List *groups, const char *group)
 static void
 scheduler_group_busy(CbRunRef *ref)
 {
-	if (ref->skip_if_busy && strcmp(ref->state, "queued") == 0)
-		catalog_skip_run(ref->run_id, ref->holder_pid != 0 ?
+	if (ref->skip_if_busy && cb_run_state_in(ref->state, CB_STATE(CB_RUN_QUEUED)))
+		cb_catalog_skip_run(ref->run_id, ref->holder_pid != 0 ?
 						 psprintf("its group was busy (held by process %d)", ref->holder_pid) :
 						 "its group was busy");
 	else if (ref->wait_expired)
-		catalog_skip_run(ref->run_id,
+		cb_catalog_skip_run(ref->run_id,
 						 "it waited for its group longer than group_wait_timeout");
-	else if (strcmp(ref->state, "waiting") != 0)
-		catalog_mark_waiting(ref->run_id);
+	else if (!cb_run_state_in(ref->state, CB_STATE(CB_RUN_WAITING)))
+		cb_catalog_mark_waiting(ref->run_id);
 }
 
-/*
- * One pass over the database's runs.  Returns -1 if chunkbatch is not
- * installed, 0 if the database is idle, 1 if it has queued or active runs,
- * 2 if some run waits for a group (whose holder may be an outside session,
- * which nothing would wake us for).
- */
-static int
-scheduler_pass(void)
+/* Each step of a pass is a short transaction of its own. */
+static void
+step_begin(void)
 {
-	List	   *runs;
-	List	   *taken = NIL;
-	ListCell   *lc;
-	bool		busy;
-	bool		waiting = false;
-	bool		slots_full = false;
-	bool		all_paused = cb_all_paused(NULL);
-	CbSchemaState schema;
-	char	   *version = NULL;
-	uint64		copies;
-
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	schema = catalog_schema_state(&version);
-	if (schema == CB_SCHEMA_OLD)
+}
+
+static void
+step_end(void)
+{
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+/*
+ * Is the database's chunkbatch usable (installed, at this library's
+ * version)?  If so, runs copied from another database rest as paused: they
+ * are not ours to start.
+ */
+static bool
+scheduler_check_database(void)
+{
+	CbSchemaState schema;
+	char	   *version = NULL;
+	uint64		copies = 0;
+
+	step_begin();
+	schema = cb_catalog_schema_state(&version);
+	if (schema == CB_SCHEMA_OK)
+		copies = cb_catalog_pause_copies();
+	else if (schema == CB_SCHEMA_OLD)
 		ereport(LOG,
 				(errmsg("chunkbatch in database \"%s\" is at version %s; its runs wait for ALTER EXTENSION chunkbatch UPDATE",
 						get_database_name(MyDb), version)));
-	if (schema != CB_SCHEMA_OK)
-	{
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		return -1;
-	}
-	/* Runs that were queued in another database are not ours to start. */
-	copies = catalog_pause_copies();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	step_end();
 	if (copies > 0)
 		ereport(LOG,
 				(errmsg("chunkbatch paused %llu runs copied from another database; they run here only once resumed",
 						(unsigned long long) copies)));
+	return schema == CB_SCHEMA_OK;
+}
 
-	/* Runs handed over by callers that wait are queued first. */
-	scheduler_take_requests();
+/* Finished runs past chunkbatch.history_retention go, every ten minutes. */
+static void
+scheduler_prune(void)
+{
+	uint64		pruned;
 
-	/* Finished runs past chunkbatch.history_retention go, every ten minutes. */
-	if (cb_history_retention > 0 &&
-		TimestampDifferenceExceeds(last_prune, GetCurrentTimestamp(), 600 * 1000))
-	{
-		uint64		pruned;
+	if (cb_history_retention <= 0 ||
+		!TimestampDifferenceExceeds(last_prune, GetCurrentTimestamp(), 600 * 1000))
+		return;
+	step_begin();
+	pruned = cb_catalog_prune_history(cb_history_retention);
+	step_end();
+	if (pruned > 0)
+		elog(LOG, "chunkbatch deleted %llu finished runs older than chunkbatch.history_retention",
+			 (unsigned long long) pruned);
+	last_prune = GetCurrentTimestamp();
+}
 
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		pruned = catalog_prune_history(cb_history_retention);
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		if (pruned > 0)
-			elog(LOG, "chunkbatch deleted %llu finished runs older than chunkbatch.history_retention",
-				 (unsigned long long) pruned);
-		last_prune = GetCurrentTimestamp();
-	}
+/* Running runs whose worker is gone become 'interrupted', committed first. */
+static void
+scheduler_mark_interrupted(void)
+{
+	List	   *runs;
+	ListCell   *lc;
 
-	/* Running runs whose worker is gone become 'interrupted', committed first. */
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	step_begin();
 	scheduler_reap_failed_starts();
-	runs = catalog_runs_in_states("running,throttled");
+	runs = cb_catalog_runs_in_states(CB_STATES_EXECUTING);
 	foreach(lc, runs)
 	{
 		CbRunRef   *ref = lfirst(lc);
 
-		if (!scheduler_run_has_slot(ref->run_id) &&
-			catalog_mark_interrupted(ref->run_id))
+		if (!cb_slot_has_run(MyDb, ref->run_id) &&
+			cb_catalog_mark_interrupted(ref->run_id))
 			ereport(LOG,
 					(errmsg("chunkbatch run %lld of job \"%s\" was interrupted; it resumes from its checkpoint",
 							(long long) ref->run_id, ref->job_name)));
 	}
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	step_end();
+}
 
-	/*
-	 * Start runs in queue order, at most one per group: a group is taken by
-	 * a run that has a worker, by any holder of its lock, or by an earlier
-	 * run of the queue.  Runs of taken groups wait without a worker, so a
-	 * busy group never holds up other groups.
-	 */
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	runs = catalog_run_queue();
-	busy = (runs != NIL);
+/*
+ * Start runs in queue order, at most one per group: a group is taken by a
+ * run that has a worker, by any holder of its lock, or by an earlier run
+ * of the queue.  Runs of taken groups wait without a worker, so a busy
+ * group never holds up other groups.  Nothing starts while everything is
+ * paused.  *queued: the queue was not empty; returns true if some run
+ * waits for its group.
+ */
+static bool
+scheduler_start_runs(bool all_paused, bool *queued)
+{
+	List	   *runs;
+	List	   *taken = NIL;
+	ListCell   *lc;
+	bool		waiting = false;
+	bool		slots_full = false;
+
+	step_begin();
+	runs = cb_catalog_run_queue();
+	*queued = (runs != NIL);
 	foreach(lc, runs)
 	{
 		CbRunRef   *ref = lfirst(lc);
 
-		if (scheduler_run_has_slot(ref->run_id) || ref->holder_pid != 0)
+		if (cb_slot_has_run(MyDb, ref->run_id) || ref->holder_pid != 0)
 			taken = lappend(taken, ref->lock_group);
 	}
 	foreach(lc, runs)
 	{
 		CbRunRef   *ref = lfirst(lc);
 
-		if (scheduler_run_has_slot(ref->run_id) ||
-			strcmp(ref->state, "running") == 0 ||
-			strcmp(ref->state, "throttled") == 0)
+		if (cb_slot_has_run(MyDb, ref->run_id) ||
+			cb_run_state_in(ref->state, CB_STATES_EXECUTING))
 			continue;
 		if (group_taken(taken, ref->lock_group))
 		{
@@ -535,18 +377,40 @@ scheduler_pass(void)
 			!scheduler_launch(ref))
 			slots_full = true;
 	}
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	step_end();
+	return waiting;
+}
+
+/*
+ * One pass over the database's runs.  Returns -1 if chunkbatch is not
+ * usable here, 0 if the database is idle, 1 if it has queued or active
+ * runs, 2 if some run waits for a group (whose holder may be an outside
+ * session, which nothing would wake us for).
+ */
+static int
+scheduler_pass(void)
+{
+	bool		all_paused = cb_all_paused(NULL);
+	bool		queued;
+	bool		waiting;
+
+	if (!scheduler_check_database())
+		return -1;
+	/* Runs handed over by callers that wait are queued first. */
+	scheduler_take_requests();
+	scheduler_prune();
+	scheduler_mark_interrupted();
+	waiting = scheduler_start_runs(all_paused, &queued);
 
 	/*
 	 * While everything is paused, a database without workers has nothing to
 	 * do: its scheduler leaves, and resume_all() brings it back.
 	 */
 	if (all_paused)
-		return scheduler_slots_in_use() ? 1 : 0;
+		return cb_slots_in_use(MyDb) ? 1 : 0;
 	if (waiting)
 		return 2;
-	return (busy || scheduler_slots_in_use()) ? 1 : 0;
+	return (queued || cb_slots_in_use(MyDb)) ? 1 : 0;
 }
 
 void
@@ -562,18 +426,18 @@ chunkbatch_scheduler_main(Datum main_arg)
 	pqsignal(SIGTERM, die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
-	if (cb_shared == NULL || MyDbIndex < 0 || MyDbIndex >= CB_MAX_DATABASES)
+	if (!cb_shmem_ready() || MyDbIndex < 0 || MyDbIndex >= CB_MAX_DATABASES)
 		proc_exit(0);
 
 	BackgroundWorkerInitializeConnectionByOid(MyDb, InvalidOid, 0);
-	if (!scheduler_attach())
+	if (!cb_db_attach(MyDbIndex, MyDb))
 		proc_exit(0);
 	before_shmem_exit(scheduler_detach, (Datum) 0);
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	pgstat_report_appname("chunkbatch scheduler");
 
 	worker_handles = MemoryContextAllocZero(TopMemoryContext,
-											sizeof(BackgroundWorkerHandle *) * cb_shared->nslots);
+											sizeof(BackgroundWorkerHandle *) * cb_slot_count());
 	pass_ctx = AllocSetContextCreate(TopMemoryContext, "chunkbatch scheduler pass",
 									 ALLOCSET_DEFAULT_SIZES);
 	idle_since = GetCurrentTimestamp();
@@ -589,9 +453,7 @@ chunkbatch_scheduler_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 
-		LWLockAcquire(cb_shared->lock, LW_EXCLUSIVE);
-		cb_shared->dbs[MyDbIndex].wake = false;
-		LWLockRelease(cb_shared->lock);
+		cb_db_clear_wake(MyDbIndex);
 
 		MemoryContextReset(pass_ctx);
 		MemoryContextSwitchTo(pass_ctx);
@@ -602,11 +464,7 @@ chunkbatch_scheduler_main(Datum main_arg)
 		PG_CATCH();
 		{
 			/* Log it and try again later rather than exit and restart. */
-			HOLD_INTERRUPTS();
-			EmitErrorReport();
-			AbortOutOfAnyTransaction();
-			FlushErrorState();
-			RESUME_INTERRUPTS();
+			(void) cb_catch_error(pass_ctx, false, true);
 			busy = 1;
 		}
 		PG_END_TRY();
@@ -618,14 +476,7 @@ chunkbatch_scheduler_main(Datum main_arg)
 				 TimestampDifferenceExceeds(idle_since, GetCurrentTimestamp(),
 											cb_scheduler_idle_exit * 1000))
 		{
-			bool		leave;
-
-			LWLockAcquire(cb_shared->lock, LW_EXCLUSIVE);
-			leave = !cb_shared->dbs[MyDbIndex].wake || busy < 0;
-			if (leave)
-				cb_shared->dbs[MyDbIndex].wake = false;
-			LWLockRelease(cb_shared->lock);
-			if (leave)
+			if (cb_db_leave_if_unwoken(MyDbIndex, busy < 0))
 			{
 				leaving_idle = true;
 				proc_exit(0);

@@ -59,22 +59,13 @@ cb_terminate_pending(void)
 
 /* Has the run been asked to stop: cancel, pause or SIGTERM? */
 bool
-cb_slot_cancel_requested(CbSlot *slot)
+cb_throttle_stop_requested(CbSlot *slot)
 {
-	bool		stop;
+	bool		cancel;
+	bool		pause;
 
-	SpinLockAcquire(&slot->mutex);
-	stop = slot->cancel_requested || slot->pause_requested;
-	SpinLockRelease(&slot->mutex);
-	return stop || terminate_pending;
-}
-
-void
-cb_slot_set_phase(CbSlot *slot, CbPhase phase)
-{
-	SpinLockAcquire(&slot->mutex);
-	slot->phase = phase;
-	SpinLockRelease(&slot->mutex);
+	cb_slot_stop_flags(slot, &cancel, &pause);
+	return cancel || pause || terminate_pending;
 }
 
 /*
@@ -84,7 +75,7 @@ cb_slot_set_phase(CbSlot *slot, CbPhase phase)
  * Returns false if the run was asked to stop.
  */
 bool
-throttle_wait_once(CbSlot *slot, long timeout_ms)
+cb_throttle_wait_once(CbSlot *slot, long timeout_ms)
 {
 	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 					 timeout_ms, PG_WAIT_EXTENSION);
@@ -96,7 +87,7 @@ throttle_wait_once(CbSlot *slot, long timeout_ms)
 		ConfigReloadPending = false;
 		ProcessConfigFile(PGC_SIGHUP);
 	}
-	return !cb_slot_cancel_requested(slot);
+	return !cb_throttle_stop_requested(slot);
 }
 
 /*
@@ -105,7 +96,7 @@ throttle_wait_once(CbSlot *slot, long timeout_ms)
  * run at full speed still sees a reloaded postgresql.conf between chunks.
  */
 bool
-throttle_sleep(CbSlot *slot, int sleep_ms)
+cb_throttle_sleep(CbSlot *slot, int sleep_ms)
 {
 	TimestampTz end;
 
@@ -115,7 +106,7 @@ throttle_sleep(CbSlot *slot, int sleep_ms)
 		ProcessConfigFile(PGC_SIGHUP);
 	}
 	if (sleep_ms <= 0)
-		return !cb_slot_cancel_requested(slot);
+		return !cb_throttle_stop_requested(slot);
 
 	end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), sleep_ms);
 	for (;;)
@@ -124,8 +115,8 @@ throttle_sleep(CbSlot *slot, int sleep_ms)
 
 		/* The emergency stop ends the sleep: the throttle gate holds the run. */
 		if (left <= 0 || cb_all_paused(NULL))
-			return !cb_slot_cancel_requested(slot);
-		if (!throttle_wait_once(slot, left))
+			return !cb_throttle_stop_requested(slot);
+		if (!cb_throttle_wait_once(slot, left))
 			return false;
 	}
 }
@@ -246,7 +237,7 @@ adaptive_size(const CbRun *run, const CbChunkResult *res)
  * sessions wait halves the size in both modes.
  */
 int32
-throttle_next_batch(CbRun *run, const CbChunkResult *res)
+cb_throttle_next_batch(CbRun *run, const CbChunkResult *res)
 {
 	CbJob	   *job = &run->job;
 	double		cur = run->batch_size;
@@ -280,7 +271,7 @@ throttle_next_batch(CbRun *run, const CbChunkResult *res)
  * fixed one grows back as after a lock waiter.
  */
 int32
-throttle_after_conflict(const CbRun *run)
+cb_throttle_after_conflict(const CbRun *run)
 {
 	int32		lo = run->job.target_chunk_ms > 0 ? run->job.min_batch_size : 1;
 
@@ -289,7 +280,7 @@ throttle_after_conflict(const CbRun *run)
 
 /* The pause after a chunk: sleep_ms plus sleep_ratio times its duration. */
 int
-throttle_pause_ms(const CbRun *run, const CbChunkResult *res)
+cb_throttle_pause_ms(const CbRun *run, const CbChunkResult *res)
 {
 	double		ms = run->job.sleep_ms + run->job.sleep_ratio * res->elapsed_ms;
 
@@ -342,7 +333,7 @@ throttle_reason(CbRun *run)
 	if (cb_all_paused(&reason))
 		return reason;
 	if (job->max_replica_lag != NULL || job->max_replica_lag_bytes > 0)
-		reason = catalog_replica_lag_exceeded(job->max_replica_lag ?
+		reason = cb_catalog_replica_lag_exceeded(job->max_replica_lag ?
 											  cb_interval_ms(job->max_replica_lag) : 0,
 											  job->max_replica_lag_bytes);
 	if (reason == NULL && job->throttle_sql != NULL && throttle_sql_says_wait(run))
@@ -370,20 +361,14 @@ throttle_check(CbRun *run, ErrorData **error, bool *job_altered)
 		if (reason != NULL)
 			reason = MemoryContextStrdup(caller, reason);
 		if (reason != NULL &&
-			catalog_set_throttled(run->run_id, reason, 0) != run->job.altered_at)
+			cb_catalog_set_throttled(run->run_id, reason, 0) != run->job.altered_at)
 			*job_altered = true;
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 	}
 	PG_CATCH();
 	{
-		MemoryContextSwitchTo(caller);
-		HOLD_INTERRUPTS();
-		*error = CopyErrorData();
-		EmitErrorReport();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		RESUME_INTERRUPTS();
+		*error = cb_catch_error(caller, true, true);
 		reason = NULL;
 	}
 	PG_END_TRY();
@@ -400,7 +385,7 @@ throttle_check(CbRun *run, ErrorData **error, bool *job_altered)
  * the job again and checks its new throttles.
  */
 bool
-throttle_gate(CbRun *run, CbSlot *slot, ErrorData **error, bool *job_altered)
+cb_throttle_gate(CbRun *run, CbSlot *slot, ErrorData **error, bool *job_altered)
 {
 	TimestampTz since = 0;
 	bool		go = true;
@@ -415,11 +400,9 @@ throttle_gate(CbRun *run, CbSlot *slot, ErrorData **error, bool *job_altered)
 		if (since == 0)
 		{
 			since = GetCurrentTimestamp();
-			SpinLockAcquire(&slot->mutex);
-			slot->throttled_since = since;
-			SpinLockRelease(&slot->mutex);
+			cb_slot_throttle_begin(slot, since);
 		}
-		if (!(go = throttle_wait_once(slot, 200L)))
+		if (!(go = cb_throttle_wait_once(slot, 200L)))
 			break;
 	}
 	if (since != 0)
@@ -430,13 +413,10 @@ throttle_gate(CbRun *run, CbSlot *slot, ErrorData **error, bool *job_altered)
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
-		(void) catalog_set_throttled(run->run_id, NULL, us / 1000.0);
+		(void) cb_catalog_set_throttled(run->run_id, NULL, us / 1000.0);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
-		SpinLockAcquire(&slot->mutex);
-		slot->throttled_since = 0;
-		slot->throttled_us += us;
-		SpinLockRelease(&slot->mutex);
+		cb_slot_throttle_end(slot, us);
 	}
 	return go && *error == NULL;
 }

@@ -60,11 +60,11 @@ check_no_active_runs(void)
 	int64		active;
 	bool		snapshot = !ActiveSnapshotSet();
 
-	if (catalog_schema_state(NULL) != CB_SCHEMA_OK)
+	if (cb_catalog_schema_state(NULL) != CB_SCHEMA_OK)
 		return;					/* absent, or a version no worker executes */
 	if (snapshot)
 		PushActiveSnapshot(GetTransactionSnapshot());
-	active = catalog_count_all_active_runs();
+	active = cb_catalog_count_all_active_runs();
 	if (snapshot)
 		PopActiveSnapshot();
 	if (active > 0)
@@ -74,7 +74,8 @@ check_no_active_runs(void)
 							   "cannot drop extension chunkbatch because %lld runs are queued or active",
 							   active, (long long) active),
 				 errdetail("Dropping it would end them in the middle of their work."),
-				 errhint("Cancel them (or pause them) first, e.g. SELECT chunkbatch.cancel(run_id) FROM chunkbatch.runs WHERE state IN ('queued', 'waiting', 'running', 'throttled', 'interrupted').")));
+				 errhint("Cancel them (or pause them) first, e.g. SELECT chunkbatch.cancel(run_id) FROM chunkbatch.runs WHERE state IN %s.",
+						 cb_run_states_sql(CB_STATES_ACTIVE))));
 }
 
 static void

@@ -39,47 +39,25 @@
 #define CB_MAX_START_ATTEMPTS	3
 
 static CbSlot *MySlot = NULL;
+static CbPhase MyPhase = CB_PHASE_STARTING;	/* as last published */
 static MemoryContext RunContext = NULL;	/* lives as long as the run */
 
 /* Slot release at exit; a worker that never connected reports that. */
 static void
 worker_detach(int code, Datum arg)
 {
-	LWLockAcquire(cb_shared->lock, LW_EXCLUSIVE);
-	if (MySlot->pid == MyProcPid)
-	{
-		/* Terminated while connecting is no failure of the run's. */
-		MySlot->state = (MySlot->state == CB_SLOT_STARTING &&
-						 !cb_terminate_pending()) ?
-			CB_SLOT_START_FAILED : CB_SLOT_FREE;
-		MySlot->pid = 0;
-		MySlot->latch = NULL;
-	}
-	LWLockRelease(cb_shared->lock);
+	/* Terminated while connecting is no failure of the run's. */
+	cb_slot_detach(MySlot, cb_terminate_pending());
 	cb_wake_schedulers();
-	grouplock_wake_waiters();
+	cb_grouplock_wake_waiters();
 }
 
 static void
 worker_attach(int slotno, const CbWorkerArgs *args)
 {
-	if (cb_shared == NULL || slotno < 0 || slotno >= cb_shared->nslots)
+	MySlot = cb_slot_attach(slotno, args);
+	if (MySlot == NULL)
 		proc_exit(0);
-	MySlot = &cb_shared->slots[slotno];
-
-	LWLockAcquire(cb_shared->lock, LW_EXCLUSIVE);
-	if (MySlot->state != CB_SLOT_STARTING ||
-		MySlot->generation != args->generation ||
-		MySlot->run_id != args->run_id)
-	{
-		LWLockRelease(cb_shared->lock);
-		proc_exit(0);
-	}
-	MySlot->pid = MyProcPid;
-	MySlot->latch = MyLatch;
-	MySlot->phase = CB_PHASE_STARTING;
-	MySlot->worker_started_at = GetCurrentTimestamp();
-	LWLockRelease(cb_shared->lock);
 	before_shmem_exit(worker_detach, (Datum) 0);
 }
 
@@ -87,22 +65,30 @@ worker_attach(int slotno, const CbWorkerArgs *args)
 static void
 worker_publish(const CbRun *run, CbPhase phase, uint64 processed)
 {
-	SpinLockAcquire(&MySlot->mutex);
-	MySlot->phase = phase;
-	MySlot->rows_done = run->rows_done;
-	MySlot->chunks_done = run->chunks_done;
-	MySlot->rows_this_worker += processed;
-	MySlot->batch_size = run->batch_size;
-	if (phase == CB_PHASE_SLEEPING)
-	{
-		int			i = MySlot->nsamples++ % CB_RATE_SAMPLES;
+	MyPhase = phase;
+	cb_slot_publish(MySlot, phase, run->rows_done, run->chunks_done,
+					processed, run->batch_size);
+}
 
-		MySlot->sample_at[i] = GetCurrentTimestamp();
-		MySlot->sample_rows[i] = run->rows_done;
-		MySlot->sample_throttled_us[i] = MySlot->throttled_us;
-	}
-	MySlot->chunk_started_at = (phase == CB_PHASE_CHUNK) ? GetCurrentTimestamp() : 0;
-	SpinLockRelease(&MySlot->mutex);
+/*
+ * The context line of every message of the worker (a chunk's error, a
+ * retry, a throttle's failure): which run, chunk and job it comes from.
+ */
+static void
+worker_error_context(void *arg)
+{
+	const CbRun *run = (const CbRun *) arg;
+
+	if (run->job.job_name == NULL)
+		errcontext("chunkbatch run %lld", (long long) run->run_id);
+	else if (MyPhase == CB_PHASE_CHUNK)
+		errcontext("chunkbatch run %lld, chunk %lld of job \"%s\"",
+				   (long long) run->run_id, (long long) run->chunks_done + 1,
+				   run->job.job_name);
+	else
+		errcontext("chunkbatch run %lld of job \"%s\", after chunk %lld",
+				   (long long) run->run_id, run->job.job_name,
+				   (long long) run->chunks_done);
 }
 
 /*
@@ -128,15 +114,16 @@ bookkeeping_end(void)
 }
 
 static void
-worker_end_run(CbRun *run, const char *state, ErrorData *edata,
+worker_end_run(CbRun *run, CbRunState state, ErrorData *edata,
 			   const char *reason)
 {
 	bookkeeping_begin();
-	catalog_finish_run(run, state, edata, reason);
+	cb_catalog_finish_run(run, state, edata, reason);
 	bookkeeping_end();
 	ereport(LOG,
 			(errmsg("chunkbatch run %lld of job \"%s\" %s at %lld rows in %lld chunks%s%s",
-					(long long) run->run_id, run->job.job_name, state,
+					(long long) run->run_id, run->job.job_name,
+					cb_run_state_name(state),
 					(long long) run->rows_done, (long long) run->chunks_done,
 					reason ? ": " : "", reason ? reason : "")));
 }
@@ -159,10 +146,7 @@ worker_should_stop(const CbRun *run, TimestampTz began)
 
 	if (cb_terminate_pending())
 		return CB_STOP_TERMINATE;
-	SpinLockAcquire(&MySlot->mutex);
-	cancel = MySlot->cancel_requested;
-	pause = MySlot->pause_requested;
-	SpinLockRelease(&MySlot->mutex);
+	cb_slot_stop_flags(MySlot, &cancel, &pause);
 	if (cancel)
 		return CB_STOP_CANCEL;
 	if (pause)
@@ -179,16 +163,16 @@ worker_stop(CbRun *run, CbStop why)
 	switch (why)
 	{
 		case CB_STOP_TERMINATE:
-			worker_end_run(run, "interrupted", NULL, "its worker was terminated");
+			worker_end_run(run, CB_RUN_INTERRUPTED, NULL, "its worker was terminated");
 			break;
 		case CB_STOP_CANCEL:
-			worker_end_run(run, "cancelled", NULL, NULL);
+			worker_end_run(run, CB_RUN_CANCELLED, NULL, NULL);
 			break;
 		case CB_STOP_PAUSE:
-			worker_end_run(run, "paused", NULL, NULL);
+			worker_end_run(run, CB_RUN_PAUSED, NULL, NULL);
 			break;
 		case CB_STOP_RUNTIME:
-			worker_end_run(run, "stopped", NULL, "max_runtime");
+			worker_end_run(run, CB_RUN_STOPPED, NULL, "max_runtime");
 			break;
 		case CB_GO:
 			break;
@@ -206,7 +190,7 @@ worker_take_group(CbRun *run, TimestampTz began)
 {
 	bool		marked = false;
 
-	while (!grouplock_try(run))
+	while (!cb_grouplock_try(run))
 	{
 		const char *skip = NULL;
 		CbStop		stop;
@@ -220,19 +204,19 @@ worker_take_group(CbRun *run, TimestampTz began)
 		if (skip != NULL)
 		{
 			bookkeeping_begin();
-			catalog_skip_run(run->run_id, skip);
+			cb_catalog_skip_run(run->run_id, skip);
 			bookkeeping_end();
 			return false;
 		}
 		if (!marked)
 		{
 			bookkeeping_begin();
-			catalog_mark_waiting(run->run_id);
+			cb_catalog_mark_waiting(run->run_id);
 			bookkeeping_end();
 			marked = true;
 		}
 		cb_slot_set_phase(MySlot, CB_PHASE_WAITING);
-		(void) throttle_wait_once(MySlot, 1000L);
+		(void) cb_throttle_wait_once(MySlot, 1000L);
 		if ((stop = worker_should_stop(run, began)) != CB_GO &&
 			stop != CB_STOP_RUNTIME)
 		{
@@ -241,7 +225,7 @@ worker_take_group(CbRun *run, TimestampTz began)
 		}
 	}
 	bookkeeping_begin();
-	catalog_mark_started(run->run_id);
+	cb_catalog_mark_started(run->run_id);
 	bookkeeping_end();
 	return true;
 }
@@ -258,12 +242,12 @@ worker_fail(CbRun *run, ErrorData *edata, TimestampTz began)
 
 	/* max_runtime ends a run that only meets transient errors: stopped. */
 	if (stop != CB_GO &&
-		(stop != CB_STOP_RUNTIME || chunk_error_is_transient(edata)))
+		(stop != CB_STOP_RUNTIME || cb_chunk_error_is_transient(edata)))
 	{
 		worker_stop(run, stop);
 		return;
 	}
-	worker_end_run(run, "failed", edata, NULL);
+	worker_end_run(run, CB_RUN_FAILED, edata, NULL);
 	ereport(LOG,
 			(errmsg("chunkbatch run %lld of job \"%s\" failed in chunk %lld: %s",
 					(long long) run->run_id, run->job.job_name,
@@ -304,19 +288,19 @@ worker_retry(CbRun *run, const CbChunkResult *res, int *attempts,
 						(long long) run->chunks_done + 1, run->batch_size)));
 		return true;
 	}
-	if (!chunk_error_is_transient(res->error) || *attempts >= run->job.max_retries)
+	if (!cb_chunk_error_is_transient(res->error) || *attempts >= run->job.max_retries)
 		return false;
 	backoff = Min((long) CB_BACKOFF_BASE_MS << Min(*attempts, 16), CB_BACKOFF_MAX_MS);
 	backoff = backoff / 2 + (long) (pg_prng_double(&pg_global_prng_state) * backoff / 2);
 	(*attempts)++;
 	run->retries++;
-	run->batch_size = throttle_after_conflict(run);
+	run->batch_size = cb_throttle_after_conflict(run);
 	ereport(LOG,
 			(errmsg("chunkbatch run %lld of job \"%s\" retries chunk %lld in %ld ms (attempt %d of %d): %s",
 					(long long) run->run_id, run->job.job_name,
 					(long long) run->chunks_done + 1, backoff, *attempts,
 					run->job.max_retries, res->error->message)));
-	(void) throttle_sleep(MySlot, (int) backoff);
+	(void) cb_throttle_sleep(MySlot, (int) backoff);
 	return true;
 }
 
@@ -333,10 +317,10 @@ worker_recover(CbRun *run, CbChunkState *cs, CbChunkResult *res,
 	if (worker_retry(run, res, attempts, began))
 		return true;
 	if (run->job.isolate && run->job.keys_sql != NULL &&
-		!res->timed_out && !chunk_error_is_transient(res->error) &&
+		!res->timed_out && !cb_chunk_error_is_transient(res->error) &&
 		worker_should_stop(run, began) == CB_GO)
 	{
-		chunk_isolate(cs, res);
+		cb_chunk_isolate(cs, res);
 		if (!res->ok && worker_retry(run, res, attempts, began))
 			return true;
 	}
@@ -355,7 +339,7 @@ worker_retune(CbRun *run)
 
 	bookkeeping_begin();
 	MemoryContextSwitchTo(RunContext);
-	catalog_reload_job(&run->job);
+	cb_catalog_reload_job(&run->job);
 	bookkeeping_end();
 	MemoryContextSwitchTo(old);
 	run->ceiling = 0;			/* new settings: learn the knee again */
@@ -382,7 +366,7 @@ worker_gate(CbRun *run, ErrorData **error)
 
 	for (;;)
 	{
-		bool		go = throttle_gate(run, MySlot, error, &job_altered);
+		bool		go = cb_throttle_gate(run, MySlot, error, &job_altered);
 
 		if (!job_altered || !go)
 			return go;
@@ -400,9 +384,9 @@ worker_pace(CbRun *run, const CbChunkResult *res, ErrorData **error)
 {
 	if (res->job_altered_at != run->job.altered_at)
 		worker_retune(run);
-	run->batch_size = throttle_next_batch(run, res);
+	run->batch_size = cb_throttle_next_batch(run, res);
 	*error = NULL;
-	if (!throttle_sleep(MySlot, throttle_pause_ms(run, res)))
+	if (!cb_throttle_sleep(MySlot, cb_throttle_pause_ms(run, res)))
 		return false;
 	return worker_gate(run, error);
 }
@@ -422,20 +406,15 @@ worker_estimate(CbRun *run, CbChunkState *cs)
 		int64		total;
 
 		PushActiveSnapshot(GetTransactionSnapshot());
-		total = chunk_count_estimate(cs);
+		total = cb_chunk_count_estimate(cs);
 		if (total >= 0)
-			catalog_set_estimate(run->run_id, total);
+			cb_catalog_set_estimate(run->run_id, total);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 	}
 	PG_CATCH();
 	{
-		MemoryContextSwitchTo(old);
-		HOLD_INTERRUPTS();
-		EmitErrorReport();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		RESUME_INTERRUPTS();
+		(void) cb_catch_error(old, false, true);
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(old);
@@ -459,21 +438,15 @@ worker_start(int64 run_id, CbRun *run, CbChunkState **cs, MemoryContext run_ctx)
 	PG_TRY();
 	{
 		PushActiveSnapshot(GetTransactionSnapshot());
-		claimed = catalog_claim_run(run_id, run);
+		claimed = cb_catalog_claim_run(run_id, run);
 		if (claimed)
-			*cs = chunk_begin(run, run_ctx);
+			*cs = cb_chunk_begin(run, run_ctx);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 	}
 	PG_CATCH();
 	{
-		MemoryContextSwitchTo(run_ctx);
-		HOLD_INTERRUPTS();
-		edata = CopyErrorData();
-		EmitErrorReport();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		RESUME_INTERRUPTS();
+		edata = cb_catch_error(run_ctx, true, true);
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(run_ctx);
@@ -486,8 +459,7 @@ worker_start(int64 run_id, CbRun *run, CbChunkState **cs, MemoryContext run_ctx)
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
-		catalog_fail_unstarted(run_id, unpack_sql_state(edata->sqlerrcode),
-							   edata->message);
+		cb_catalog_fail_unstarted(run_id, edata->sqlerrcode, edata->message);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 		return false;
@@ -500,7 +472,7 @@ worker_start(int64 run_id, CbRun *run, CbChunkState **cs, MemoryContext run_ctx)
 								   CB_MAX_START_ATTEMPTS);
 
 		bookkeeping_begin();
-		catalog_fail_unstarted(run_id, "55000", msg);
+		cb_catalog_fail_unstarted(run_id, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, msg);
 		bookkeeping_end();
 		ereport(LOG,
 				(errmsg("chunkbatch run %lld of job \"%s\" failed as a crash loop: %s",
@@ -512,11 +484,8 @@ worker_start(int64 run_id, CbRun *run, CbChunkState **cs, MemoryContext run_ctx)
 	snprintf(appname, sizeof(appname), "chunkbatch run %lld: %s",
 			 (long long) run_id, run->job.job_name);
 	pgstat_report_appname(appname);
-	SpinLockAcquire(&MySlot->mutex);
-	MySlot->rows_done = run->rows_done;
-	MySlot->chunks_done = run->chunks_done;
-	MySlot->batch_size = run->batch_size;
-	SpinLockRelease(&MySlot->mutex);
+	cb_slot_start_progress(MySlot, run->rows_done, run->chunks_done,
+						   run->batch_size);
 	return true;
 }
 
@@ -532,6 +501,7 @@ chunkbatch_worker_main(Datum main_arg)
 	int			attempts = 0;
 	CbStop		stop;
 	ErrorData  *error;
+	ErrorContextCallback errcb;
 
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
 	pqsignal(SIGTERM, cb_worker_sigterm);
@@ -540,9 +510,7 @@ chunkbatch_worker_main(Datum main_arg)
 	worker_attach(DatumGetInt32(main_arg), &args);
 
 	BackgroundWorkerInitializeConnectionByOid(args.dboid, args.owner, 0);
-	LWLockAcquire(cb_shared->lock, LW_EXCLUSIVE);
-	MySlot->state = CB_SLOT_RUNNING;
-	LWLockRelease(cb_shared->lock);
+	cb_slot_set_running(MySlot);
 	/*
 	 * Chunks are short statements repeated many times: no parallel workers
 	 * (they come from the same max_worker_processes pool), and no JIT, whose
@@ -558,6 +526,12 @@ chunkbatch_worker_main(Datum main_arg)
 	chunk_ctx = AllocSetContextCreate(run_ctx, "chunkbatch chunk",
 									  ALLOCSET_DEFAULT_SIZES);
 	RunContext = run_ctx;
+	memset(&run, 0, sizeof(run));
+	run.run_id = args.run_id;
+	errcb.callback = worker_error_context;
+	errcb.arg = (void *) &run;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
 	if (!worker_start(args.run_id, &run, &cs, run_ctx) ||
 		!worker_take_group(&run, began))
 		proc_exit(0);
@@ -581,7 +555,7 @@ chunkbatch_worker_main(Datum main_arg)
 			break;
 		}
 		worker_publish(&run, CB_PHASE_CHUNK, 0);
-		chunk_execute(cs, &res);
+		cb_chunk_execute(cs, &res);
 		if (!res.ok && worker_recover(&run, cs, &res, &attempts, began))
 			continue;
 		if (!res.ok)
@@ -606,6 +580,6 @@ chunkbatch_worker_main(Datum main_arg)
 	}
 
 	cb_slot_set_phase(MySlot, CB_PHASE_FINISHING);
-	grouplock_release(&run);
+	cb_grouplock_release(&run);
 	proc_exit(0);
 }

@@ -13,39 +13,14 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use ChunkbatchNode;
 
-# Run SQL expected to fail; return the SQLSTATE of its error ('' if none),
-# its stderr and its stdout.
-sub sql_error
-{
-	my ($node, $db, $sql, %params) = @_;
-	my ($ret, $stdout, $stderr) =
-	  $node->psql($db, "\\set VERBOSITY verbose\n$sql", %params);
-	my ($sqlstate) = $stderr =~ /ERROR:\s+([0-9A-Z]{5}):/;
-	return ($sqlstate // '', $stderr, $stdout);
-}
-
-my $node = PostgreSQL::Test::Cluster->new('commit_every_n');
-
-# Should the server die (restart_after_crash is off), fail this script
-# without making the test framework bail out of the remaining scripts.
-END
-{
-	local $?;
-	$node->stop('immediate', fail_ok => 1) if defined $node;
-}
-
-$node->init;
-$node->append_conf('postgresql.conf',
-	"shared_preload_libraries = 'chunkbatch'\n"
-	  . "chunkbatch.naptime = 1\n"
-	  . "max_worker_processes = 16\n");
-$node->start;
-
-$node->safe_psql('postgres', 'CREATE EXTENSION chunkbatch');
+my $node =
+  ChunkbatchNode->create('commit_every_n', extension_in => ['postgres']);
 
 # ---------------------------------------------------------------------------
 # 1. Repeat mode: purge 50,000 of 100,000 rows, 1000 rows per transaction.
@@ -70,11 +45,9 @@ SELECT chunkbatch.create_job(
   batch_size => 1000);
 });
 
-my $purge_run =
-  $node->safe_psql('postgres', q{SELECT chunkbatch.run('purge_events')});
+my $purge_run = $node->queue_run('purge_events');
 like($purge_run, qr/^\d+$/, 'run() returns a run id');
-is( $node->safe_psql(
-		'postgres', "SELECT chunkbatch.wait($purge_run, '60s')"),
+is( $node->final_state($purge_run, '60s'),
 	'succeeded',
 	'purge run succeeds');
 
@@ -128,15 +101,11 @@ SELECT chunkbatch.create_job(
   cursor_type => 'bigint');
 });
 
-my $keyset_run =
-  $node->safe_psql('postgres', q{SELECT chunkbatch.run('touch_items')});
-is( $node->safe_psql(
-		'postgres', "SELECT chunkbatch.wait($keyset_run, '60s')"),
+my $keyset_run = $node->queue_run('touch_items');
+is( $node->final_state($keyset_run, '60s'),
 	'succeeded',
 	'keyset run succeeds');
-is( $node->safe_psql(
-		'postgres',
-		q{SELECT count(*), count(*) FILTER (WHERE counter = 1) FROM items}),
+is( $node->once_count('items'),
 	'120000|120000',
 	'keyset run processed every row exactly once');
 is( $node->safe_psql(
@@ -150,31 +119,15 @@ is( $node->safe_psql(
 # ---------------------------------------------------------------------------
 # 3. A slow run is observable while it runs.
 # ---------------------------------------------------------------------------
-$node->safe_psql(
-	'postgres', q{
-CREATE TABLE slow_items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);
-INSERT INTO slow_items (id) SELECT generate_series(1, 300);
-CREATE FUNCTION slow_chunk(n int, after_id bigint) RETURNS SETOF bigint
-LANGUAGE plpgsql AS $$
-BEGIN
-  PERFORM pg_sleep(0.2);
-  RETURN QUERY
-    UPDATE slow_items SET counter = counter + 1
-     WHERE id IN (SELECT s.id FROM slow_items s
-                   WHERE after_id IS NULL OR s.id > after_id
-                   ORDER BY s.id LIMIT n)
-    RETURNING slow_items.id;
-END
-$$;
-SELECT chunkbatch.create_job(
-  job_name => 'slow_touch',
-  chunk_sql => 'SELECT * FROM slow_chunk($1, $2)',
-  batch_size => 10,
-  cursor_type => 'bigint');
-});
+$node->create_slow_job(
+	job => 'slow_touch',
+	table => 'slow_items',
+	rows => 300,
+	sleep => 0.2,
+	batch_size => 10,
+	log => 0);
 
-my $slow_run =
-  $node->safe_psql('postgres', q{SELECT chunkbatch.run('slow_touch')});
+my $slow_run = $node->queue_run('slow_touch');
 
 ok( $node->poll_query_until(
 		'postgres',
@@ -207,13 +160,10 @@ is( $node->safe_psql(
 	't',
 	'chunkbatch.status names the worker pid seen in pg_stat_activity');
 
-is( $node->safe_psql(
-		'postgres', "SELECT chunkbatch.wait($slow_run, '60s')"),
+is( $node->final_state($slow_run, '60s'),
 	'succeeded',
 	'slow run succeeds');
-is( $node->safe_psql(
-		'postgres',
-		q{SELECT count(*), count(*) FILTER (WHERE counter = 1) FROM slow_items}),
+is( $node->once_count('slow_items'),
 	'300|300',
 	'slow run processed every row exactly once');
 is( $node->safe_psql(
@@ -274,8 +224,8 @@ SELECT chunkbatch.create_job(
   cursor_type => 'bigint');
 });
 
-my ($sqlstate, $stderr, $stdout) = sql_error($node, 'postgres',
-	q{SELECT chunkbatch.run('check_fail', wait => true);});
+my ($sqlstate, $stderr, $stdout) =
+  $node->sql_error(q{SELECT chunkbatch.run('check_fail', wait => true);});
 is($sqlstate, '23514',
 	'run(wait => true) of a failing run raises the run\'s SQLSTATE 23514')
   or diag($stderr);

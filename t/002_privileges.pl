@@ -13,54 +13,15 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use ChunkbatchNode;
 
-my $node = PostgreSQL::Test::Cluster->new('privileges');
-
-# Should the server die (restart_after_crash is off), fail this script
-# without making the test framework bail out of the remaining scripts.
-END
-{
-	local $?;
-	$node->stop('immediate', fail_ok => 1) if defined $node;
-}
-
-$node->init;
-$node->append_conf('postgresql.conf',
-	"shared_preload_libraries = 'chunkbatch'\n"
-	  . "chunkbatch.naptime = 1\n"
-	  . "max_worker_processes = 16\n");
-$node->start;
+my $node = ChunkbatchNode->create('privileges');
 
 my $db = 'postgres';
-
-# Connection string of a role.
-sub as_role
-{
-	my ($role) = @_;
-	return (connstr => $node->connstr($db) . " user=$role");
-}
-
-# safe_psql as a role.
-sub q_as
-{
-	my ($role, $sql) = @_;
-	return $node->safe_psql($db, $sql, as_role($role));
-}
-
-# Run SQL (as a role, or the bootstrap superuser if undef) that is expected
-# to fail; return the SQLSTATE of its error ('' if none) and its stderr.
-sub sql_error
-{
-	my ($role, $sql) = @_;
-	my ($ret, $stdout, $stderr) = $node->psql($db,
-		"\\set VERBOSITY verbose\n$sql",
-		defined $role ? as_role($role) : ());
-	my ($sqlstate) = $stderr =~ /ERROR:\s+([0-9A-Z]{5}):/;
-	return ($sqlstate // '', $stderr);
-}
 
 $node->safe_psql(
 	$db, q{
@@ -95,8 +56,7 @@ my $secret_before =
 # ---------------------------------------------------------------------------
 # 1. The chunks of alice's job run as alice.
 # ---------------------------------------------------------------------------
-q_as(
-	'alice', q{
+$node->sql(q{
 SELECT chunkbatch.create_job(
   job_name => 'alice_purge',
   chunk_sql => $$WITH d AS (DELETE FROM alice_items WHERE id IN
@@ -104,13 +64,13 @@ SELECT chunkbatch.create_job(
                   l AS (INSERT INTO who_log SELECT current_user, session_user, count(*) FROM d)
                 SELECT id FROM d$$,
   batch_size => 100);
-});
+}, role => 'alice');
 is($node->safe_psql($db,
 		q{SELECT owner FROM chunkbatch.jobs WHERE job_name = 'alice_purge'}),
 	'alice', 'the job is owned by its creator');
 
-my $run = q_as('alice', q{SELECT chunkbatch.run('alice_purge')});
-is(q_as('alice', "SELECT chunkbatch.wait($run, '60s')"),
+my $run = $node->queue_run('alice_purge', role => 'alice');
+is($node->final_state($run, '60s', role => 'alice'),
 	'succeeded', 'alice\'s run succeeds');
 is( $node->safe_psql(
 		$db,
@@ -127,19 +87,20 @@ is($node->safe_psql($db, q{SELECT count(*) FROM alice_items}),
 # 2. alice cannot make a job act on a table she has no rights on.
 # ---------------------------------------------------------------------------
 my $steal_sql = q{$$DELETE FROM secret WHERE id IN (SELECT id FROM secret LIMIT $1)$$};
-my ($sqlstate, $stderr) = sql_error('alice',
-	"SELECT chunkbatch.create_job('alice_steal', $steal_sql, batch_size => 10);");
+my ($sqlstate, $stderr) = $node->sql_error(
+	"SELECT chunkbatch.create_job('alice_steal', $steal_sql, batch_size => 10);",
+	role => 'alice');
 is($sqlstate, '42501', 'create_job refuses chunk SQL on a table the owner cannot access')
   or diag($stderr);
 is($node->safe_psql($db,
 		q{SELECT count(*) FROM chunkbatch.jobs WHERE job_name = 'alice_steal'}),
 	'0', 'the refused job was not created');
 
-q_as('alice',
-	"SELECT chunkbatch.create_job('alice_steal', $steal_sql, batch_size => 10, validate => false);"
-);
-$run = q_as('alice', q{SELECT chunkbatch.run('alice_steal')});
-is(q_as('alice', "SELECT chunkbatch.wait($run, '60s')"),
+$node->sql(
+	"SELECT chunkbatch.create_job('alice_steal', $steal_sql, batch_size => 10, validate => false);",
+	role => 'alice');
+$run = $node->queue_run('alice_steal', role => 'alice');
+is($node->final_state($run, '60s', role => 'alice'),
 	'failed', 'an unvalidated job on a forbidden table fails at run time');
 is($node->safe_psql($db,
 		"SELECT sqlstate, rows_done, error LIKE '%secret%'
@@ -148,15 +109,16 @@ is($node->safe_psql($db,
 
 # The owner waiting for it gets the run's error.
 ($sqlstate, $stderr) =
-  sql_error('alice', q{SELECT chunkbatch.run('alice_steal', wait => true);});
+  $node->sql_error(q{SELECT chunkbatch.run('alice_steal', wait => true);},
+	role => 'alice');
 is($sqlstate, '42501', 'run(wait => true) raises the run\'s SQLSTATE 42501 for the owner')
   or diag($stderr);
 like($stderr, qr/run \d+ of job "alice_steal" failed/,
 	'the error is the failure of the run');
 
 # A superuser queueing alice's job does not lend it any privilege.
-$run = $node->safe_psql($db, q{SELECT chunkbatch.run('alice_steal')});
-is($node->safe_psql($db, "SELECT chunkbatch.wait($run, '60s')"),
+$run = $node->queue_run('alice_steal');
+is($node->final_state($run, '60s'),
 	'failed', 'alice\'s job queued by a superuser still fails');
 is($node->safe_psql($db,
 		"SELECT sqlstate, rows_done, error LIKE '%secret%'
@@ -170,8 +132,7 @@ is( $node->safe_psql(
 # ---------------------------------------------------------------------------
 # 3. bob cannot see, run, cancel, alter or drop alice's jobs.
 # ---------------------------------------------------------------------------
-q_as(
-	'alice', q{
+$node->sql(q{
 CREATE FUNCTION alice_slow_chunk(n int, after_id bigint) RETURNS SETOF bigint
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -186,41 +147,46 @@ SELECT chunkbatch.create_job(
   chunk_sql => 'SELECT * FROM alice_slow_chunk($1, $2)',
   batch_size => 1,
   cursor_type => 'bigint');
-});
-my $slow_run = q_as('alice', q{SELECT chunkbatch.run('alice_slow')});
-ok( $node->poll_query_until(
-		$db,
-		"SELECT state = 'running' FROM chunkbatch.runs WHERE run_id = $slow_run"),
+}, role => 'alice');
+my $slow_run = $node->queue_run('alice_slow', role => 'alice');
+ok( $node->poll_run($slow_run, "state = 'running'"),
 	'alice\'s slow run is running');
 
-is(q_as('bob', q{SELECT count(*) FROM chunkbatch.jobs}),
+is($node->sql(q{SELECT count(*) FROM chunkbatch.jobs}, role => 'bob'),
 	'0', 'bob sees no job');
-is(q_as('bob', q{SELECT count(*) FROM chunkbatch.jobs WHERE chunk_sql LIKE '%alice%'}),
+is( $node->sql(
+		q{SELECT count(*) FROM chunkbatch.jobs WHERE chunk_sql LIKE '%alice%'},
+		role => 'bob'),
 	'0', 'bob cannot read the SQL of alice\'s jobs');
-is(q_as('bob', q{SELECT count(*) FROM chunkbatch.runs}),
+is($node->sql(q{SELECT count(*) FROM chunkbatch.runs}, role => 'bob'),
 	'0', 'bob sees none of alice\'s runs');
-is(q_as('bob', q{SELECT count(*) FROM chunkbatch.status}),
+is($node->sql(q{SELECT count(*) FROM chunkbatch.status}, role => 'bob'),
 	'0', 'bob sees none of alice\'s runs in chunkbatch.status');
 
-($sqlstate, $stderr) = sql_error('bob', q{SELECT chunkbatch.run('alice_purge');});
+($sqlstate, $stderr) =
+  $node->sql_error(q{SELECT chunkbatch.run('alice_purge');}, role => 'bob');
 is($sqlstate, '42501', 'bob cannot run alice\'s job') or diag($stderr);
 is($node->safe_psql($db,
 		q{SELECT count(*) FROM chunkbatch.runs WHERE queued_by = 'bob'}),
 	'0', 'bob queued no run');
 
 ($sqlstate, $stderr) =
-  sql_error('bob', "SELECT chunkbatch.run('alice_purge', wait => true);");
+  $node->sql_error("SELECT chunkbatch.run('alice_purge', wait => true);",
+	role => 'bob');
 is($sqlstate, '42501', 'bob cannot run alice\'s job with wait => true')
   or diag($stderr);
 
-($sqlstate, $stderr) = sql_error('bob', "SELECT chunkbatch.cancel($slow_run);");
+($sqlstate, $stderr) =
+  $node->sql_error("SELECT chunkbatch.cancel($slow_run);", role => 'bob');
 is($sqlstate, '42501', 'bob cannot cancel alice\'s run') or diag($stderr);
 
 ($sqlstate, $stderr) =
-  sql_error('bob', q{SELECT chunkbatch.alter_job('alice_purge', batch_size => 1);});
+  $node->sql_error(q{SELECT chunkbatch.alter_job('alice_purge', batch_size => 1);},
+	role => 'bob');
 is($sqlstate, '42501', 'bob cannot alter alice\'s job') or diag($stderr);
 
-($sqlstate, $stderr) = sql_error('bob', q{SELECT chunkbatch.drop_job('alice_purge');});
+($sqlstate, $stderr) =
+  $node->sql_error(q{SELECT chunkbatch.drop_job('alice_purge');}, role => 'bob');
 is($sqlstate, '42501', 'bob cannot drop alice\'s job') or diag($stderr);
 
 is( $node->safe_psql(
@@ -231,19 +197,18 @@ is( $node->safe_psql(
 	'alice\'s job and run are untouched by bob');
 
 # carol is a member of alice: she may see alice's jobs.
-is( q_as(
-		'carol',
+is( $node->sql(
 		q{SELECT count(*) FROM chunkbatch.jobs
            WHERE job_name IN ('alice_purge', 'alice_steal', 'alice_slow')
-             AND chunk_sql <> ''}),
+             AND chunk_sql <> ''},
+		role => 'carol'),
 	'3',
 	'a member of the owner role sees the owner\'s jobs');
 
 # ---------------------------------------------------------------------------
 # 4. A NOLOGIN role cannot own a job.
 # ---------------------------------------------------------------------------
-($sqlstate, $stderr) = sql_error(
-	undef, q{
+($sqlstate, $stderr) = $node->sql_error(q{
 SET ROLE nobody;
 SELECT chunkbatch.create_job('nobody_job', 'SELECT 1 WHERE $1 > 0 LIMIT 0');
 });
@@ -272,7 +237,7 @@ is($node->safe_psql($db,
 	'1', 'the superuser sees alice\'s active run in chunkbatch.status');
 is($node->safe_psql($db, "SELECT chunkbatch.cancel($slow_run)"),
 	't', 'the superuser can cancel alice\'s run');
-is($node->safe_psql($db, "SELECT chunkbatch.wait($slow_run, '60s')"),
+is($node->final_state($slow_run, '60s'),
 	'cancelled', 'alice\'s run is cancelled');
 
 $node->stop;

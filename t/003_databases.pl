@@ -11,72 +11,40 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use ChunkbatchNode;
 
-my $node = PostgreSQL::Test::Cluster->new('databases');
-
-# Should the server die (restart_after_crash is off), fail this script
-# without making the test framework bail out of the remaining scripts.
-END
-{
-	local $?;
-	$node->stop('immediate', fail_ok => 1) if defined $node;
-}
-
-$node->init;
-$node->append_conf('postgresql.conf',
-	"shared_preload_libraries = 'chunkbatch'\n"
-	  . "chunkbatch.naptime = 1\n"
-	  . "chunkbatch.scheduler_idle_exit = 2\n"
-	  . "max_worker_processes = 16\n");
-$node->start;
+my $node = ChunkbatchNode->create('databases',
+	conf => ['chunkbatch.scheduler_idle_exit = 2']);
 
 # dblink lets one query look at the runs of both databases at once.
 $node->safe_psql('postgres', 'CREATE EXTENSION dblink');
 
-# A database with chunkbatch and a slow keyset job named 'slow': 20 chunks of
-# 5 rows, each chunk sleeping 0.25 s and logging when it ran.
+# A database with chunkbatch and a slow keyset job named 'slow' over the
+# table work: 20 chunks of 5 rows, each chunk sleeping 0.25 s and logging
+# when it ran.
 sub setup_database
 {
 	my ($db) = @_;
-	$node->safe_psql('postgres', "CREATE DATABASE $db");
-	$node->safe_psql(
-		$db, q{
-CREATE EXTENSION chunkbatch;
-CREATE TABLE work (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);
-INSERT INTO work (id) SELECT generate_series(1, 100);
-CREATE TABLE chunk_log (at timestamptz NOT NULL, n bigint NOT NULL);
-CREATE FUNCTION slow_chunk(n int, after_id bigint) RETURNS SETOF bigint
-LANGUAGE plpgsql AS $$
-DECLARE
-  started timestamptz := clock_timestamp();
-BEGIN
-  PERFORM pg_sleep(0.25);
-  RETURN QUERY
-    UPDATE work SET counter = counter + 1
-     WHERE id IN (SELECT w.id FROM work w
-                   WHERE after_id IS NULL OR w.id > after_id
-                   ORDER BY w.id LIMIT n)
-    RETURNING work.id;
-  INSERT INTO chunk_log VALUES (started, n);
-END
-$$;
-SELECT chunkbatch.create_job(
-  job_name => 'slow',
-  chunk_sql => 'SELECT * FROM slow_chunk($1, $2)',
-  batch_size => 5,
-  cursor_type => 'bigint');
-});
+	$node->create_database($db);
+	$node->create_slow_job(
+		db => $db,
+		job => 'slow',
+		table => 'work',
+		rows => 100,
+		sleep => 0.25,
+		batch_size => 5);
 	return;
 }
 
 setup_database('db1');
 setup_database('db2');
 
-my $run1 = $node->safe_psql('db1', q{SELECT chunkbatch.run('slow')});
-my $run2 = $node->safe_psql('db2', q{SELECT chunkbatch.run('slow')});
+my $run1 = $node->queue_run('slow', db => 'db1');
+my $run2 = $node->queue_run('slow', db => 'db2');
 
 my $cs1 = $node->connstr('db1');
 my $cs2 = $node->connstr('db2');
@@ -106,16 +74,14 @@ SELECT count(DISTINCT datname) = 2 FROM pg_stat_activity
 }),
 	'a scheduler runs in each of db1 and db2');
 
-is($node->safe_psql('db1', "SELECT chunkbatch.wait($run1, '60s')"),
+is($node->final_state($run1, '60s', db => 'db1'),
 	'succeeded', 'the run of db1 succeeds');
-is($node->safe_psql('db2', "SELECT chunkbatch.wait($run2, '60s')"),
+is($node->final_state($run2, '60s', db => 'db2'),
 	'succeeded', 'the run of db2 succeeds');
 
 foreach my $db ('db1', 'db2')
 {
-	is( $node->safe_psql(
-			$db,
-			q{SELECT count(*), count(*) FILTER (WHERE counter = 1) FROM work}),
+	is( $node->once_count('work', db => $db),
 		'100|100',
 		"$db: every row processed exactly once");
 }
@@ -132,10 +98,9 @@ ok( $start1 < $end2 && $start2 < $end1,
 # ---------------------------------------------------------------------------
 # A database created now, long after the launcher's start-up probe.
 # ---------------------------------------------------------------------------
-$node->safe_psql('postgres', 'CREATE DATABASE db3');
+$node->create_database('db3');
 $node->safe_psql(
 	'db3', q{
-CREATE EXTENSION chunkbatch;
 CREATE TABLE items (id bigint PRIMARY KEY);
 INSERT INTO items SELECT generate_series(1, 1000);
 SELECT chunkbatch.create_job(
@@ -143,18 +108,17 @@ SELECT chunkbatch.create_job(
   chunk_sql => 'DELETE FROM items WHERE id IN (SELECT id FROM items LIMIT $1)',
   batch_size => 100);
 });
-my $run3 = $node->safe_psql('db3', q{SELECT chunkbatch.run('purge')});
-is($node->safe_psql('db3', "SELECT chunkbatch.wait($run3, '15s')"),
+my $run3 = $node->queue_run('purge', db => 'db3');
+is($node->final_state($run3, '15s', db => 'db3'),
 	'succeeded', 'a run in a database created after start-up is served');
 is($node->safe_psql('db3', 'SELECT count(*) FROM items'),
 	'0', 'db3: the run did its work');
 
 # run(..., wait => true) as the very first chunkbatch call of a new database:
 # the request must reach a scheduler that does not exist yet.
-$node->safe_psql('postgres', 'CREATE DATABASE db4');
+$node->create_database('db4');
 $node->safe_psql(
 	'db4', q{
-CREATE EXTENSION chunkbatch;
 CREATE TABLE items (id bigint PRIMARY KEY);
 INSERT INTO items SELECT generate_series(1, 1000);
 SELECT chunkbatch.create_job(
@@ -185,12 +149,10 @@ SELECT count(*) = 0 FROM pg_stat_activity
 }),
 	'the idle scheduler of db1 exits');
 $node->safe_psql('db1', 'UPDATE work SET counter = 0');
-$run1 = $node->safe_psql('db1', q{SELECT chunkbatch.run('slow')});
-is($node->safe_psql('db1', "SELECT chunkbatch.wait($run1, '15s')"),
+$run1 = $node->queue_run('slow', db => 'db1');
+is($node->final_state($run1, '15s', db => 'db1'),
 	'succeeded', 'a new run of db1 is served after its scheduler exited');
-is( $node->safe_psql(
-		'db1',
-		q{SELECT count(*), count(*) FILTER (WHERE counter = 1) FROM work}),
+is( $node->once_count('work', db => 'db1'),
 	'100|100',
 	'db1: the new run processed every row exactly once');
 

@@ -6,35 +6,13 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use ChunkbatchNode;
 
-# Run SQL expected to fail; return the SQLSTATE of its error ('' if none)
-# and its stderr.
-sub sql_error
-{
-	my ($node, $db, $sql) = @_;
-	my ($ret, $stdout, $stderr) =
-	  $node->psql($db, "\\set VERBOSITY verbose\n$sql");
-	my ($sqlstate) = $stderr =~ /ERROR:\s+([0-9A-Z]{5}):/;
-	return ($sqlstate // '', $stderr);
-}
-
-my $node = PostgreSQL::Test::Cluster->new('no_preload');
-
-# Should the server die (restart_after_crash is off), fail this script
-# without making the test framework bail out of the remaining scripts.
-END
-{
-	local $?;
-	$node->stop('immediate', fail_ok => 1) if defined $node;
-}
-
-$node->init;
-$node->append_conf('postgresql.conf',
-	"chunkbatch.naptime = 1\nmax_worker_processes = 16\n");
-$node->start;
+my $node = ChunkbatchNode->create('no_preload', preload => undef);
 
 is($node->safe_psql('postgres', 'SHOW shared_preload_libraries'),
 	'', 'chunkbatch is not preloaded');
@@ -72,14 +50,13 @@ is($node->safe_psql('postgres',
 	'1', 'the job is defined');
 
 my $sqlstate;
-($sqlstate, $stderr) =
-  sql_error($node, 'postgres', q{SELECT chunkbatch.run('purge');});
+($sqlstate, $stderr) = $node->sql_error(q{SELECT chunkbatch.run('purge');});
 is($sqlstate, '55000', 'run() fails with SQLSTATE 55000') or diag($stderr);
 like($stderr, qr/HINT:.*shared_preload_libraries/,
 	'the error hints at shared_preload_libraries');
 
-($sqlstate, $stderr) = sql_error($node, 'postgres',
-	q{SELECT chunkbatch.run('purge', wait => true);});
+($sqlstate, $stderr) =
+  $node->sql_error(q{SELECT chunkbatch.run('purge', wait => true);});
 is($sqlstate, '55000', 'run(wait => true) fails with SQLSTATE 55000')
   or diag($stderr);
 like($stderr, qr/HINT:.*shared_preload_libraries/,

@@ -9,28 +9,16 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep);
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use ChunkbatchNode;
 
-my $node = PostgreSQL::Test::Cluster->new('reload');
-
-# Should the server die (restart_after_crash is off), fail this script
-# without making the test framework bail out of the remaining scripts.
-END
-{
-	local $?;
-	$node->stop('immediate', fail_ok => 1) if defined $node;
-}
-
-$node->init;
-$node->append_conf('postgresql.conf',
-	"shared_preload_libraries = 'chunkbatch'\n"
-	  . "chunkbatch.naptime = 1\n"
-	  . "chunkbatch.scheduler_idle_exit = 30\n"
-	  . "max_worker_processes = 16\n");
-$node->start;
+my $node = ChunkbatchNode->create('reload',
+	conf => ['chunkbatch.scheduler_idle_exit = 30'],
+	extension_in => ['postgres']);
 
 sub server_up
 {
@@ -62,7 +50,6 @@ sub poll_up
 
 $node->safe_psql(
 	'postgres', q{
-CREATE EXTENSION chunkbatch;
 CREATE TABLE items (id bigint PRIMARY KEY);
 INSERT INTO items SELECT generate_series(1, 1000);
 SELECT chunkbatch.create_job(
@@ -77,8 +64,8 @@ my $launcher_pid = $node->safe_psql('postgres', $launcher_sql);
 like($launcher_pid, qr/^\d+$/, 'the launcher runs');
 
 # A run, so that this database has a scheduler when the reload comes.
-my $run = $node->safe_psql('postgres', q{SELECT chunkbatch.run('purge')});
-is($node->safe_psql('postgres', "SELECT chunkbatch.wait($run, '30s')"),
+my $run = $node->queue_run('purge');
+is($node->final_state($run, '30s'),
 	'succeeded', 'a run before the reload succeeds');
 my $sched_sql = q{SELECT count(*) FROM pg_stat_activity
                    WHERE backend_type = 'chunkbatch scheduler'

@@ -24,36 +24,18 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use ChunkbatchNode;
 
-my $node = PostgreSQL::Test::Cluster->new('groups');
-
-# Should the server die (restart_after_crash is off), fail this script
-# without making the test framework bail out of the remaining scripts.
-END
-{
-	local $?;
-	$node->stop('immediate', fail_ok => 1) if defined $node;
-}
-
-$node->init;
-$node->append_conf('postgresql.conf',
-	"shared_preload_libraries = 'chunkbatch'\n"
-	  . "chunkbatch.naptime = 1\n"
-	  . "chunkbatch.max_workers = 4\n"
-	  . "max_worker_processes = 16\n");
-$node->start;
+my $node = ChunkbatchNode->create('groups',
+	conf => ['chunkbatch.max_workers = 4'],
+	extension_in => ['postgres']);
 
 my $db = 'postgres';
-
-sub sql
-{
-	my ($sql) = @_;
-	return $node->safe_psql($db, $sql);
-}
 
 # Number of pairs of runs among @ids whose [started_at, finished_at)
 # intervals overlap.
@@ -61,7 +43,7 @@ sub overlaps
 {
 	my ($ids) = @_;
 	my $list = join(',', @$ids);
-	return sql(
+	return $node->sql(
 		"SELECT count(*)
            FROM chunkbatch.runs a
            JOIN chunkbatch.runs b ON a.run_id < b.run_id
@@ -76,7 +58,7 @@ sub inversions
 {
 	my ($ids) = @_;
 	my $list = join(',', @$ids);
-	return sql(
+	return $node->sql(
 		"SELECT count(*)
            FROM chunkbatch.runs a
            JOIN chunkbatch.runs b ON a.run_id < b.run_id
@@ -90,7 +72,7 @@ sub chunk_overlaps
 {
 	my ($ids) = @_;
 	my $list = join(',', @$ids);
-	return sql(
+	return $node->sql(
 		"WITH s AS (SELECT run_id, tstzrange(min(started), max(ended)) AS span
                       FROM chunk_log WHERE run_id IN ($list) GROUP BY run_id)
          SELECT count(*) FROM s a JOIN s b ON a.run_id < b.run_id
@@ -102,7 +84,7 @@ sub wait_all
 {
 	my ($ids, $timeout) = @_;
 	my $list = join(',', @$ids);
-	return sql(
+	return $node->sql(
 		"SELECT string_agg(chunkbatch.wait(run_id, '$timeout'), ',' ORDER BY run_id)
            FROM unnest(ARRAY[$list]::bigint[]) AS run_id");
 }
@@ -110,8 +92,7 @@ sub wait_all
 # A keyset chunk over table tbl: sleeps, then sets v = <op> and
 # touched = touched + 1 on the next n rows, locking them in key order, and
 # logs which run executed it and when.
-sql(q{
-CREATE EXTENSION chunkbatch;
+$node->sql(q{
 CREATE TABLE stats (id bigint PRIMARY KEY, v bigint NOT NULL DEFAULT 0,
                     touched int NOT NULL DEFAULT 0);
 INSERT INTO stats (id) SELECT generate_series(1, 200);
@@ -161,7 +142,7 @@ SELECT chunkbatch.create_job(
   batch_size => 1000, cursor_type => 'bigint');
 });
 
-is( sql(q{SELECT string_agg(job_name || ':' || lock_group, ',' ORDER BY job_name)
+is( $node->sql(q{SELECT string_agg(job_name || ':' || lock_group, ',' ORDER BY job_name)
           FROM chunkbatch.jobs}),
 	'five_min:stats,five_min_solo:five_min_solo,midnight:stats,midnight_solo:midnight_solo',
 	'jobs are in the given group, or in a group named after themselves');
@@ -173,7 +154,7 @@ sub queue_alternately
 	my $sql = join('',
 		map { "SELECT chunkbatch.run('" . ($_ % 2 ? $b : $a) . "');\n" }
 		  (0 .. $n - 1));
-	return split(/\n/, sql($sql));
+	return split(/\n/, $node->sql($sql));
 }
 
 # ---------------------------------------------------------------------------
@@ -212,7 +193,7 @@ is(wait_all(\@seed, '60s'), join(',', ('succeeded') x 12),
 my $seed_secs = time - $t_start;
 my $seed_list = join(',', @seed);
 
-is( sql(
+is( $node->sql(
 		"SELECT count(*) FROM chunkbatch.runs
           WHERE run_id IN ($seed_list)
             AND started_at IS NOT NULL AND finished_at IS NOT NULL
@@ -222,31 +203,31 @@ is( sql(
 my $seed_overlaps = overlaps(\@seed);
 is($seed_overlaps, '0',
 	'no two runs of the group overlap in [started_at, finished_at]');
-is( sql(
+is( $node->sql(
 		"SELECT string_agg(run_id::text, ',' ORDER BY started_at)
            FROM chunkbatch.runs WHERE run_id IN ($seed_list)"),
 	$seed_list,
 	'the runs started in the order they were queued');
-is( sql(
+is( $node->sql(
 		"SELECT count(DISTINCT run_id) FROM chunk_log
           WHERE run_id IN ($seed_list) AND n > 0"),
 	'12', 'every run logged its chunks');
 my $seed_chunk_overlaps = chunk_overlaps(\@seed);
 is($seed_chunk_overlaps, '0',
 	'no two runs of the group executed chunks during overlapping periods');
-is( sql(
+is( $node->sql(
 		"SELECT count(*) FROM chunk_log c JOIN chunkbatch.runs r USING (run_id)
           WHERE c.run_id IN ($seed_list)
             AND (c.started < r.started_at OR c.ended > r.finished_at)"),
 	'0',
 	'every chunk ran within its run\'s [started_at, finished_at]');
-is( sql(q{SELECT count(*), count(*) FILTER (WHERE touched = 12),
+is( $node->sql(q{SELECT count(*), count(*) FILTER (WHERE touched = 12),
                 count(*) FILTER (WHERE v = 63) FROM stats}),
 	'200|200|200',
 	'every row updated exactly 12 times, in queue order (v = 63)');
 
 # Waiting is accounted for separately from the run's own time.
-is( sql(
+is( $node->sql(
 		"SELECT count(*) FILTER (WHERE group_wait_ms > 0),
                 count(*) FILTER (WHERE group_wait_ms >
                     extract(epoch FROM started_at - queued_at) * 1000 + 1),
@@ -255,7 +236,7 @@ is( sql(
 	'11|0|t',
 	'group_wait_ms: the 11 runs queued behind the first waited, never longer than from queued to started'
 );
-my $max_wait = sql(
+my $max_wait = $node->sql(
 	"SELECT round(max(group_wait_ms)) FROM chunkbatch.runs WHERE run_id IN ($seed_list)"
 );
 note(sprintf(
@@ -278,7 +259,7 @@ my $solo_chunk_overlaps = chunk_overlaps(\@solo);
 cmp_ok($solo_chunk_overlaps, '>', 0,
 	'without a common group, the two jobs executed chunks during overlapping periods'
 );
-is( sql(
+is( $node->sql(
 		"SELECT count(*) FROM chunkbatch.runs a JOIN chunkbatch.runs b
              ON a.run_id < b.run_id AND a.job_name = b.job_name
           WHERE a.run_id IN (" . join(',', @solo) . ")
@@ -287,19 +268,19 @@ is( sql(
                 && tstzrange(b.started_at, b.finished_at)"),
 	'0',
 	'runs of one job never overlap (a job is in a group of its own name)');
-is(sql(q{SELECT count(*) FILTER (WHERE touched = 12) FROM stats_solo}),
+is($node->sql(q{SELECT count(*) FILTER (WHERE touched = 12) FROM stats_solo}),
 	'200', 'without a common group every row is still updated 12 times');
 note(sprintf(
 		"same jobs in separate groups: 12 runs in %.2f s, %d overlapping pairs "
 		  . "of runs, %d of chunk spans, %s of 200 rows with v <> 63",
 		$solo_secs, $solo_overlaps, $solo_chunk_overlaps,
-		sql(q{SELECT count(*) FILTER (WHERE v <> 63) FROM stats_solo})));
+		$node->sql(q{SELECT count(*) FILTER (WHERE v <> 63) FROM stats_solo})));
 
 # ---------------------------------------------------------------------------
 # 3. No head-of-line blocking: max_workers = 4, one group's 12 runs queued,
 #    a run of an unrelated job queued after them still runs at once.
 # ---------------------------------------------------------------------------
-sql(q{
+$node->sql(q{
 CREATE TABLE other_items (id bigint PRIMARY KEY);
 INSERT INTO other_items SELECT generate_series(1, 10);
 SELECT chunkbatch.create_job(
@@ -309,14 +290,14 @@ SELECT chunkbatch.create_job(
 });
 my @busy = queue_alternately('midnight', 'five_min', 12);
 $t_start = time;
-my $other = sql(q{SELECT chunkbatch.run('other', trigger => 'tap')});
-is(sql("SELECT chunkbatch.wait($other, '10s')"),
+my $other = $node->sql(q{SELECT chunkbatch.run('other', trigger => 'tap')});
+is($node->final_state($other, '10s'),
 	'succeeded', 'the unrelated run succeeds within 10 s');
 my $other_secs = time - $t_start;
 is(wait_all(\@busy, '60s'), join(',', ('succeeded') x 12),
 	'the 12 runs of the busy group succeed');
 my $busy_list = join(',', @busy);
-is( sql(
+is( $node->sql(
 		"SELECT o.finished_at < max(r.finished_at),
                 count(*) FILTER (WHERE r.started_at > o.finished_at) >= 6
            FROM chunkbatch.runs r, chunkbatch.runs o
@@ -325,7 +306,7 @@ is( sql(
 	't|t',
 	'the unrelated run finished before the group\'s last run, while at least 6 of the group\'s runs had not started'
 );
-is(sql("SELECT trigger, rows_done FROM chunkbatch.runs WHERE run_id = $other"),
+is($node->sql("SELECT trigger, rows_done FROM chunkbatch.runs WHERE run_id = $other"),
 	'tap|10', 'the unrelated run recorded its trigger and did its work');
 is(overlaps(\@busy), '0', 'the busy group\'s runs did not overlap');
 is(inversions(\@busy), '0', 'the busy group\'s runs started in queue order');
@@ -333,7 +314,7 @@ note(sprintf(
 		"no head-of-line blocking: unrelated run done %.2f s after it was queued, "
 		  . "%s of the group's 12 runs started after it finished",
 		$other_secs,
-		sql(
+		$node->sql(
 			"SELECT count(*) FROM chunkbatch.runs r, chunkbatch.runs o
               WHERE r.run_id IN ($busy_list) AND o.run_id = $other
                 AND r.started_at > o.finished_at")));
@@ -344,16 +325,13 @@ note(sprintf(
 # ---------------------------------------------------------------------------
 my $outside = $node->background_psql($db);
 my $outside_pid = $outside->query_safe('SELECT pg_backend_pid()');
-my $key = sql(q{SELECT chunkbatch.group_lock_key('stats')});
+my $key = $node->sql(q{SELECT chunkbatch.group_lock_key('stats')});
 like($key, qr/^-?\d+$/, 'group_lock_key returns a bigint');
 
-my $held_run = sql(q{SELECT chunkbatch.run('midnight')});
-ok( $node->poll_query_until(
-		$db,
-		"SELECT state = 'running' AND chunks_done >= 2
-           FROM chunkbatch.runs WHERE run_id = $held_run"),
+my $held_run = $node->queue_run('midnight');
+ok( $node->poll_run($held_run, "state = 'running' AND chunks_done >= 2"),
 	'a midnight run is running and has committed 2 chunks');
-is( sql(
+is( $node->sql(
 		"SELECT count(*) FROM pg_locks l JOIN chunkbatch.status s ON s.worker_pid = l.pid
           WHERE s.run_id = $held_run AND l.locktype = 'advisory' AND l.granted
             AND l.mode = 'ExclusiveLock' AND l.objsubid = 1
@@ -364,7 +342,7 @@ is( sql(
 );
 is($outside->query_safe("SELECT pg_try_advisory_lock($key)"),
 	'f', 'an outside session cannot take the group lock while the run holds it');
-is(sql("SELECT chunkbatch.wait($held_run, '30s')"),
+is($node->final_state($held_run, '30s'),
 	'succeeded', 'the midnight run succeeds');
 
 # ---------------------------------------------------------------------------
@@ -372,12 +350,12 @@ is(sql("SELECT chunkbatch.wait($held_run, '30s')"),
 # ---------------------------------------------------------------------------
 my $checksum_sql =
   q{SELECT md5(string_agg(id || ':' || v || ':' || touched, ',' ORDER BY id)) FROM stats};
-my $touched_before = sql(q{SELECT min(touched) || '|' || max(touched) FROM stats});
+my $touched_before = $node->sql(q{SELECT min(touched) || '|' || max(touched) FROM stats});
 is($outside->query_safe("SELECT pg_advisory_lock(chunkbatch.group_lock_key('stats'))"),
 	'', 'an outside session takes the group lock');
-my $checksum = sql($checksum_sql);
+my $checksum = $node->sql($checksum_sql);
 
-my $waiting_run = sql(q{SELECT chunkbatch.run('five_min')});
+my $waiting_run = $node->queue_run('five_min');
 ok( $node->poll_query_until(
 		$db,
 		"SELECT r.state = 'waiting' AND r.waiting_since IS NOT NULL
@@ -388,43 +366,43 @@ ok( $node->poll_query_until(
           WHERE r.run_id = $waiting_run"),
 	'the run waits (state waiting) and chunkbatch.status names the outside holder\'s pid'
 );
-is( sql(q{SELECT holder_pid, holder_run_id IS NULL, waiting_run_ids,
+is( $node->sql(q{SELECT holder_pid, holder_run_id IS NULL, waiting_run_ids,
                 longest_wait > interval '0'
            FROM chunkbatch.groups WHERE lock_group = 'stats'}),
 	"$outside_pid|t|{$waiting_run}|t",
 	'chunkbatch.groups shows the outside holder\'s pid and the waiting run');
 
 # A job that skips instead of waiting.
-sql(q{SELECT chunkbatch.create_job(
+$node->sql(q{SELECT chunkbatch.create_job(
   job_name => 'five_min_skip',
   chunk_sql => $$SELECT * FROM stats_chunk('stats', 't.v + 1', $1, $2, 0)$$,
   batch_size => 1000, cursor_type => 'bigint', lock_group => 'stats',
   on_group_busy => 'skip')});
-my $skip_run = sql(q{SELECT chunkbatch.run('five_min_skip')});
-is(sql("SELECT chunkbatch.wait($skip_run, '10s')"),
+my $skip_run = $node->queue_run('five_min_skip');
+is($node->final_state($skip_run, '10s'),
 	'skipped', 'a run of an on_group_busy => skip job ends skipped');
-is( sql(
+is( $node->sql(
 		"SELECT reason IS NOT NULL AND reason <> '', started_at IS NULL, rows_done,
                 finished_at IS NOT NULL
            FROM chunkbatch.runs WHERE run_id = $skip_run"),
 	't|t|0|t',
 	'the skipped run has a reason, never started and did nothing');
 note('skip reason: '
-	  . sql("SELECT reason FROM chunkbatch.runs WHERE run_id = $skip_run"));
+	  . $node->sql("SELECT reason FROM chunkbatch.runs WHERE run_id = $skip_run"));
 
 # A job that waits at most 1 s.
-sql(q{SELECT chunkbatch.create_job(
+$node->sql(q{SELECT chunkbatch.create_job(
   job_name => 'five_min_timeout',
   chunk_sql => $$SELECT * FROM stats_chunk('stats', 't.v + 1', $1, $2, 0)$$,
   batch_size => 1000, cursor_type => 'bigint', lock_group => 'stats',
   group_wait_timeout => '1s')});
-my $timeout_run = sql(q{SELECT chunkbatch.run('five_min_timeout')});
-is(sql("SELECT chunkbatch.wait($timeout_run, '20s')"),
+my $timeout_run = $node->queue_run('five_min_timeout');
+is($node->final_state($timeout_run, '20s'),
 	'skipped', 'a run whose group_wait_timeout (1 s) expires ends skipped');
-my $timeout_secs = sql(
+my $timeout_secs = $node->sql(
 	"SELECT round(extract(epoch FROM finished_at - queued_at)::numeric, 2)
        FROM chunkbatch.runs WHERE run_id = $timeout_run");
-is( sql(
+is( $node->sql(
 		"SELECT reason IS NOT NULL AND reason <> '', started_at IS NULL, rows_done,
                 finished_at - queued_at >= interval '1s',
                 finished_at - queued_at < interval '10s'
@@ -433,32 +411,32 @@ is( sql(
 	"the timed-out run has a reason and ended after 1 s to 10 s ($timeout_secs s)"
 );
 note("group_wait_timeout 1s: skipped after $timeout_secs s, reason: "
-	  . sql("SELECT reason FROM chunkbatch.runs WHERE run_id = $timeout_run"));
+	  . $node->sql("SELECT reason FROM chunkbatch.runs WHERE run_id = $timeout_run"));
 
 # The first run is still waiting, and nothing changed.
-is(sql("SELECT chunkbatch.wait($waiting_run, '1s')"),
+is($node->sql("SELECT chunkbatch.wait($waiting_run, '1s')"),
 	'waiting', 'the run still waits while the outside session holds the lock');
-is( sql(
+is( $node->sql(
 		"SELECT started_at IS NULL, rows_done, chunks_done
            FROM chunkbatch.runs WHERE run_id = $waiting_run"),
 	't|0|0',
 	'the waiting run has not started');
-is(sql($checksum_sql), $checksum,
+is($node->sql($checksum_sql), $checksum,
 	'no row of the table changed while the outside session held the group');
 
-my $unlock_at = sql('SELECT clock_timestamp()');
+my $unlock_at = $node->sql('SELECT clock_timestamp()');
 is($outside->query_safe("SELECT pg_advisory_unlock(chunkbatch.group_lock_key('stats'))"),
 	't', 'the outside session releases the group lock');
-is(sql("SELECT chunkbatch.wait($waiting_run, '30s')"),
+is($node->final_state($waiting_run, '30s'),
 	'succeeded', 'the waiting run proceeds and succeeds');
-is( sql(
+is( $node->sql(
 		"SELECT started_at >= '$unlock_at', group_wait_ms >= 2000
            FROM chunkbatch.runs WHERE run_id = $waiting_run"),
 	't|t',
 	'it started after the release, having waited more than 2 s');
-isnt(sql($checksum_sql), $checksum, 'the table changed after the release');
+isnt($node->sql($checksum_sql), $checksum, 'the table changed after the release');
 my ($tmin, $tmax) = split /\|/, $touched_before;
-is( sql(q{SELECT min(touched) || '|' || max(touched) FROM stats}),
+is( $node->sql(q{SELECT min(touched) || '|' || max(touched) FROM stats}),
 	($tmin + 1) . '|' . ($tmax + 1),
 	'the waiting run updated every row once');
 ok( $node->poll_query_until(
@@ -470,7 +448,7 @@ $outside->quit;
 # ---------------------------------------------------------------------------
 # 6. 200 runs of three jobs of one group from 4 concurrent sessions.
 # ---------------------------------------------------------------------------
-sql(q{
+$node->sql(q{
 CREATE TABLE bulk_counter (n int NOT NULL);
 INSERT INTO bulk_counter VALUES (0);
 SELECT chunkbatch.create_job(
@@ -489,11 +467,8 @@ SELECT chunkbatch.create_job(
 # queueing transaction commits, and the scheduler can only see committed
 # runs, so two runs queued within the same millisecond into a free group
 # could be seen in commit order rather than run_id order.
-my $bulk_hold = sql(q{SELECT chunkbatch.run('bulk_hold')});
-ok( $node->poll_query_until(
-		$db,
-		"SELECT state = 'running' FROM chunkbatch.runs WHERE run_id = $bulk_hold"
-	),
+my $bulk_hold = $node->queue_run('bulk_hold');
+ok($node->poll_run($bulk_hold, "state = 'running'"),
 	'a run of the group holds it');
 
 # The sessions queue their runs when this session releases the barrier.
@@ -542,7 +517,7 @@ my %distinct = map { $_ => 1 } @bulk;
 is(scalar(keys %distinct), 200, '200 distinct runs queued');
 
 my $bulk_list = join(',', @bulk);
-is(sql("SELECT chunkbatch.wait($bulk_hold, '30s')"),
+is($node->final_state($bulk_hold, '30s'),
 	'succeeded', 'the run holding the group succeeds');
 ok( $node->poll_query_until(
 		$db,
@@ -551,20 +526,20 @@ ok( $node->poll_query_until(
             AND state IN ('succeeded', 'failed', 'cancelled', 'skipped')"),
 	'all 200 runs end');
 my $bulk_secs = time - $t_start;
-is( sql(
+is( $node->sql(
 		"SELECT count(*) FILTER (WHERE state = 'succeeded'),
                 count(DISTINCT job_name), count(DISTINCT lock_group)
            FROM chunkbatch.runs WHERE run_id IN ($bulk_list)"),
 	'200|3|1',
 	'all 200 runs of the 3 jobs of one group succeeded');
-is(sql(q{SELECT n FROM bulk_counter}), '200', 'each run did its work once');
+is($node->sql(q{SELECT n FROM bulk_counter}), '200', 'each run did its work once');
 my $bulk_overlaps = overlaps([ $bulk_hold, @bulk ]);
 is($bulk_overlaps, '0', 'no two of the 200 runs (and the holder) overlap');
 my $bulk_inversions = inversions([ $bulk_hold, @bulk ]);
 is($bulk_inversions, '0',
 	'the 200 runs (and the holder) started in run_id order')
   or diag(
-	sql(
+	$node->sql(
 		"SELECT string_agg(run_id || ' ' || job_name || ' queued ' || queued_at
                            || ' started ' || started_at, E'\\n' ORDER BY started_at)
            FROM chunkbatch.runs WHERE run_id IN ($bulk_list)"));
@@ -574,19 +549,19 @@ note(sprintf(
 		  . "barrier, %s s after the holder (%s ms per run), %d overlapping "
 		  . "pairs, %d start-order inversions, longest group wait %s ms",
 		$queue_secs,
-		sql(
+		$node->sql(
 			"SELECT count(*) FROM chunkbatch.runs r, chunkbatch.runs h
               WHERE r.run_id IN ($bulk_list) AND h.run_id = $bulk_hold
                 AND r.queued_at < h.finished_at"),
 		$bulk_secs,
-		split(/\|/, sql(
+		split(/\|/, $node->sql(
 			"SELECT round(extract(epoch FROM max(r.finished_at) - h.finished_at)::numeric, 2),
                     round(extract(epoch FROM max(r.finished_at) - h.finished_at)::numeric * 1000 / 200, 1)
                FROM chunkbatch.runs r, chunkbatch.runs h
               WHERE r.run_id IN ($bulk_list) AND h.run_id = $bulk_hold
               GROUP BY h.finished_at")),
 		$bulk_overlaps, $bulk_inversions,
-		sql(
+		$node->sql(
 			"SELECT round(max(group_wait_ms)) FROM chunkbatch.runs
               WHERE run_id IN ($bulk_list)")));
 

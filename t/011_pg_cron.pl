@@ -18,50 +18,25 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
-
-# Run SQL expected to fail; return the SQLSTATE of its error ('' if none)
-# and its stderr.
-sub sql_error
-{
-	my ($node, $db, $sql) = @_;
-	my ($ret, $stdout, $stderr) =
-	  $node->psql($db, "\\set VERBOSITY verbose\n$sql");
-	my ($sqlstate) = $stderr =~ /ERROR:\s+([0-9A-Z]{5}):/;
-	return ($sqlstate // '', $stderr);
-}
-
-my $node = PostgreSQL::Test::Cluster->new('pg_cron');
-
-# Should the server die (restart_after_crash is off), fail this script
-# without making the test framework bail out of the remaining scripts.
-END
-{
-	local $?;
-	$node->stop('immediate', fail_ok => 1) if defined $node;
-}
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use ChunkbatchNode;
 
 # pg_cron runs its jobs in background workers (no libpq connection to
 # cron.host, so no password or host setup).
-$node->init;
-$node->append_conf('postgresql.conf',
-	"shared_preload_libraries = 'pg_cron,chunkbatch'\n"
-	  . "cron.database_name = 'postgres'\n"
-	  . "cron.use_background_workers = on\n"
-	  . "chunkbatch.naptime = 1\n"
-	  . "max_worker_processes = 32\n");
-$node->start;
+my $node = ChunkbatchNode->create(
+	'pg_cron',
+	preload => 'pg_cron,chunkbatch',
+	max_worker_processes => 32,
+	conf => [
+		"cron.database_name = 'postgres'",
+		'cron.use_background_workers = on'
+	]);
 
 my $db = 'postgres';
-
-sub sql
-{
-	my ($query, $dbname) = @_;
-	return $node->safe_psql($dbname // $db, $query);
-}
 
 # The output of a query whose failure is one of the test's findings: on an
 # error, report it and return what psql printed (so the assertion fails and
@@ -74,7 +49,7 @@ sub val
 	return $stdout;
 }
 
-sql(q{
+$node->sql(q{
 CREATE EXTENSION pg_cron;
 CREATE EXTENSION chunkbatch;
 
@@ -114,27 +89,27 @@ SELECT cron.schedule('control_ping', '* * * * *', 'INSERT INTO cron_ping VALUES 
 # Schedule both jobs.
 # ---------------------------------------------------------------------------
 my $t0 = time;
-my $job_cron_id = sql(q{SELECT chunkbatch.schedule('job', '* * * * *')});
+my $job_cron_id = $node->sql(q{SELECT chunkbatch.schedule('job', '* * * * *')});
 like($job_cron_id, qr/^\d+$/, 'schedule() returns the pg_cron job id');
-my $fail_cron_id = sql(
+my $fail_cron_id = $node->sql(
 	q{SELECT chunkbatch.schedule('cron_fail', '* * * * *', wait => true)});
 like($fail_cron_id, qr/^\d+$/, 'schedule(..., wait => true) returns the pg_cron job id');
 
-is( sql(
+is( $node->sql(
 		q{SELECT jobid, schedule, database, active,
                  command LIKE '%chunkbatch.run(%'
             FROM cron.job WHERE jobname = 'chunkbatch:job'}),
 	"$job_cron_id|* * * * *|postgres|t|t",
 	'cron.job has the job chunkbatch:job, calling chunkbatch.run()');
-is( sql(
+is( $node->sql(
 		q{SELECT jobid, command LIKE 'CALL chunkbatch.run_and_wait(%'
             FROM cron.job WHERE jobname = 'chunkbatch:cron_fail'}),
 	"$fail_cron_id|t",
 	'cron.job has chunkbatch:cron_fail, waiting with CALL run_and_wait()');
 note('cron command: '
-	  . sql(q{SELECT command FROM cron.job WHERE jobname = 'chunkbatch:cron_fail'}));
+	  . $node->sql(q{SELECT command FROM cron.job WHERE jobname = 'chunkbatch:cron_fail'}));
 
-my ($sqlstate, $stderr) = sql_error($node, $db,
+my ($sqlstate, $stderr) = $node->sql_error(
 	q{SELECT chunkbatch.schedule('no_such_job', '* * * * *');});
 is($sqlstate, '42704', 'schedule() of an unknown job fails with 42704')
   or diag($stderr);
@@ -190,15 +165,15 @@ note(sprintf('cron.job_run_details showed the failure %.1f s after schedule()',
 note("cron return_message: $fail_msg");
 
 # Stop both schedules before the next minute.
-is(sql(q{SELECT chunkbatch.unschedule('job')}),
+is($node->sql(q{SELECT chunkbatch.unschedule('job')}),
 	't', 'unschedule() returns true');
-is(sql(q{SELECT count(*) FROM cron.job WHERE jobname = 'chunkbatch:job'}),
+is($node->sql(q{SELECT count(*) FROM cron.job WHERE jobname = 'chunkbatch:job'}),
 	'0', 'unschedule() removed the cron job');
-is(sql(q{SELECT chunkbatch.unschedule('cron_fail')}),
+is($node->sql(q{SELECT chunkbatch.unschedule('cron_fail')}),
 	't', 'unschedule() of the failing job returns true');
-is(sql(q{SELECT chunkbatch.unschedule('job')}),
+is($node->sql(q{SELECT chunkbatch.unschedule('job')}),
 	'f', 'unschedule() of a job without a schedule returns false');
-is( sql(
+is( $node->sql(
 		q{SELECT string_agg(jobname, ',' ORDER BY jobname) FROM cron.job}),
 	'control_ping',
 	'only the unrelated cron job is left');
@@ -240,22 +215,21 @@ is( val(
 # ---------------------------------------------------------------------------
 # A database without pg_cron.
 # ---------------------------------------------------------------------------
-sql('CREATE DATABASE nocron');
-sql(q{
-CREATE EXTENSION chunkbatch;
+$node->create_database('nocron');
+$node->sql(q{
 CREATE TABLE items (id bigint PRIMARY KEY);
 SELECT chunkbatch.create_job(
   job_name => 'job',
   chunk_sql => 'DELETE FROM items WHERE id IN (SELECT id FROM items LIMIT $1)');
-}, 'nocron');
-($sqlstate, $stderr) = sql_error($node, 'nocron',
-	q{SELECT chunkbatch.schedule('job', '* * * * *');});
+}, db => 'nocron');
+($sqlstate, $stderr) = $node->sql_error(
+	q{SELECT chunkbatch.schedule('job', '* * * * *');}, db => 'nocron');
 is($sqlstate, '55000',
 	'schedule() in a database without pg_cron fails with 55000')
   or diag($stderr);
 like($stderr, qr/HINT:.*pg_cron/, 'the error has a hint about pg_cron');
-($sqlstate, $stderr) = sql_error($node, 'nocron',
-	q{SELECT chunkbatch.unschedule('job');});
+($sqlstate, $stderr) = $node->sql_error(
+	q{SELECT chunkbatch.unschedule('job');}, db => 'nocron');
 is($sqlstate, '55000',
 	'unschedule() in a database without pg_cron fails with 55000')
   or diag($stderr);

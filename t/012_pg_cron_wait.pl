@@ -22,56 +22,43 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 use IPC::Run;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use ChunkbatchNode;
 
 my @modes = ('libpq', 'bgworker');
 my %node;
-
-# Should a server die (restart_after_crash is off), fail this script without
-# making the test framework bail out of the remaining scripts.
-END
-{
-	local $?;
-	foreach my $n (values %node)
-	{
-		$n->stop('immediate', fail_ok => 1) if defined $n;
-	}
-}
 
 my $db = 'postgres';
 my $t0 = time;
 
 foreach my $mode (@modes)
 {
-	my $node = PostgreSQL::Test::Cluster->new("cron_$mode");
+	my $node = ChunkbatchNode->new("cron_$mode");
 	$node{$mode} = $node;
-	$node->init;
-	my $conf =
-	    "shared_preload_libraries = 'pg_cron,chunkbatch'\n"
-	  . "cron.database_name = 'postgres'\n"
-	  . "chunkbatch.naptime = 1\n";
+	my @conf = ("cron.database_name = 'postgres'");
+	my $max_worker_processes = 16;
 	if ($mode eq 'libpq')
 	{
 		# pg_cron connects to cron.host at the server's port; the test
 		# servers listen on a Unix socket directory only (trust auth).
 		my $host = $node->host;
-		$conf .=
-		    "cron.use_background_workers = off\n"
-		  . "cron.host = '$host'\n"
-		  . "max_worker_processes = 16\n";
+		push @conf, 'cron.use_background_workers = off',
+		  "cron.host = '$host'";
 	}
 	else
 	{
-		$conf .=
-		    "cron.use_background_workers = on\n"
-		  . "max_worker_processes = 32\n";
+		push @conf, 'cron.use_background_workers = on';
+		$max_worker_processes = 32;
 	}
-	$node->append_conf('postgresql.conf', $conf);
-	$node->start;
+	$node->setup(
+		preload => 'pg_cron,chunkbatch',
+		max_worker_processes => $max_worker_processes,
+		conf => \@conf);
 
 	# 'slow': 200 rows in 20 keyset chunks of 10, 0.2 s apart (about 4 s),
 	# plus the final empty chunk.

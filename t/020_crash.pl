@@ -21,73 +21,24 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use ChunkbatchNode qw($FINAL_STATES);
 
 my $seed = $ENV{CHUNKBATCH_CRASH_SEED} // (time() * 1000 % 1000000000);
 srand($seed);
 note "random seed $seed";
 
-my $node = PostgreSQL::Test::Cluster->new('crash');
-
-# Should the server not come back, fail this script without making the test
-# framework bail out of the remaining scripts.
-END
-{
-	local $?;
-	$node->stop('immediate', fail_ok => 1) if defined $node;
-}
-
-$node->init;
-$node->append_conf('postgresql.conf',
-	"shared_preload_libraries = 'chunkbatch'\n"
-	  . "chunkbatch.naptime = 1\n"
-	  . "max_worker_processes = 16\n"
-	  . "restart_after_crash = on\n");
-$node->start;
+# The server restarts after each SIGKILL of a worker.
+my $node = ChunkbatchNode->create('crash',
+	conf => ['restart_after_crash = on'],
+	extension_in => ['postgres']);
 
 my $db = 'postgres';
 my $script_start = time();
-
-sub sql
-{
-	my ($sql) = @_;
-	return $node->safe_psql($db, $sql);
-}
-
-# Run $sql until its output matches $re, tolerating connection failures
-# (the server restarts after each SIGKILL).  Returns the output, or undef
-# after $timeout seconds.
-sub poll_for
-{
-	my ($sql, $re, $timeout) = @_;
-	my $deadline = time() + ($timeout // 60);
-	my ($ret, $out, $err);
-	while (time() < $deadline)
-	{
-		($ret, $out, $err) = $node->psql($db, $sql);
-		return $out if $ret == 0 && defined $out && $out =~ $re;
-		usleep(50_000);
-	}
-	diag("poll_for timed out: $sql\nlast output: "
-		  . ($out // '') . "\nstderr: " . ($err // ''));
-	return undef;
-}
-
-# Wait until the server log matches $re after $offset; false after $timeout s.
-sub log_wait
-{
-	my ($re, $offset, $timeout) = @_;
-	my $deadline = time() + $timeout;
-	while (time() < $deadline)
-	{
-		return 1 if $node->log_contains($re, $offset);
-		usleep(50_000);
-	}
-	return 0;
-}
 
 # How many times the scheduler found run $run 'running' without a worker
 # (after a crash) and marked it interrupted, from $offset in the server log.
@@ -100,15 +51,13 @@ sub interrupted_marks
 	return scalar @m;
 }
 
-my $final_states = q{('succeeded', 'failed', 'cancelled', 'skipped', 'stopped')};
-
 # The pid of a live worker executing run $run other than $not_pid, or 'done'
 # once the run is in a final state (undef on timeout).
 sub next_worker
 {
 	my ($run, $not_pid, $timeout) = @_;
-	return poll_for(
-		"SELECT CASE WHEN r.state IN $final_states THEN 'done'
+	return $node->poll_for(
+		"SELECT CASE WHEN r.state IN $FINAL_STATES THEN 'done'
                      WHEN s.state = 'running' AND s.worker_pid <> $not_pid
                      THEN s.worker_pid::text END
            FROM chunkbatch.runs r
@@ -122,7 +71,6 @@ sub next_worker
 # executed it and how many rows it updated.
 $node->safe_psql(
 	$db, q{
-CREATE EXTENSION chunkbatch;
 CREATE TABLE crash_items (r int NOT NULL, id bigint NOT NULL,
                           n int NOT NULL DEFAULT 0, PRIMARY KEY (r, id));
 CREATE TABLE chunk_log (r int NOT NULL, pid int NOT NULL, n bigint NOT NULL);
@@ -149,10 +97,9 @@ my $rows = 20000;
 sub start_run
 {
 	my ($r) = @_;
-	sql("INSERT INTO crash_items (r, id)
+	$node->sql("INSERT INTO crash_items (r, id)
          SELECT $r, g FROM generate_series(1, $rows) g");
-	return sql(
-		"SELECT chunkbatch.run('crash_touch', jsonb_build_object('r', $r))");
+	return $node->queue_run('crash_touch', params => qq({"r": $r}));
 }
 
 # Every row of run number $r processed exactly once, and the committed
@@ -160,16 +107,16 @@ sub start_run
 sub check_exactly_once
 {
 	my ($r, $run, $what) = @_;
-	is( sql("SELECT count(*), count(*) FILTER (WHERE n = 1),
+	is( $node->sql("SELECT count(*), count(*) FILTER (WHERE n = 1),
                     count(*) FILTER (WHERE n = 0), count(*) FILTER (WHERE n > 1)
                FROM crash_items WHERE r = $r"),
 		"$rows|$rows|0|0",
 		"$what: every row processed exactly once (none lost, none doubled)");
-	is( sql("SELECT state, rows_done, cursor, sqlstate IS NULL
+	is( $node->sql("SELECT state, rows_done, cursor, sqlstate IS NULL
                FROM chunkbatch.runs WHERE run_id = $run"),
 		"succeeded|$rows|$rows|t",
 		"$what: run $run succeeded with rows_done $rows at the last key");
-	is(sql("SELECT sum(n) FROM chunk_log WHERE r = $r"),
+	is($node->sql("SELECT sum(n) FROM chunk_log WHERE r = $r"),
 		$rows, "$what: the committed chunks add up to $rows rows");
 }
 
@@ -201,18 +148,18 @@ for (my $r = 1; $kills_landed < $target_kills && $r <= $max_runs; $r++)
 		# Never let the random kills themselves form a crash loop (3 workers
 		# in a row dying before committing a chunk): once two workers in a
 		# row died that way, let this one commit a chunk first.
-		if (sql("SELECT start_attempts >= 2 FROM chunkbatch.runs
+		if ($node->sql("SELECT start_attempts >= 2 FROM chunkbatch.runs
                   WHERE run_id = $run") eq 't')
 		{
 			$guard_waits++;
-			poll_for(
-				"SELECT start_attempts < 2 OR state IN $final_states
+			$node->poll_for(
+				"SELECT start_attempts < 2 OR state IN $FINAL_STATES
                    FROM chunkbatch.runs WHERE run_id = $run",
 				qr/^t$/, 60);
 		}
 
 		# Kill only the run's current worker, while the run is running.
-		my $cur = sql(
+		my $cur = $node->sql(
 			"SELECT s.worker_pid FROM chunkbatch.status s
               WHERE s.run_id = $run AND s.state = 'running'");
 		if ($cur ne $pid)
@@ -226,7 +173,7 @@ for (my $r = 1; $kills_landed < $target_kills && $r <= $max_runs; $r++)
 		$prev_pid = $pid;
 		next unless $sent;
 		# The postmaster saw it die by SIGKILL and restarts everything.
-		if (log_wait(qr/\(PID $pid\) was terminated by signal 9/,
+		if ($node->log_wait(qr/\(PID $pid\) was terminated by signal 9/,
 				$log_offset, 30))
 		{
 			$kills_landed++;
@@ -236,7 +183,7 @@ for (my $r = 1; $kills_landed < $target_kills && $r <= $max_runs; $r++)
 		}
 	}
 
-	is(poll_for("SELECT chunkbatch.wait($run, '90s')", qr/^\w+$/, 100),
+	is($node->poll_for("SELECT chunkbatch.wait($run, '90s')", qr/^\w+$/, 100),
 		'succeeded', "run $run (number $r) succeeded after $landed_here SIGKILLs");
 	# Each kill found the run 'running' (checked just before it), so after
 	# the restart the scheduler marks it interrupted -- except possibly the
@@ -247,7 +194,7 @@ for (my $r = 1; $kills_landed < $target_kills && $r <= $max_runs; $r++)
 	push @kill_runs, [ $r, $run, $landed_here ];
 	note sprintf("run %d: %d kills landed, %.1f s, %s distinct worker pids committed chunks",
 		$run, $landed_here, time() - $t0,
-		sql("SELECT count(DISTINCT pid) FROM chunk_log WHERE r = $r AND n > 0"));
+		$node->sql("SELECT count(DISTINCT pid) FROM chunk_log WHERE r = $r AND n > 0"));
 }
 
 is($kills_landed, $target_kills,
@@ -257,7 +204,7 @@ cmp_ok(scalar(@kill_runs), '>=', 4, 'across at least 4 runs');
 my $kill_r = join(',', map { $_->[0] } @kill_runs);
 my $kill_run_ids = join(',', map { $_->[1] } @kill_runs);
 my ($lost, $doubled, $once) = split /\|/,
-  sql("SELECT count(*) FILTER (WHERE n = 0), count(*) FILTER (WHERE n > 1),
+  $node->sql("SELECT count(*) FILTER (WHERE n = 0), count(*) FILTER (WHERE n > 1),
               count(*) FILTER (WHERE n = 1)
          FROM crash_items WHERE r IN ($kill_r)");
 note "SIGKILL: $kills_landed kills landed ($kills_sent sent) over "
@@ -266,12 +213,12 @@ note "SIGKILL: $kills_landed kills landed ($kills_sent sent) over "
   . "; waits to avoid a crash loop: $guard_waits";
 is("$lost|$doubled|$once", '0|0|' . ($rows * scalar(@kill_runs)),
 	'after the SIGKILLs every counter is exactly 1');
-is( sql("SELECT count(*) FILTER (WHERE state = 'succeeded'),
+is( $node->sql("SELECT count(*) FILTER (WHERE state = 'succeeded'),
                 count(*) FILTER (WHERE rows_done = $rows AND cursor = '$rows')
            FROM chunkbatch.runs WHERE run_id IN ($kill_run_ids)"),
 	scalar(@kill_runs) . '|' . scalar(@kill_runs),
 	'every killed run ended succeeded with rows_done and cursor complete');
-is( sql("SELECT r, sum(n) FROM chunk_log WHERE r IN ($kill_r)
+is( $node->sql("SELECT r, sum(n) FROM chunk_log WHERE r IN ($kill_r)
           GROUP BY r HAVING sum(n) <> $rows"),
 	'', 'the committed chunks of every killed run add up to exactly its rows');
 
@@ -279,7 +226,7 @@ is( sql("SELECT r, sum(n) FROM chunk_log WHERE r IN ($kill_r)
 sub wait_mid_run
 {
 	my ($run) = @_;
-	return poll_for(
+	return $node->poll_for(
 		"SELECT state = 'running' AND chunks_done >= 10
            FROM chunkbatch.runs WHERE run_id = $run",
 		qr/^t$/, 60);
@@ -292,17 +239,17 @@ sub wait_mid_run
 	my $r = 101;
 	my $run = start_run($r);
 	ok(wait_mid_run($run), 'immediate: the run is in the middle');
-	my $before = sql("SELECT chunks_done FROM chunkbatch.runs WHERE run_id = $run");
+	my $before = $node->sql("SELECT chunks_done FROM chunkbatch.runs WHERE run_id = $run");
 	my $log_offset = -s $node->logfile;
 	$node->stop('immediate');
 	$node->start;
-	is(poll_for("SELECT chunkbatch.wait($run, '60s')", qr/^\w+$/, 70),
+	is($node->poll_for("SELECT chunkbatch.wait($run, '60s')", qr/^\w+$/, 70),
 		'succeeded', 'immediate: the run resumed by itself and succeeded');
 	is(interrupted_marks($run, $log_offset), 1,
 		'immediate: the scheduler marked the run interrupted after the start');
 	check_exactly_once($r, $run, 'immediate');
 	note sprintf("immediate shutdown after %d chunks; %s worker pids committed chunks",
-		$before, sql("SELECT count(DISTINCT pid) FROM chunk_log WHERE r = $r AND n > 0"));
+		$before, $node->sql("SELECT count(DISTINCT pid) FROM chunk_log WHERE r = $r AND n > 0"));
 }
 
 # ---------------------------------------------------------------------------
@@ -322,12 +269,12 @@ sub wait_mid_run
 			qr/run $run of job "crash_touch" (succeeded|failed)/, $log_offset),
 		'fast: the run did not end before the shutdown');
 	$node->start;
-	is(poll_for("SELECT chunkbatch.wait($run, '60s')", qr/^\w+$/, 70),
+	is($node->poll_for("SELECT chunkbatch.wait($run, '60s')", qr/^\w+$/, 70),
 		'succeeded', 'fast: the run resumed by itself and succeeded');
 	is(interrupted_marks($run, $log_offset), 0,
 		'fast: the run was not left running for the scheduler to find');
 	check_exactly_once($r, $run, 'fast');
-	cmp_ok(sql("SELECT count(DISTINCT pid) FROM chunk_log WHERE r = $r AND n > 0"),
+	cmp_ok($node->sql("SELECT count(DISTINCT pid) FROM chunk_log WHERE r = $r AND n > 0"),
 		'>=', 2, 'fast: chunks were committed before and after the restart');
 }
 
@@ -338,28 +285,28 @@ sub wait_mid_run
 	my $r = 103;
 	my $run = start_run($r);
 	ok(wait_mid_run($run), 'terminate: the run is in the middle');
-	my $pid = sql("SELECT worker_pid FROM chunkbatch.status WHERE run_id = $run");
+	my $pid = $node->sql("SELECT worker_pid FROM chunkbatch.status WHERE run_id = $run");
 	like($pid, qr/^\d+$/, 'terminate: chunkbatch.status names the worker');
 	my $log_offset = -s $node->logfile;
-	is(sql("SELECT pg_terminate_backend($pid)"), 't',
+	is($node->sql("SELECT pg_terminate_backend($pid)"), 't',
 		'terminate: pg_terminate_backend() of the worker');
-	ok( poll_for(
+	ok( $node->poll_for(
 			"SELECT state = 'interrupted' OR (worker_pid IS NOT NULL AND worker_pid <> $pid)
-                    OR state IN $final_states
+                    OR state IN $FINAL_STATES
                FROM chunkbatch.runs WHERE run_id = $run",
 			qr/^t$/, 30),
 		'terminate: the run is interrupted or resumed by another worker');
-	ok( log_wait(
+	ok( $node->log_wait(
 			qr/run $run of job "crash_touch" interrupted at \d+ rows in \d+ chunks: its worker was terminated/,
 			$log_offset, 30),
 		'terminate: the worker recorded the run interrupted');
-	is(sql("SELECT chunkbatch.wait($run, '60s')"),
+	is($node->final_state($run, '60s'),
 		'succeeded', 'terminate: the run resumed and succeeded');
 	ok( !$node->log_contains(qr/\(PID $pid\) was terminated by signal/,
 			$log_offset),
 		'terminate: the worker exited by itself (no server restart)');
 	check_exactly_once($r, $run, 'terminate');
-	is( sql("SELECT count(DISTINCT pid) >= 2, bool_or(pid = $pid)
+	is( $node->sql("SELECT count(DISTINCT pid) >= 2, bool_or(pid = $pid)
                FROM chunk_log WHERE r = $r AND n > 0"),
 		't|t',
 		'terminate: the terminated worker and another one committed chunks');
@@ -369,7 +316,7 @@ sub wait_mid_run
 # 4. Crash loop: three workers in a row killed before committing a chunk.
 # ---------------------------------------------------------------------------
 {
-	sql(q{
+	$node->sql(q{
 CREATE TABLE loop_items (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);
 INSERT INTO loop_items (id) SELECT generate_series(1, 100);
 SELECT chunkbatch.create_job(
@@ -384,7 +331,7 @@ SELECT chunkbatch.create_job(
   batch_size => 100,
   cursor_type => 'bigint');
 });
-	my $run = sql(q{SELECT chunkbatch.run('crash_loop')});
+	my $run = $node->queue_run('crash_loop');
 	my $log_offset = -s $node->logfile;
 	my $prev_pid = 0;
 	my @killed;
@@ -400,38 +347,38 @@ SELECT chunkbatch.create_job(
 		ok(kill('KILL', $pid), "crash loop: SIGKILL $k to worker $pid");
 		push @killed, $pid;
 		$prev_pid = $pid;
-		ok(log_wait(qr/\(PID $pid\) was terminated by signal 9/, $log_offset, 30),
+		ok($node->log_wait(qr/\(PID $pid\) was terminated by signal 9/, $log_offset, 30),
 			"crash loop: the server restarted after kill $k");
 	}
-	is( poll_for(
+	is( $node->poll_for(
 			"SELECT state FROM chunkbatch.runs WHERE run_id = $run
-                AND state IN $final_states",
+                AND state IN $FINAL_STATES",
 			qr/^\w+$/, 30),
 		'failed',
 		'crash loop: the run ends failed after its third worker died');
-	is( sql("SELECT state, sqlstate, error LIKE '%without committing a chunk%',
+	is( $node->sql("SELECT state, sqlstate, error LIKE '%without committing a chunk%',
                     chunks_done, rows_done
                FROM chunkbatch.runs WHERE run_id = $run"),
 		'failed|55000|t|0|0',
 		'crash loop: SQLSTATE 55000, error names the crash loop, nothing committed'
 	);
 	my $attempts_at_fail =
-	  sql("SELECT start_attempts FROM chunkbatch.runs WHERE run_id = $run");
+	  $node->sql("SELECT start_attempts FROM chunkbatch.runs WHERE run_id = $run");
 	note "crash loop run: "
-	  . sql("SELECT error || ' (start_attempts ' || start_attempts || ')'
+	  . $node->sql("SELECT error || ' (start_attempts ' || start_attempts || ')'
                FROM chunkbatch.runs WHERE run_id = $run");
-	ok( log_wait(
+	ok( $node->log_wait(
 			qr/run $run of job "crash_loop" failed as a crash loop/, $log_offset, 30),
 		'crash loop: the server log says so');
 	is(interrupted_marks($run, $log_offset), 3,
 		'crash loop: the run was interrupted by each of the 3 crashes');
-	is(sql("SELECT count(*) FROM loop_items WHERE n <> 0"),
+	is($node->sql("SELECT count(*) FROM loop_items WHERE n <> 0"),
 		'0', 'crash loop: no row was touched');
-	is( sql("SELECT count(*) FROM chunkbatch.runs WHERE job_name = 'crash_loop'"),
+	is( $node->sql("SELECT count(*) FROM chunkbatch.runs WHERE job_name = 'crash_loop'"),
 		'1', 'crash loop: one run, not restarted as a new run');
 	# It stays failed: a run queued after it starts and ends (so the
 	# scheduler has made its passes) while no worker comes back for it.
-	sql(q{
+	$node->sql(q{
 CREATE TABLE tick (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);
 INSERT INTO tick (id) SELECT generate_series(1, 10);
 SELECT chunkbatch.create_job(
@@ -443,10 +390,10 @@ SELECT chunkbatch.create_job(
   batch_size => 5,
   cursor_type => 'bigint');
 });
-	my $tick = sql(q{SELECT chunkbatch.run('tick')});
-	is(sql("SELECT chunkbatch.wait($tick, '30s')"),
+	my $tick = $node->queue_run('tick');
+	is($node->final_state($tick, '30s'),
 		'succeeded', 'crash loop: a later run of another job runs normally');
-	is( sql("SELECT (SELECT state || '|' || start_attempts
+	is( $node->sql("SELECT (SELECT state || '|' || start_attempts
                        FROM chunkbatch.runs WHERE run_id = $run),
                     (SELECT count(*) FROM pg_stat_activity
                       WHERE application_name LIKE 'chunkbatch run $run:%')"),

@@ -39,37 +39,19 @@ use strict;
 use warnings;
 
 use JSON::PP;
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use ChunkbatchNode qw(keyset_sql);
 
-my $node = PostgreSQL::Test::Cluster->new('failures');
-
-# Should the server die (restart_after_crash is off), fail this script
-# without making the test framework bail out of the remaining scripts.
-END
-{
-	local $?;
-	$node->stop('immediate', fail_ok => 1) if defined $node;
-}
-
-$node->init;
-$node->append_conf('postgresql.conf',
-	"shared_preload_libraries = 'chunkbatch'\n"
-	  . "chunkbatch.naptime = 1\n"
-	  . "chunkbatch.max_workers = 4\n"
-	  . "max_worker_processes = 16\n"
-	  . "deadlock_timeout = '1s'\n");
-$node->start;
+my $node = ChunkbatchNode->create(
+	'failures',
+	conf => [ 'chunkbatch.max_workers = 4', "deadlock_timeout = '1s'" ],
+	extension_in => ['postgres']);
 
 my $db = 'postgres';
-
-sub sql
-{
-	my ($sql) = @_;
-	return $node->safe_psql($db, $sql);
-}
 
 # The worker of a run, as pg_stat_activity shows it.
 sub worker_where
@@ -77,12 +59,6 @@ sub worker_where
 	my ($run) = @_;
 	return "backend_type = 'chunkbatch run worker'"
 	  . " AND application_name LIKE 'chunkbatch run $run:%'";
-}
-
-sub final_state
-{
-	my ($run, $timeout) = @_;
-	return sql("SELECT chunkbatch.wait($run, '$timeout')");
 }
 
 # Notifications printed by psql for a background session, as decoded
@@ -101,34 +77,15 @@ sub notifications
 	return @got;
 }
 
-sql('CREATE EXTENSION chunkbatch');
-
 # Listens for the whole script; read at the end.
 my $all_listener = $node->background_psql($db);
 $all_listener->set_query_timer_restart;
 $all_listener->query_safe('LISTEN chunkbatch');
 
-# A keyset chunk over table tbl: counter = counter + 1 on the next n rows.
-sub keyset_sql
-{
-	my ($tbl) = @_;
-	return "UPDATE $tbl SET counter = counter + 1"
-	  . " WHERE id IN (SELECT id FROM $tbl WHERE \$2 IS NULL OR id > \$2"
-	  . " ORDER BY id LIMIT \$1) RETURNING id";
-}
-
-# Rows of tbl, and how many were processed exactly once.
-sub once_count
-{
-	my ($tbl) = @_;
-	return sql(
-		"SELECT count(*) || '|' || count(*) FILTER (WHERE counter = 1) FROM $tbl");
-}
-
 # ---------------------------------------------------------------------------
 # 1. Lock timeout: an outside transaction holds row 1 for 3 s.
 # ---------------------------------------------------------------------------
-sql(qq{
+$node->sql(qq{
 CREATE TABLE lt_items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);
 INSERT INTO lt_items (id) SELECT generate_series(1, 1000);
 SELECT chunkbatch.create_job(
@@ -136,7 +93,7 @@ SELECT chunkbatch.create_job(
   chunk_sql => \$q\$@{[keyset_sql('lt_items')]}\$q\$,
   batch_size => 100, cursor_type => 'bigint', lock_timeout => '100ms');
 });
-is( sql(q{SELECT lock_timeout, max_retries FROM chunkbatch.jobs
+is( $node->sql(q{SELECT lock_timeout, max_retries FROM chunkbatch.jobs
            WHERE job_name = 'lock_timeout_job'}),
 	'00:00:00.1|10',
 	'the job stores lock_timeout 100ms and the default max_retries 10');
@@ -146,13 +103,11 @@ $locker->query_safe('BEGIN');
 $locker->query_safe('SELECT id FROM lt_items WHERE id = 1 FOR UPDATE');
 my $lt_log = -s $node->logfile;
 my $t0 = time;
-my $lt_run = sql(q{SELECT chunkbatch.run('lock_timeout_job')});
-ok( $node->poll_query_until(
-		$db,
-		"SELECT state = 'running' FROM chunkbatch.runs WHERE run_id = $lt_run"),
+my $lt_run = $node->queue_run('lock_timeout_job');
+ok( $node->poll_run($lt_run, "state = 'running'"),
 	'the lock-timeout run starts');
 usleep(int(1_000_000 * (3 - (time - $t0)))) if time - $t0 < 3;
-is( sql("SELECT rows_done, (SELECT sum(counter) FROM lt_items)
+is( $node->sql("SELECT rows_done, (SELECT sum(counter) FROM lt_items)
            FROM chunkbatch.runs WHERE run_id = $lt_run"),
 	'0|0',
 	'while the row is locked, no chunk commits');
@@ -162,17 +117,17 @@ ok( $node->log_contains(
 	'the server log shows the chunk retried after a lock timeout');
 $locker->query_safe('COMMIT');
 my $t_release = time;
-is(final_state($lt_run, '60s'), 'succeeded',
+is($node->final_state($lt_run, '60s'), 'succeeded',
 	'the lock-timeout run completes after the lock is released');
 my $lt_after_release = time - $t_release;
 my $lt_retries =
-  sql("SELECT retries FROM chunkbatch.runs WHERE run_id = $lt_run");
+  $node->sql("SELECT retries FROM chunkbatch.runs WHERE run_id = $lt_run");
 cmp_ok($lt_retries, '>=', 1, "runs.retries counts the retries ($lt_retries)");
 cmp_ok($lt_retries, '<=', 10, 'no more retries than max_retries');
-is( sql("SELECT state, rows_done, sqlstate IS NULL
+is( $node->sql("SELECT state, rows_done, sqlstate IS NULL
            FROM chunkbatch.runs WHERE run_id = $lt_run"),
 	'succeeded|1000|t', 'rows_done 1000, no error recorded');
-is(once_count('lt_items'), '1000|1000',
+is($node->once_count('lt_items'), '1000|1000',
 	'every row processed exactly once after the lock-timeout retries');
 note(sprintf(
 		"lock timeout: row held 3 s, %d retries (lock_timeout 100ms, "
@@ -181,15 +136,15 @@ note(sprintf(
 
 # Nothing but the lock is different with max_retries => 0: the first lock
 # timeout fails the run with 55P03.
-sql(q{UPDATE lt_items SET counter = 0;
+$node->sql(q{UPDATE lt_items SET counter = 0;
 SELECT chunkbatch.alter_job('lock_timeout_job', max_retries => 0)});
 $locker->query_safe('BEGIN');
 $locker->query_safe('SELECT id FROM lt_items WHERE id = 1 FOR UPDATE');
-my $lt0_run = sql(q{SELECT chunkbatch.run('lock_timeout_job')});
-is(final_state($lt0_run, '30s'), 'failed',
+my $lt0_run = $node->queue_run('lock_timeout_job');
+is($node->final_state($lt0_run, '30s'), 'failed',
 	'with max_retries 0 a lock timeout fails the run');
 $locker->query_safe('COMMIT');
-is( sql("SELECT sqlstate, retries, rows_done, error_chunk
+is( $node->sql("SELECT sqlstate, retries, rows_done, error_chunk
            FROM chunkbatch.runs WHERE run_id = $lt0_run"),
 	'55P03|0|0|1', 'failed with SQLSTATE 55P03 in chunk 1, no retry');
 
@@ -199,7 +154,7 @@ is( sql("SELECT sqlstate, retries, rows_done, error_chunk
 #    row 1: a cycle.  The outside session's deadlock_timeout is 60 s, the
 #    worker's 1 s, so the chunk is the one chosen as the victim.
 # ---------------------------------------------------------------------------
-sql(q{
+$node->sql(q{
 CREATE TABLE dl_items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);
 INSERT INTO dl_items (id) SELECT generate_series(1, 100);
 CREATE TABLE dl_attempts (at timestamptz);
@@ -225,7 +180,7 @@ SELECT chunkbatch.create_job(
   batch_size => 10, cursor_type => 'bigint');
 });
 my $dl_log = -s $node->logfile;
-my $dl_run = sql(q{SELECT chunkbatch.run('deadlock_job')});
+my $dl_run = $node->queue_run('deadlock_job');
 ok( $node->poll_query_until(
 		$db,
 		"SELECT count(*) = 1 FROM pg_stat_activity WHERE "
@@ -245,18 +200,18 @@ COMMIT;
 $other->query_until(qr/other done\n/, '');
 is($other->{stderr}, '',
 	'the outside session was not the deadlock victim: it got row 1 and committed');
-is(final_state($dl_run, '60s'), 'succeeded',
+is($node->final_state($dl_run, '60s'), 'succeeded',
 	'the run that hit the deadlock completes');
 my $dl_retries =
-  sql("SELECT retries FROM chunkbatch.runs WHERE run_id = $dl_run");
+  $node->sql("SELECT retries FROM chunkbatch.runs WHERE run_id = $dl_run");
 cmp_ok($dl_retries, '>=', 1, "the deadlock was retried ($dl_retries)");
 ok( $node->log_contains(
 		qr/run $dl_run of job "deadlock_job" retries chunk 1 in \d+ ms \(attempt 1 of 10\): deadlock detected/,
 		$dl_log),
 	'the server log shows chunk 1 retried after "deadlock detected"');
-is(once_count('dl_items'), '100|100',
+is($node->once_count('dl_items'), '100|100',
 	'every row processed exactly once after the deadlock');
-is( sql("SELECT rows_done, sqlstate IS NULL FROM chunkbatch.runs WHERE run_id = $dl_run"),
+is( $node->sql("SELECT rows_done, sqlstate IS NULL FROM chunkbatch.runs WHERE run_id = $dl_run"),
 	'100|t', 'rows_done 100, no error recorded');
 $other->quit;
 note("deadlock: $dl_retries retries");
@@ -264,37 +219,19 @@ note("deadlock: $dl_retries retries");
 # ---------------------------------------------------------------------------
 # 3. Pause and resume.
 # ---------------------------------------------------------------------------
-sql(q{
-CREATE TABLE pr_items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);
-INSERT INTO pr_items (id) SELECT generate_series(1, 600);
-CREATE FUNCTION pr_chunk(n int, after_id bigint) RETURNS SETOF bigint
-LANGUAGE plpgsql AS $$
-BEGIN
-  PERFORM pg_sleep(0.05);
-  RETURN QUERY
-    UPDATE pr_items SET counter = counter + 1
-     WHERE id IN (SELECT i.id FROM pr_items i
-                   WHERE after_id IS NULL OR i.id > after_id
-                   ORDER BY i.id LIMIT n)
-    RETURNING pr_items.id;
-END
-$$;
-SELECT chunkbatch.create_job(
-  job_name => 'pause_job',
-  chunk_sql => 'SELECT * FROM pr_chunk($1, $2)',
-  batch_size => 10, cursor_type => 'bigint');
-});
-my $pr_run = sql(q{SELECT chunkbatch.run('pause_job')});
-ok( $node->poll_query_until(
-		$db,
-		"SELECT state = 'running' AND rows_done >= 50
-           FROM chunkbatch.runs WHERE run_id = $pr_run"),
+$node->create_slow_job(
+	job => 'pause_job',
+	table => 'pr_items',
+	rows => 600,
+	sleep => 0.05,
+	batch_size => 10,
+	log => 0);
+my $pr_run = $node->queue_run('pause_job');
+ok( $node->poll_run($pr_run, "state = 'running' AND rows_done >= 50"),
 	'the run to pause is running');
 $t0 = time;
-is(sql("SELECT chunkbatch.pause($pr_run)"), 't', 'pause() returns true');
-ok( $node->poll_query_until(
-		$db,
-		"SELECT state = 'paused' FROM chunkbatch.runs WHERE run_id = $pr_run"),
+is($node->sql("SELECT chunkbatch.pause($pr_run)"), 't', 'pause() returns true');
+ok( $node->poll_run($pr_run, "state = 'paused'"),
 	'the run shows paused');
 my $pause_secs = time - $t0;
 cmp_ok($pause_secs, '<', 2, sprintf('pause took effect within 2 s (%.2f s)', $pause_secs));
@@ -302,31 +239,31 @@ ok( $node->poll_query_until(
 		$db,
 		"SELECT count(*) = 0 FROM pg_stat_activity WHERE " . worker_where($pr_run)),
 	'the paused run\'s worker has exited');
-my $paused_at = sql(
+my $paused_at = $node->sql(
 	"SELECT rows_done || '|' || coalesce(cursor, '') FROM chunkbatch.runs WHERE run_id = $pr_run");
 my ($paused_rows) = split /\|/, $paused_at;
 cmp_ok($paused_rows, '<', 600, "the run paused in the middle ($paused_rows rows)");
-is(sql(q{SELECT sum(counter) FROM pr_items}),
+is($node->sql(q{SELECT sum(counter) FROM pr_items}),
 	$paused_rows, 'the table matches the paused checkpoint');
-is( sql("SELECT s.state, s.worker_pid IS NULL, r.finished_at IS NULL
+is( $node->sql("SELECT s.state, s.worker_pid IS NULL, r.finished_at IS NULL
            FROM chunkbatch.status s JOIN chunkbatch.runs r USING (run_id)
           WHERE run_id = $pr_run"),
 	'paused|t|t',
 	'chunkbatch.status lists the paused run without a worker, not finished');
 usleep(1_500_000);
-is( sql(
+is( $node->sql(
 		"SELECT state, rows_done || '|' || coalesce(cursor, '')
            FROM chunkbatch.runs WHERE run_id = $pr_run"),
 	"paused|$paused_at", 'rows_done and cursor do not move for 1.5 s');
-is(sql(q{SELECT sum(counter) FROM pr_items}),
+is($node->sql(q{SELECT sum(counter) FROM pr_items}),
 	$paused_rows, 'nor does the table');
-is(sql("SELECT chunkbatch.wait($pr_run, '1s')"),
+is($node->sql("SELECT chunkbatch.wait($pr_run, '1s')"),
 	'paused', 'wait() returns paused');
-is(sql("SELECT chunkbatch.resume($pr_run)"), 't', 'resume() returns true');
-is(final_state($pr_run, '60s'), 'succeeded', 'the resumed run succeeds');
-is(once_count('pr_items'), '600|600',
+is($node->sql("SELECT chunkbatch.resume($pr_run)"), 't', 'resume() returns true');
+is($node->final_state($pr_run, '60s'), 'succeeded', 'the resumed run succeeds');
+is($node->once_count('pr_items'), '600|600',
 	'pause and resume: every row processed exactly once');
-is( sql("SELECT rows_done, cursor FROM chunkbatch.runs WHERE run_id = $pr_run"),
+is( $node->sql("SELECT rows_done, cursor FROM chunkbatch.runs WHERE run_id = $pr_run"),
 	'600|600', 'rows_done 600, cursor at the last key');
 note(sprintf("pause: took effect after %.2f s at %s rows", $pause_secs,
 		$paused_rows));
@@ -334,7 +271,7 @@ note(sprintf("pause: took effect after %.2f s at %s rows", $pause_secs,
 # ---------------------------------------------------------------------------
 # 4. Cancel in the middle of a 10 s chunk.
 # ---------------------------------------------------------------------------
-sql(q{
+$node->sql(q{
 CREATE TABLE cx_items (id int PRIMARY KEY, n int NOT NULL DEFAULT 0);
 INSERT INTO cx_items VALUES (1);
 CREATE FUNCTION cx_chunk() RETURNS SETOF int
@@ -349,7 +286,7 @@ SELECT chunkbatch.create_job(
   job_name => 'cancel_job',
   chunk_sql => 'SELECT * FROM cx_chunk() WHERE $1 > 0');
 });
-my $cx_run = sql(q{SELECT chunkbatch.run('cancel_job')});
+my $cx_run = $node->queue_run('cancel_job');
 ok( $node->poll_query_until(
 		$db,
 		"SELECT count(*) = 1 FROM pg_stat_activity WHERE "
@@ -357,15 +294,15 @@ ok( $node->poll_query_until(
 		  . " AND wait_event = 'PgSleep'"),
 	'the 10 s chunk is executing');
 $t0 = time;
-is(sql("SELECT chunkbatch.cancel($cx_run)"), 't', 'cancel() returns true');
-is(final_state($cx_run, '10s'), 'cancelled', 'the run ends cancelled');
+is($node->sql("SELECT chunkbatch.cancel($cx_run)"), 't', 'cancel() returns true');
+is($node->final_state($cx_run, '10s'), 'cancelled', 'the run ends cancelled');
 my $cancel_secs = time - $t0;
 cmp_ok($cancel_secs, '<', 3,
 	sprintf('cancel ended the run within 3 s (%.2f s)', $cancel_secs));
-is( sql("SELECT rows_done, chunks_done, finished_at IS NOT NULL, worker_pid IS NULL
+is( $node->sql("SELECT rows_done, chunks_done, finished_at IS NOT NULL, worker_pid IS NULL
            FROM chunkbatch.runs WHERE run_id = $cx_run"),
 	'0|0|t|t', 'no chunk committed');
-is(sql(q{SELECT n FROM cx_items}), '0', 'the cancelled chunk was rolled back');
+is($node->sql(q{SELECT n FROM cx_items}), '0', 'the cancelled chunk was rolled back');
 ok( $node->poll_query_until(
 		$db,
 		"SELECT count(*) = 0 FROM pg_stat_activity WHERE " . worker_where($cx_run)),
@@ -375,7 +312,7 @@ note(sprintf("cancel: mid-chunk run ended %.2f s after cancel()", $cancel_secs))
 # ---------------------------------------------------------------------------
 # 5. A CHECK violation mid-run, fixed, then resumed.
 # ---------------------------------------------------------------------------
-sql(qq{
+$node->sql(qq{
 CREATE TABLE ck_items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0
                        CONSTRAINT counter_small CHECK (counter <= 1));
 INSERT INTO ck_items (id) SELECT generate_series(1, 100);
@@ -385,9 +322,9 @@ SELECT chunkbatch.create_job(
   chunk_sql => \$q\$@{[keyset_sql('ck_items')]}\$q\$,
   batch_size => 10, cursor_type => 'bigint');
 });
-my $ck_run = sql(q{SELECT chunkbatch.run('check_job')});
-is(final_state($ck_run, '60s'), 'failed', 'the run fails on the bad row');
-is( sql(
+my $ck_run = $node->queue_run('check_job');
+is($node->final_state($ck_run, '60s'), 'failed', 'the run fails on the bad row');
+is( $node->sql(
 		"SELECT sqlstate, error_chunk, rows_done, chunks_done, cursor,
                 error ~ 'counter_small', error_detail LIKE 'Failing row contains%',
                 retries, finished_at IS NOT NULL
@@ -395,17 +332,17 @@ is( sql(
 	'23514|6|50|5|50|t|t|0|t',
 	'failed with 23514 in chunk 6, checkpoint at the last good chunk (50 rows, cursor 50)'
 );
-is( sql(q{SELECT count(*) FILTER (WHERE id <= 50 AND counter = 1),
+is( $node->sql(q{SELECT count(*) FILTER (WHERE id <= 50 AND counter = 1),
                  count(*) FILTER (WHERE id > 50 AND counter = (id = 55)::int)
             FROM ck_items}),
 	'50|50', 'the 5 good chunks are committed, the failed one left nothing');
 # fix the row: it has not been processed yet
-sql(q{UPDATE ck_items SET counter = 0 WHERE id = 55});
-is(sql("SELECT chunkbatch.resume($ck_run)"), 't', 'resume() of the failed run');
-is(final_state($ck_run, '60s'), 'succeeded', 'the resumed run succeeds');
-is(once_count('ck_items'), '100|100',
+$node->sql(q{UPDATE ck_items SET counter = 0 WHERE id = 55});
+is($node->sql("SELECT chunkbatch.resume($ck_run)"), 't', 'resume() of the failed run');
+is($node->final_state($ck_run, '60s'), 'succeeded', 'the resumed run succeeds');
+is($node->once_count('ck_items'), '100|100',
 	'after the fix and resume every row processed exactly once');
-is( sql(
+is( $node->sql(
 		"SELECT rows_done, cursor, sqlstate IS NULL, error IS NULL, error_chunk IS NULL
            FROM chunkbatch.runs WHERE run_id = $ck_run"),
 	'100|100|t|t|t', 'the resumed run has no error left and rows_done 100');
@@ -416,7 +353,7 @@ is( sql(
 #    isolation subtransactions) draws a number from a sequence, which no
 #    rollback takes back.
 # ---------------------------------------------------------------------------
-sql(q{
+$node->sql(q{
 CREATE TABLE pz_items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0,
                        poison boolean NOT NULL DEFAULT false,
                        CONSTRAINT not_poison CHECK (NOT poison OR counter = 0));
@@ -436,16 +373,16 @@ SELECT chunkbatch.create_job(
                  ORDER BY id LIMIT $1$$);
 });
 $t0 = time;
-my $pz_run = sql(q{SELECT chunkbatch.run('poison_job')});
-is(final_state($pz_run, '120s'), 'succeeded',
+my $pz_run = $node->queue_run('poison_job');
+is($node->final_state($pz_run, '120s'), 'succeeded',
 	'the run with 3 poison rows succeeds');
 my $pz_secs = time - $t0;
-is( sql(q{SELECT count(*) FILTER (WHERE counter = 1 AND NOT poison),
+is( $node->sql(q{SELECT count(*) FILTER (WHERE counter = 1 AND NOT poison),
                  count(*) FILTER (WHERE counter = 0 AND poison),
                  count(*) FILTER (WHERE counter > 1)
             FROM pz_items}),
 	'9997|3|0', '9,997 rows committed once each, the 3 poison rows untouched');
-is( sql(
+is( $node->sql(
 		"SELECT string_agg(key, ',' ORDER BY key::bigint),
                 string_agg(DISTINCT sqlstate, ','),
                 bool_and(error ~ 'not_poison'), bool_and(job_name = 'poison_job'),
@@ -453,12 +390,12 @@ is( sql(
            FROM chunkbatch.dead_letters WHERE run_id = $pz_run"),
 	'1234,5000,9999|23514|t|t|t',
 	'exactly the 3 poison keys are in dead_letters, with SQLSTATE 23514 and the error');
-is( sql("SELECT rows_done, dead_letters, cursor, sqlstate IS NULL
+is( $node->sql("SELECT rows_done, dead_letters, cursor, sqlstate IS NULL
            FROM chunkbatch.runs WHERE run_id = $pz_run"),
 	'9997|3|10000|t', 'runs: rows_done 9997, dead_letters 3, cursor at the end');
 # 11 chunk executions (10 with rows, 1 empty), 3 of them failing, plus
 # the subtransactions: at most 2 * ceil(log2(1000)) = 20 per poison row.
-my $pz_execs = sql(q{SELECT last_value FROM pz_exec});
+my $pz_execs = $node->sql(q{SELECT last_value FROM pz_exec});
 my $pz_subx = $pz_execs - 11;
 cmp_ok($pz_subx, '>', 0, 'isolation used subtransactions');
 cmp_ok($pz_subx, '<=', 60,
@@ -470,17 +407,17 @@ note(sprintf(
 		$pz_execs, $pz_subx, $pz_subx / 3, $pz_secs));
 
 # More dead letters than max_dead_letters fail the run.
-sql(q{UPDATE pz_items SET counter = 0;
+$node->sql(q{UPDATE pz_items SET counter = 0;
 SELECT chunkbatch.alter_job('poison_job', max_dead_letters => 1)});
-my $pz2_run = sql(q{SELECT chunkbatch.run('poison_job')});
-is(final_state($pz2_run, '120s'), 'failed',
+my $pz2_run = $node->queue_run('poison_job');
+is($node->final_state($pz2_run, '120s'), 'failed',
 	'with max_dead_letters 1 the run fails at its second dead letter');
-is( sql("SELECT sqlstate, rows_done, dead_letters, error_chunk
+is( $node->sql("SELECT sqlstate, rows_done, dead_letters, error_chunk
            FROM chunkbatch.runs WHERE run_id = $pz2_run"),
 	'54000|3999|1|5',
 	'54000 in chunk 5 (the second poison row); the first chunks and dead letter are kept'
 );
-is( sql("SELECT string_agg(key, ',') FROM chunkbatch.dead_letters WHERE run_id = $pz2_run"),
+is( $node->sql("SELECT string_agg(key, ',') FROM chunkbatch.dead_letters WHERE run_id = $pz2_run"),
 	'1234', 'the dead letter of the committed chunk is kept, that of the failed one is not');
 
 # ---------------------------------------------------------------------------
@@ -491,7 +428,7 @@ is( sql("SELECT string_agg(key, ',') FROM chunkbatch.dead_letters WHERE run_id =
 #     for a poison row at index p are: [0..31] [0..15] [0..7] [0..3] [4..7]
 #     [4,5] [4] [5] ...
 # ---------------------------------------------------------------------------
-sql(q{
+$node->sql(q{
 CREATE SEQUENCE iso_marker;
 CREATE FUNCTION iso_chunk(tbl text, n int, after_id bigint, slow_after bigint,
                           slow float8) RETURNS SETOF bigint
@@ -516,7 +453,7 @@ $$;
 sub iso_job
 {
 	my ($name, $poison, $slow_after, $slow, $extra) = @_;
-	sql(qq{
+	$node->sql(qq{
 CREATE TABLE $name (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0,
                     poison boolean NOT NULL DEFAULT false,
                     CONSTRAINT ${name}_not_poison CHECK (NOT poison OR counter = 0));
@@ -535,7 +472,7 @@ SELECT chunkbatch.create_job(
 sub dead_letters
 {
 	my ($run) = @_;
-	return sql(
+	return $node->sql(
 		"SELECT coalesce(string_agg(key || ':' || sqlstate, ',' ORDER BY key::bigint), '')
            FROM chunkbatch.dead_letters WHERE run_id = $run");
 }
@@ -553,55 +490,55 @@ sub wait_marker
 # whole isolation (about 2 s) does not.  A statement timeout is armed per
 # chunk statement, so only the poison key may end in dead_letters.
 iso_job('iso_timeout', 5, 5, 0.9, q{, statement_timeout => '1.2s'});
-my $ist_run = sql(q{SELECT chunkbatch.run('iso_timeout')});
-is(final_state($ist_run, '60s'), 'succeeded',
+my $ist_run = $node->queue_run('iso_timeout');
+is($node->final_state($ist_run, '60s'), 'succeeded',
 	'isolation with a statement timeout per statement: the run succeeds');
 is(dead_letters($ist_run), '5:23514',
 	'only the poison key is a dead letter, not a key whose statement fitted in statement_timeout'
 );
-is( sql(q{SELECT count(*) FILTER (WHERE counter = 1) FROM iso_timeout WHERE NOT poison}),
+is( $node->sql(q{SELECT count(*) FILTER (WHERE counter = 1) FROM iso_timeout WHERE NOT poison}),
 	'63', 'the 63 good rows are committed');
 
 # cancel() while the isolation executes its try of key 5 alone (poison key
 # 6, nothing written to dead_letters yet): the chunk is cancelled and rolls
 # back, like any chunk; no key becomes a dead letter.
 iso_job('iso_cancel', 6, 4, 10, '');
-my $m = sql(q{SELECT nextval('iso_marker')});
-my $ic_run = sql(q{SELECT chunkbatch.run('iso_cancel')});
+my $m = $node->sql(q{SELECT nextval('iso_marker')});
+my $ic_run = $node->queue_run('iso_cancel');
 ok(wait_marker($m), 'the isolation is executing the try of key 5 alone');
 $t0 = time;
-sql("SELECT chunkbatch.cancel($ic_run)");
+$node->sql("SELECT chunkbatch.cancel($ic_run)");
 my $ic_call = time - $t0;
-is(final_state($ic_run, '30s'), 'cancelled', 'the isolating run ends cancelled');
+is($node->final_state($ic_run, '30s'), 'cancelled', 'the isolating run ends cancelled');
 my $ic_secs = time - $t0;
 cmp_ok($ic_secs, '<', 3,
 	sprintf('cancel ended the isolating run within 3 s (%.2f s)', $ic_secs));
 is(dead_letters($ic_run), '',
 	'the cancel did not make a dead letter of the key being tried');
-is( sql("SELECT rows_done, dead_letters FROM chunkbatch.runs WHERE run_id = $ic_run")
-	  . '|' . sql(q{SELECT sum(counter) FROM iso_cancel}),
+is( $node->sql("SELECT rows_done, dead_letters FROM chunkbatch.runs WHERE run_id = $ic_run")
+	  . '|' . $node->sql(q{SELECT sum(counter) FROM iso_cancel}),
 	'0|0|0', 'the cancelled chunk was rolled back: no row committed');
 
 # cancel() while the isolation executes its try of key 6 alone, after it
 # wrote the dead letter of poison key 5: cancel() returns at once and the
 # chunk rolls back.
 iso_job('iso_cancel2', 5, 5, 10, '');
-$m = sql(q{SELECT last_value FROM iso_marker});
-my $ic2_run = sql(q{SELECT chunkbatch.run('iso_cancel2')});
+$m = $node->sql(q{SELECT last_value FROM iso_marker});
+my $ic2_run = $node->queue_run('iso_cancel2');
 ok(wait_marker($m), 'the isolation is executing the try of key 6 alone');
 $t0 = time;
-sql("SELECT chunkbatch.cancel($ic2_run)");
+$node->sql("SELECT chunkbatch.cancel($ic2_run)");
 my $ic2_call = time - $t0;
 cmp_ok($ic2_call, '<', 1,
 	sprintf('cancel() after a dead letter was written returns at once (%.2f s)', $ic2_call));
-is(final_state($ic2_run, '30s'), 'cancelled', 'the isolating run ends cancelled');
+is($node->final_state($ic2_run, '30s'), 'cancelled', 'the isolating run ends cancelled');
 my $ic2_secs = time - $t0;
 cmp_ok($ic2_secs, '<', 3,
 	sprintf('cancel ended the isolating run within 3 s (%.2f s)', $ic2_secs));
 is(dead_letters($ic2_run), '',
 	'the rolled-back chunk leaves no dead letter');
-is( sql("SELECT rows_done, dead_letters FROM chunkbatch.runs WHERE run_id = $ic2_run")
-	  . '|' . sql(q{SELECT sum(counter) FROM iso_cancel2}),
+is( $node->sql("SELECT rows_done, dead_letters FROM chunkbatch.runs WHERE run_id = $ic2_run")
+	  . '|' . $node->sql(q{SELECT sum(counter) FROM iso_cancel2}),
 	'0|0|0', 'the cancelled chunk was rolled back: no row committed');
 note(sprintf(
 		"cancel during isolation: before a dead letter: cancel() %.2f s, run ended after %.2f s; "
@@ -613,8 +550,8 @@ note(sprintf(
 # ---------------------------------------------------------------------------
 my $listener = $node->background_psql($db);
 $listener->query_safe('LISTEN chunkbatch');
-my $ok_run = sql(q{SELECT chunkbatch.run('deadlock_job')});
-is(final_state($ok_run, '60s'), 'succeeded', 'a run to listen for succeeds');
+my $ok_run = $node->queue_run('deadlock_job');
+is($node->final_state($ok_run, '60s'), 'succeeded', 'a run to listen for succeeds');
 my @notes = grep { $_->{run_id} == $ok_run } notifications($listener);
 is(scalar(@notes), 1, 'the LISTEN session received one notification for the run');
 is_deeply(
@@ -627,8 +564,8 @@ is_deeply(
 	},
 	'its payload: run_id, job_name, state succeeded, sqlstate null');
 # every row of ck_items is at 1 now: the first chunk violates the CHECK
-my $bad_run = sql(q{SELECT chunkbatch.run('check_job')});
-is(final_state($bad_run, '60s'), 'failed', 'a run to listen for fails');
+my $bad_run = $node->queue_run('check_job');
+is($node->final_state($bad_run, '60s'), 'failed', 'a run to listen for fails');
 @notes = grep { $_->{run_id} == $bad_run } notifications($listener);
 is( join(',', map { "$_->{state}:" . ($_->{sqlstate} // '') } @notes),
 	'failed:23514',
@@ -638,7 +575,7 @@ $listener->quit;
 # ---------------------------------------------------------------------------
 # 8. statement_timeout 200ms, chunks of ~50 ms per row, batch 16.
 # ---------------------------------------------------------------------------
-sql(q{
+$node->sql(q{
 CREATE TABLE st_items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);
 INSERT INTO st_items (id) SELECT generate_series(1, 40);
 CREATE FUNCTION st_chunk(n int, after_id bigint) RETURNS SETOF bigint
@@ -662,11 +599,11 @@ SELECT chunkbatch.create_job(
   batch_size => 16, cursor_type => 'bigint', statement_timeout => '200ms');
 });
 my $st_log = -s $node->logfile;
-my $st_run = sql(q{SELECT chunkbatch.run('timeout_job')});
-is(final_state($st_run, '60s'), 'succeeded',
+my $st_run = $node->queue_run('timeout_job');
+is($node->final_state($st_run, '60s'), 'succeeded',
 	'the run with statement timeouts completes');
 my ($st_batch, $st_retries) = split /\|/,
-  sql("SELECT batch_size, retries FROM chunkbatch.runs WHERE run_id = $st_run");
+  $node->sql("SELECT batch_size, retries FROM chunkbatch.runs WHERE run_id = $st_run");
 cmp_ok($st_batch, '<=', 4,
 	"the batch size was halved until a chunk fit in 200 ms (16 -> $st_batch)");
 cmp_ok($st_batch, '>=', 1, 'the batch size is at least 1');
@@ -675,56 +612,44 @@ ok( $node->log_contains(
 		qr/run $st_run of job "timeout_job" retries chunk 1 with 8 rows after a statement timeout/,
 		$st_log),
 	'the server log shows chunk 1 retried with 8 rows');
-is(once_count('st_items'), '40|40',
+is($node->once_count('st_items'), '40|40',
 	'statement timeouts: every row processed exactly once');
-is(sql(q{SELECT batch_size FROM chunkbatch.jobs WHERE job_name = 'timeout_job'}),
+is($node->sql(q{SELECT batch_size FROM chunkbatch.jobs WHERE job_name = 'timeout_job'}),
 	'16', 'the job keeps its batch size');
 note("statement timeout: batch size 16 -> $st_batch");
 
 # ---------------------------------------------------------------------------
 # 9. max_runtime 1 s on a slow job: stopped, resumed until done.
 # ---------------------------------------------------------------------------
-sql(q{
-CREATE TABLE mr_items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);
-INSERT INTO mr_items (id) SELECT generate_series(1, 100);
-CREATE FUNCTION mr_chunk(n int, after_id bigint) RETURNS SETOF bigint
-LANGUAGE plpgsql AS $$
-BEGIN
-  PERFORM pg_sleep(0.2);
-  RETURN QUERY
-    UPDATE mr_items SET counter = counter + 1
-     WHERE id IN (SELECT i.id FROM mr_items i
-                   WHERE after_id IS NULL OR i.id > after_id
-                   ORDER BY i.id LIMIT n)
-    RETURNING mr_items.id;
-END
-$$;
-SELECT chunkbatch.create_job(
-  job_name => 'runtime_job',
-  chunk_sql => 'SELECT * FROM mr_chunk($1, $2)',
-  batch_size => 5, cursor_type => 'bigint', max_runtime => '1s');
-});
-my $mr_run = sql(q{SELECT chunkbatch.run('runtime_job')});
-is(final_state($mr_run, '30s'), 'stopped', 'the slow run is stopped');
-my ($mr_rows, $mr_secs) = split /\|/, sql(
+$node->create_slow_job(
+	job => 'runtime_job',
+	table => 'mr_items',
+	rows => 100,
+	sleep => 0.2,
+	batch_size => 5,
+	log => 0,
+	args => q{max_runtime => '1s'});
+my $mr_run = $node->queue_run('runtime_job');
+is($node->final_state($mr_run, '30s'), 'stopped', 'the slow run is stopped');
+my ($mr_rows, $mr_secs) = split /\|/, $node->sql(
 	"SELECT rows_done, extract(epoch FROM finished_at - started_at)
        FROM chunkbatch.runs WHERE run_id = $mr_run");
-is( sql("SELECT reason, sqlstate IS NULL, finished_at IS NOT NULL
+is( $node->sql("SELECT reason, sqlstate IS NULL, finished_at IS NOT NULL
            FROM chunkbatch.runs WHERE run_id = $mr_run"),
 	'max_runtime|t|t', 'stopped with reason max_runtime');
 ok($mr_rows > 0 && $mr_rows < 100, "it stopped in the middle ($mr_rows rows)");
 ok($mr_secs >= 0.9 && $mr_secs < 3,
 	sprintf('it stopped after about 1 s (%.2f s)', $mr_secs));
-is(sql(q{SELECT sum(counter) FROM mr_items}), $mr_rows,
+is($node->sql(q{SELECT sum(counter) FROM mr_items}), $mr_rows,
 	'the table matches the stopped checkpoint');
 my @segments = ($mr_rows);
 my $mr_state = 'stopped';
 for (my $i = 0; $i < 20 && $mr_state eq 'stopped'; $i++)
 {
-	sql("SELECT chunkbatch.resume($mr_run)");
-	$mr_state = final_state($mr_run, '30s');
+	$node->sql("SELECT chunkbatch.resume($mr_run)");
+	$mr_state = $node->final_state($mr_run, '30s');
 	push @segments,
-	  sql("SELECT rows_done FROM chunkbatch.runs WHERE run_id = $mr_run");
+	  $node->sql("SELECT rows_done FROM chunkbatch.runs WHERE run_id = $mr_run");
 }
 is($mr_state, 'succeeded', 'resumed after each stop, the run succeeds');
 # Each stop is further than the one before; the last segment may only
@@ -739,7 +664,7 @@ ok($progress_ok,
 	  . join(' -> ', @segments) . ' rows)');
 cmp_ok(scalar(@segments), '>=', 3,
 	'the run was stopped by max_runtime more than once');
-is(once_count('mr_items'), '100|100',
+is($node->once_count('mr_items'), '100|100',
 	'max_runtime and resume: every row processed exactly once');
 note('max_runtime 1s: rows done at each stop: ' . join(', ', @segments));
 
@@ -753,7 +678,7 @@ foreach my $n (notifications($all_listener))
 {
 	push @{ $seen{ $n->{run_id} } }, $n->{state} . ':' . ($n->{sqlstate} // '');
 }
-my $runs = sql(
+my $runs = $node->sql(
 	q{SELECT string_agg(run_id || '=' || state || ':' || coalesce(sqlstate, ''), ' ' ORDER BY run_id)
         FROM chunkbatch.runs});
 my $mismatch = 0;
@@ -786,28 +711,27 @@ $all_listener->quit;
 #     scheduler_idle_exit = 0 makes the current scheduler leave when idle,
 #     so the next run starts a new one.
 # ---------------------------------------------------------------------------
-my $recent_run = sql(q{SELECT chunkbatch.run('deadlock_job')});
-is(final_state($recent_run, '60s'), 'succeeded', 'a run finishes just before');
-sql("UPDATE chunkbatch.runs SET finished_at = now() - interval '2 hours'
+my $recent_run = $node->queue_run('deadlock_job');
+is($node->final_state($recent_run, '60s'), 'succeeded', 'a run finishes just before');
+$node->sql("UPDATE chunkbatch.runs SET finished_at = now() - interval '2 hours'
       WHERE run_id = $dl_run");
 $node->append_conf('postgresql.conf',
 	"chunkbatch.history_retention = 1\n" . "chunkbatch.scheduler_idle_exit = 0\n");
 $node->reload;
-is(sql('SHOW chunkbatch.history_retention'), '1min', 'history_retention is 1 minute');
+is($node->sql('SHOW chunkbatch.history_retention'), '1min', 'history_retention is 1 minute');
 ok( $node->poll_query_until(
 		$db,
 		q{SELECT count(*) = 0 FROM pg_stat_activity
            WHERE backend_type = 'chunkbatch scheduler'
              AND datname = current_database()}),
 	'the idle scheduler has exited');
-is(sql("SELECT count(*) FROM chunkbatch.runs WHERE run_id = $dl_run"),
+is($node->sql("SELECT count(*) FROM chunkbatch.runs WHERE run_id = $dl_run"),
 	'1', 'the backdated run is still there');
-my $h_run = sql(q{SELECT chunkbatch.run('deadlock_job')});
-is(final_state($h_run, '60s'), 'succeeded', 'a new run succeeds');
-ok( $node->poll_query_until(
-		$db, "SELECT count(*) = 0 FROM chunkbatch.runs WHERE run_id = $dl_run"),
+my $h_run = $node->queue_run('deadlock_job');
+is($node->final_state($h_run, '60s'), 'succeeded', 'a new run succeeds');
+ok( $node->poll_run($dl_run, "count(*) = 0"),
 	'the scheduler deleted the run finished before the retention');
-is( sql("SELECT count(*) FROM chunkbatch.runs WHERE run_id IN ($h_run, $recent_run)"),
+is( $node->sql("SELECT count(*) FROM chunkbatch.runs WHERE run_id IN ($h_run, $recent_run)"),
 	'2', 'runs finished within the retention are kept');
 
 $node->stop;

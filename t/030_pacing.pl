@@ -28,42 +28,17 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use ChunkbatchNode;
 
-my $node = PostgreSQL::Test::Cluster->new('pacing');
-
-# Should the server die (restart_after_crash is off), fail this script
-# without making the test framework bail out of the remaining scripts.
-END
-{
-	local $?;
-	$node->stop('immediate', fail_ok => 1) if defined $node;
-}
-
-$node->init;
-$node->append_conf('postgresql.conf',
-	"shared_preload_libraries = 'chunkbatch'\n"
-	  . "chunkbatch.naptime = 1\n"
-	  . "max_worker_processes = 16\n");
-$node->start;
+my $node = ChunkbatchNode->create('pacing', extension_in => ['postgres']);
 
 my $db = 'postgres';
 my $script_start = time;
-
-sub sql
-{
-	my ($sql) = @_;
-	return $node->safe_psql($db, $sql);
-}
-
-sub final_state
-{
-	my ($run, $timeout) = @_;
-	return sql("SELECT chunkbatch.wait($run, '$timeout')");
-}
 
 # Run $query until it returns a non-empty value; that value, or undef after
 # $timeout seconds.
@@ -73,7 +48,7 @@ sub poll_value
 	my $deadline = time + ($timeout // 60);
 	while (time < $deadline)
 	{
-		my $out = sql($query);
+		my $out = $node->sql($query);
 		return $out if $out ne '';
 		usleep(20_000);
 	}
@@ -81,30 +56,11 @@ sub poll_value
 	return undef;
 }
 
-# A keyset chunk over table tbl: counter = counter + 1 on the next n rows.
-sub keyset_sql
-{
-	my ($tbl) = @_;
-	return "UPDATE $tbl SET counter = counter + 1"
-	  . " WHERE id IN (SELECT id FROM $tbl WHERE \$2 IS NULL OR id > \$2"
-	  . " ORDER BY id LIMIT \$1) RETURNING id";
-}
-
-# Rows of tbl, and how many were processed exactly once.
-sub once_count
-{
-	my ($tbl) = @_;
-	return sql(
-		"SELECT count(*), count(*) FILTER (WHERE counter = 1) FROM $tbl");
-}
-
-sql('CREATE EXTENSION chunkbatch');
-
 # A slow keyset chunk that logs itself: it updates the next n rows of tbl
 # (locking them), records its job, requested size, processed rows and
 # transaction id in chunk_log, then sleeps `pause` seconds if it processed
 # rows (still holding the row locks), and returns the keys.
-sql(q{
+$node->sql(q{
 CREATE TABLE chunk_log (
     seq        bigserial PRIMARY KEY,
     job        text NOT NULL,
@@ -141,7 +97,7 @@ $$;
 #    change with the size ("IN (SELECT ... LIMIT $1)" turns into a sequential
 #    scan above about 1,500 rows here: a knee, see 1b).
 # ---------------------------------------------------------------------------
-sql(q{
+$node->sql(q{
 CREATE TABLE ad_items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0,
                        pad text NOT NULL);
 INSERT INTO ad_items (id, pad)
@@ -167,14 +123,14 @@ SELECT chunkbatch.create_job(
 });
 
 my $t0 = time;
-my $ad_run = sql(q{SELECT chunkbatch.run('adaptive')});
-is(final_state($ad_run, '120s'), 'succeeded', 'the adaptive run succeeds');
+my $ad_run = $node->queue_run('adaptive');
+is($node->final_state($ad_run, '120s'), 'succeeded', 'the adaptive run succeeds');
 my $ad_secs = time - $t0;
-is(once_count('ad_items'), '400000|400000',
+is($node->once_count('ad_items'), '400000|400000',
 	'the adaptive run processed every row exactly once');
 
 my ($ad_batch, $ad_chunks, $ad_avg, $ad_max) = split /\|/,
-  sql("SELECT batch_size, chunks_done, round(avg_chunk_ms::numeric, 1),
+  $node->sql("SELECT batch_size, chunks_done, round(avg_chunk_ms::numeric, 1),
               round(max_chunk_ms::numeric, 1)
          FROM chunkbatch.runs WHERE run_id = $ad_run");
 cmp_ok($ad_chunks, '>=', 20,
@@ -182,11 +138,11 @@ cmp_ok($ad_chunks, '>=', 20,
 ok($ad_avg >= 25 && $ad_avg <= 100,
 	"avg_chunk_ms $ad_avg is within 25-100 ms of a 50 ms target");
 isnt($ad_batch, '100', "runs.batch_size moved from its start of 100 to $ad_batch");
-is( sql(q{SELECT requested FROM ad_log ORDER BY seq LIMIT 1}),
+is( $node->sql(q{SELECT requested FROM ad_log ORDER BY seq LIMIT 1}),
 	'100', 'the first chunk asked for the starting batch size 100');
 
 # The chunks of the second half (past the ramp-up) take about the target.
-my ($ad_median, $ad_half_min_req, $ad_half_max_req) = split /\|/, sql(
+my ($ad_median, $ad_half_min_req, $ad_half_max_req) = split /\|/, $node->sql(
 	q{SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1),
              min(requested), max(requested)
         FROM (SELECT ms, requested, row_number() OVER (ORDER BY seq) rn,
@@ -200,7 +156,7 @@ note(sprintf(
 		  . "max %s ms; second half: median %s ms, batch %s-%s; first sizes: %s",
 		$ad_chunks, $ad_secs, $ad_batch, $ad_avg, $ad_max, $ad_median,
 		$ad_half_min_req, $ad_half_max_req,
-		sql(q{SELECT string_agg(requested::text, ' ' ORDER BY seq)
+		$node->sql(q{SELECT string_agg(requested::text, ' ' ORDER BY seq)
                 FROM (SELECT * FROM ad_log ORDER BY seq LIMIT 10) s})));
 
 # ---------------------------------------------------------------------------
@@ -210,7 +166,7 @@ note(sprintf(
 #     the slow size once, then keeps every later chunk at or below the last
 #     efficient size, and says so in the server log.
 # ---------------------------------------------------------------------------
-sql(q{
+$node->sql(q{
 CREATE TABLE knee_log (seq bigserial, requested int, processed int);
 SELECT chunkbatch.create_job(
   job_name => 'knee',
@@ -227,11 +183,11 @@ SELECT chunkbatch.create_job(
   target_chunk_ms => 50);
 });
 my $log_offset = -s $node->logfile;
-my $knee_run = sql(q{SELECT chunkbatch.run('knee')});
-is(final_state($knee_run, '120s'), 'succeeded', 'the run with a knee succeeds');
-is( sql("SELECT rows_done FROM chunkbatch.runs WHERE run_id = $knee_run"),
+my $knee_run = $node->queue_run('knee');
+is($node->final_state($knee_run, '120s'), 'succeeded', 'the run with a knee succeeds');
+is( $node->sql("SELECT rows_done FROM chunkbatch.runs WHERE run_id = $knee_run"),
 	'60000', 'the run with a knee processed every row');
-my ($knee_slow, $knee_first_slow, $knee_after_max) = split /\|/, sql(q{
+my ($knee_slow, $knee_first_slow, $knee_after_max) = split /\|/, $node->sql(q{
 SELECT count(*) FILTER (WHERE processed > 3000),
        min(seq) FILTER (WHERE processed > 3000),
        max(requested) FILTER (WHERE seq > (SELECT min(seq) FROM knee_log
@@ -245,13 +201,13 @@ ok( $node->log_contains(
 		$log_offset),
 	'the knee is reported in the server log');
 note('knee: sizes '
-	  . sql(q{SELECT string_agg(requested::text, ' ' ORDER BY seq)
+	  . $node->sql(q{SELECT string_agg(requested::text, ' ' ORDER BY seq)
                 FROM (SELECT * FROM knee_log ORDER BY seq LIMIT 12) s}));
 
 # ---------------------------------------------------------------------------
 # 2. throttle_sql holds the run while it returns true.
 # ---------------------------------------------------------------------------
-sql(q{
+$node->sql(q{
 CREATE TABLE gate (hold boolean NOT NULL);
 INSERT INTO gate VALUES (false);
 CREATE TABLE th_items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);
@@ -264,53 +220,50 @@ SELECT chunkbatch.create_job(
   throttle_sql => 'SELECT hold FROM gate');
 });
 
-my $th_run = sql(q{SELECT chunkbatch.run('gated')});
+my $th_run = $node->queue_run('gated');
 ok( $node->poll_query_until(
 		$db,
 		"SELECT state = 'running' AND rows_done > 0
            FROM chunkbatch.status WHERE run_id = $th_run"),
 	'the gated run is running with rows done');
-sql(q{UPDATE gate SET hold = true});
+$node->sql(q{UPDATE gate SET hold = true});
 my $t_hold = time;
 # Until the run is throttled or has ended (a failure must not look like a
 # long wait).
-ok( $node->poll_query_until(
-		$db,
-		"SELECT state NOT IN ('queued', 'waiting', 'running')
-           FROM chunkbatch.runs WHERE run_id = $th_run"),
+ok( $node->poll_run($th_run, "state NOT IN ('queued', 'waiting', 'running')"),
 	'the gated run leaves the running state');
 my $th_react = time - $t_hold;
-is( sql("SELECT state, throttle_reason, throttled_for > '0'
+is( $node->sql("SELECT state, throttle_reason, throttled_for > '0'
            FROM chunkbatch.status WHERE run_id = $th_run"),
 	"throttled|throttle_sql returned true|t",
 	'chunkbatch.status shows the run throttled by throttle_sql, with throttled_for'
 );
-my $th_rows = sql(
+my $th_rows = $node->sql(
 	"SELECT rows_done FROM chunkbatch.status WHERE run_id = $th_run");
-my $th_log = sql(q{SELECT count(*) FROM chunk_log WHERE job = 'gated'});
+my $th_log = $node->sql(q{SELECT count(*) FROM chunk_log WHERE job = 'gated'});
 usleep(1_500_000);
-is( sql("SELECT state, rows_done, worker_pid IS NOT NULL,
+is( $node->sql("SELECT state, rows_done, worker_pid IS NOT NULL,
                 throttled_for >= interval '1.5 s'
            FROM chunkbatch.status WHERE run_id = $th_run"),
 	"throttled|$th_rows|t|t",
 	"rows_done stays at $th_rows for 1.5 s while throttled, its worker waiting");
-is(sql(q{SELECT count(*) FROM chunk_log WHERE job = 'gated'}),
+is($node->sql(q{SELECT count(*) FROM chunk_log WHERE job = 'gated'}),
 	$th_log, 'no chunk committed while throttled');
 cmp_ok($th_rows, '<', 2000, 'the throttled run is not finished');
 
-sql(q{UPDATE gate SET hold = false});
+$node->sql(q{UPDATE gate SET hold = false});
 my $t_release = time;
-is(final_state($th_run, '60s'), 'succeeded',
+is($node->final_state($th_run, '60s'), 'succeeded',
 	'after throttle_sql returns false the run finishes');
 my $th_after = time - $t_release;
 my ($th_ms, $th_reason, $th_since) = split /\|/,
-  sql("SELECT round(throttled_ms), throttle_reason IS NULL, throttled_since IS NULL
+  $node->sql("SELECT round(throttled_ms), throttle_reason IS NULL, throttled_since IS NULL
          FROM chunkbatch.runs WHERE run_id = $th_run");
 cmp_ok($th_ms, '>=', 1500,
 	"runs.throttled_ms counts the hold of at least 1.5 s ($th_ms ms)");
 is("$th_reason|$th_since", 't|t',
 	'throttle_reason and throttled_since are cleared after the hold');
-is(once_count('th_items'), '2000|2000',
+is($node->once_count('th_items'), '2000|2000',
 	'the gated run processed every row exactly once');
 note(sprintf(
 		"throttle_sql: throttled %.2f s after the gate closed at %d rows, "
@@ -321,37 +274,34 @@ note(sprintf(
 # 2b. alter_job while a run is throttled applies at once: replacing its
 #     throttle_sql releases a run that the old predicate still holds.
 # ---------------------------------------------------------------------------
-sql(q{
+$node->sql(q{
 TRUNCATE th_items;
 INSERT INTO th_items (id) SELECT generate_series(1, 200);
 UPDATE gate SET hold = true;
 });
-my $th2_run = sql(q{SELECT chunkbatch.run('gated')});
-ok( $node->poll_query_until(
-		$db,
-		"SELECT state NOT IN ('queued', 'waiting', 'running')
-           FROM chunkbatch.runs WHERE run_id = $th2_run"),
+my $th2_run = $node->queue_run('gated');
+ok( $node->poll_run($th2_run, "state NOT IN ('queued', 'waiting', 'running')"),
 	'a run queued while the gate is closed is throttled');
 usleep(300_000);
-is( sql("SELECT state, rows_done FROM chunkbatch.runs WHERE run_id = $th2_run"),
+is( $node->sql("SELECT state, rows_done FROM chunkbatch.runs WHERE run_id = $th2_run"),
 	'throttled|0', 'it holds before its first chunk');
 my $t_alter = time;
-sql(q{SELECT chunkbatch.alter_job('gated', throttle_sql => 'SELECT false')});
-is(final_state($th2_run, '60s'), 'succeeded',
+$node->sql(q{SELECT chunkbatch.alter_job('gated', throttle_sql => 'SELECT false')});
+is($node->final_state($th2_run, '60s'), 'succeeded',
 	'alter_job replacing throttle_sql releases the throttled run');
 my $th2_after = time - $t_alter;
 cmp_ok($th2_after, '<', 10,
 	sprintf('the run finished %.2f s after alter_job', $th2_after));
-is(sql(q{SELECT hold FROM gate}), 't', 'the old predicate still says hold');
-is(once_count('th_items'), '200|200',
+is($node->sql(q{SELECT hold FROM gate}), 't', 'the old predicate still says hold');
+is($node->once_count('th_items'), '200|200',
 	'the released run processed every row exactly once');
-sql(q{UPDATE gate SET hold = false;
+$node->sql(q{UPDATE gate SET hold = false;
       SELECT chunkbatch.alter_job('gated', throttle_sql => 'SELECT hold FROM gate')});
 
 # ---------------------------------------------------------------------------
 # 3. alter_job(batch_size) during a run changes the chunks that follow.
 # ---------------------------------------------------------------------------
-sql(q{
+$node->sql(q{
 CREATE TABLE al_items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);
 INSERT INTO al_items (id) SELECT generate_series(1, 600);
 SELECT chunkbatch.create_job(
@@ -360,17 +310,20 @@ SELECT chunkbatch.create_job(
   batch_size => 10,
   cursor_type => 'bigint');
 });
-my $al_run = sql(q{SELECT chunkbatch.run('retuned')});
+my $al_run = $node->queue_run('retuned');
 ok( $node->poll_query_until(
 		$db, q{SELECT count(*) >= 3 FROM chunk_log WHERE job = 'retuned'}),
 	'the retuned run committed 3 chunks of batch 10');
-sql(q{SELECT chunkbatch.alter_job('retuned', batch_size => 25)});
-# Chunks committed once the change is committed ran with the old size; the
-# one in flight may too; every chunk after that must use the new one.
-my $al_before = sql(q{SELECT count(*) FROM chunk_log WHERE job = 'retuned'});
-is(final_state($al_run, '60s'), 'succeeded', 'the retuned run succeeds');
+# The chunks counted in the snapshot of the alter_job statement committed
+# before the change did, so they ran with the old size; the one in flight
+# may too; every chunk after that must use the new one.  (Counting in a
+# later statement would count chunks that already ran with the new size.)
+my $al_before = $node->sql(
+	q{SELECT (SELECT count(*) FROM chunk_log WHERE job = 'retuned')
+               FROM (SELECT chunkbatch.alter_job('retuned', batch_size => 25)) a});
+is($node->final_state($al_run, '60s'), 'succeeded', 'the retuned run succeeds');
 my $al_first = $al_before + 2;
-is( sql(qq{
+is( $node->sql(qq{
 SELECT count(*) FILTER (WHERE rn <= $al_before AND requested <> 10),
        count(*) FILTER (WHERE rn >= $al_first AND requested <> 25),
        count(*) FILTER (WHERE rn >= $al_first AND processed = 25) >= 10,
@@ -380,15 +333,15 @@ SELECT count(*) FILTER (WHERE rn <= $al_before AND requested <> 10),
 	'0|0|t|t',
 	"chunks 1-$al_before used batch 10; every chunk from $al_first on asked for 25 and full ones processed 25"
 );
-is( sql("SELECT batch_size FROM chunkbatch.runs WHERE run_id = $al_run"),
+is( $node->sql("SELECT batch_size FROM chunkbatch.runs WHERE run_id = $al_run"),
 	'25', 'runs.batch_size shows the new size');
-is(once_count('al_items'), '600|600',
+is($node->once_count('al_items'), '600|600',
 	'the retuned run processed every row exactly once');
 ok( $node->log_contains(
 		qr/chunkbatch run $al_run of job "retuned" takes the job's new settings/),
 	'the server log shows the run taking the new settings');
 note('retuned: chunk sizes '
-	  . sql(q{SELECT string_agg(requested || '/' || processed, ' ' ORDER BY seq)
+	  . $node->sql(q{SELECT string_agg(requested || '/' || processed, ' ' ORDER BY seq)
                 FROM chunk_log WHERE job = 'retuned'})
 	  . " (requested/processed), alter_job after chunk $al_before");
 
@@ -397,7 +350,7 @@ note('retuned: chunk sizes '
 #    half the size.  Each chunk updates 20 rows, then sleeps 0.3 s holding
 #    their locks; the outside session updates one of them.
 # ---------------------------------------------------------------------------
-sql(q{
+$node->sql(q{
 CREATE TABLE lw_items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0,
                        outside int NOT NULL DEFAULT 0);
 INSERT INTO lw_items (id) SELECT generate_series(1, 300);
@@ -410,7 +363,7 @@ SELECT chunkbatch.create_job(
 
 my $outside = $node->background_psql($db);
 my $outside_pid = $outside->query_safe('SELECT pg_backend_pid()');
-my $lw_run = sql(q{SELECT chunkbatch.run('yielding')});
+my $lw_run = $node->queue_run('yielding');
 my ($blocked_xid, $blocked_row);
 for my $attempt (1 .. 5)
 {
@@ -447,13 +400,13 @@ ok(defined $blocked_xid,
 	'the outside session blocked on a row held by a chunk of the run');
 $blocked_xid //= 0;
 $blocked_row //= 0;
-is(final_state($lw_run, '60s'), 'succeeded', 'the yielding run succeeds');
+is($node->final_state($lw_run, '60s'), 'succeeded', 'the yielding run succeeds');
 $outside->quit;
 
-my $lw_seen = sql(
+my $lw_seen = $node->sql(
 	"SELECT lock_waiters_seen FROM chunkbatch.runs WHERE run_id = $lw_run");
 cmp_ok($lw_seen, '>=', 1, "runs.lock_waiters_seen counts the wait ($lw_seen)");
-is( sql(qq{
+is( $node->sql(qq{
 SELECT requested, processed, next_requested, next_processed, after_requested,
        $blocked_row BETWEEN first_id AND last_id
   FROM (SELECT xid, requested, processed,
@@ -468,26 +421,26 @@ SELECT requested, processed, next_requested, next_processed, after_requested,
 	'20|20|10|10|20|t',
 	"the chunk waited for (xid $blocked_xid, holding row $blocked_row) had 20 rows, the next one 10, the one after 20 again"
 );
-is( sql(q{
+is( $node->sql(q{
 SELECT count(*) FILTER (WHERE requested <> 20),
        count(*) FILTER (WHERE requested = 10)
   FROM chunk_log WHERE job = 'yielding'}),
 	"$lw_seen|$lw_seen",
 	'as many chunks were halved (to 10) as lock waits were seen; all others had 20'
 );
-is(once_count('lw_items'), '300|300',
+is($node->once_count('lw_items'), '300|300',
 	'the yielding run processed every row exactly once');
-is(sql("SELECT outside FROM lw_items WHERE id = $blocked_row"),
+is($node->sql("SELECT outside FROM lw_items WHERE id = $blocked_row"),
 	'1', 'the outside UPDATE went through after the chunk committed');
 note('yielding: chunk sizes '
-	  . sql(q{SELECT string_agg(requested::text, ' ' ORDER BY seq)
+	  . $node->sql(q{SELECT string_agg(requested::text, ' ' ORDER BY seq)
                 FROM chunk_log WHERE job = 'yielding'})
 	  . ", lock_waiters_seen $lw_seen");
 
 # ---------------------------------------------------------------------------
 # 5. count_sql: total, percent, ETA and progress bar while running.
 # ---------------------------------------------------------------------------
-sql(q{
+$node->sql(q{
 CREATE TABLE pr_items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);
 INSERT INTO pr_items (id) SELECT generate_series(1, 1000);
 SELECT chunkbatch.create_job(
@@ -497,7 +450,7 @@ SELECT chunkbatch.create_job(
   cursor_type => 'bigint',
   count_sql => 'SELECT count(*) FROM pr_items WHERE counter = 0');
 });
-my $pr_run = sql(q{SELECT chunkbatch.run('progress')});
+my $pr_run = $node->queue_run('progress');
 # Two chunks done (or the run over, which fails below).
 ok( $node->poll_query_until(
 		$db,
@@ -507,7 +460,7 @@ ok( $node->poll_query_until(
 my ($pr_state, $pr_total, $pr_rows, $pr_pct, $pr_bar, $pr_eta, $pr_rate,
 	$pr_elapsed)
   = map { $_ // '' } split /\|/,
-  sql("SELECT state, total_estimate, rows_done, percent, progress,
+  $node->sql("SELECT state, total_estimate, rows_done, percent, progress,
               extract(epoch FROM eta), rows_per_sec, extract(epoch FROM elapsed)
          FROM chunkbatch.status WHERE run_id = $pr_run");
 is($pr_state, 'running', 'the progress run is running');
@@ -538,8 +491,8 @@ ok( $pr_rate ne ''
 ok($pr_eta ne '' && $pr_eta <= 2 * $pr_true_eta + 1,
 	sprintf('eta %s s fits the remaining %d rows at %.0f rows/s (%.1f s)',
 		$pr_eta, ($pr_total || 1000) - $pr_rows, $pr_avg_rate, $pr_true_eta));
-is(final_state($pr_run, '60s'), 'succeeded', 'the progress run succeeds');
-is( sql("SELECT total_estimate, rows_done FROM chunkbatch.runs WHERE run_id = $pr_run"),
+is($node->final_state($pr_run, '60s'), 'succeeded', 'the progress run succeeds');
+is( $node->sql("SELECT total_estimate, rows_done FROM chunkbatch.runs WHERE run_id = $pr_run"),
 	'1000|1000', 'runs keeps total_estimate next to rows_done');
 note(sprintf(
 		"progress: %s of %s rows after %.2f s, %s %%, %s, rows_per_sec %s "
@@ -550,7 +503,7 @@ note(sprintf(
 # ---------------------------------------------------------------------------
 # 6. sleep_ratio => 1: the run sleeps as long as its chunks took.
 # ---------------------------------------------------------------------------
-sql(q{
+$node->sql(q{
 CREATE TABLE sr_items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);
 INSERT INTO sr_items (id) SELECT generate_series(1, 1000);
 SELECT chunkbatch.create_job(
@@ -565,7 +518,7 @@ SELECT chunkbatch.create_job(
 sub run_ratio
 {
 	my ($run) = @_;
-	return split /\|/, sql(
+	return split /\|/, $node->sql(
 		"SELECT round((extract(epoch FROM finished_at - started_at) * 1000
                        / (chunks_done * avg_chunk_ms))::numeric, 2),
                 round((extract(epoch FROM finished_at - started_at) * 1000)::numeric),
@@ -573,17 +526,17 @@ sub run_ratio
            FROM chunkbatch.runs WHERE run_id = $run");
 }
 
-my $sr_run = sql(q{SELECT chunkbatch.run('ratio')});
-is(final_state($sr_run, '60s'), 'succeeded', 'the sleep_ratio 1 run succeeds');
+my $sr_run = $node->queue_run('ratio');
+is($node->final_state($sr_run, '60s'), 'succeeded', 'the sleep_ratio 1 run succeeds');
 my ($sr_ratio, $sr_wall, $sr_sum, $sr_chunks) = run_ratio($sr_run);
 cmp_ok($sr_ratio, '>=', 1.8,
 	"with sleep_ratio 1 the run took $sr_wall ms for $sr_sum ms of chunks (x$sr_ratio)"
 );
 
-sql(q{UPDATE sr_items SET counter = 0;
+$node->sql(q{UPDATE sr_items SET counter = 0;
 SELECT chunkbatch.alter_job('ratio', sleep_ratio => 0)});
-my $sr0_run = sql(q{SELECT chunkbatch.run('ratio')});
-is(final_state($sr0_run, '60s'), 'succeeded', 'the sleep_ratio 0 run succeeds');
+my $sr0_run = $node->queue_run('ratio');
+is($node->final_state($sr0_run, '60s'), 'succeeded', 'the sleep_ratio 0 run succeeds');
 my ($sr0_ratio, $sr0_wall, $sr0_sum) = run_ratio($sr0_run);
 cmp_ok($sr0_ratio, '<', 1.5,
 	"with sleep_ratio 0 the run took $sr0_wall ms for $sr0_sum ms of chunks (x$sr0_ratio)"

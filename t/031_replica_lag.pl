@@ -14,49 +14,24 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
-
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-my $standby;
-
-# Should a server die, fail this script without making the test framework
-# bail out of the remaining scripts.
-END
-{
-	local $?;
-	$standby->stop('immediate', fail_ok => 1) if defined $standby;
-	$primary->stop('immediate', fail_ok => 1) if defined $primary;
-}
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use ChunkbatchNode;
 
 my $script_start = time;
-$primary->init(allows_streaming => 1);
-$primary->append_conf('postgresql.conf',
-	"shared_preload_libraries = 'chunkbatch'\n"
-	  . "chunkbatch.naptime = 1\n"
-	  . "max_worker_processes = 16\n");
-$primary->start;
+my $primary = ChunkbatchNode->create(
+	'primary',
+	init => { allows_streaming => 1 },
+	extension_in => ['postgres']);
 
 my $db = 'postgres';
 
-sub sql
-{
-	my ($sql) = @_;
-	return $primary->safe_psql($db, $sql);
-}
-
-sub final_state
-{
-	my ($run, $timeout) = @_;
-	return sql("SELECT chunkbatch.wait($run, '$timeout')");
-}
-
 # Two tables of 20,000 rows with some padding, so that a run writes some
 # 20 MB of WAL (full-page images included); one job per kind of limit.
-sql(q{
-CREATE EXTENSION chunkbatch;
+$primary->sql(q{
 CREATE TABLE rb_items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0,
                        pad text NOT NULL);
 INSERT INTO rb_items (id, pad)
@@ -86,12 +61,8 @@ SELECT chunkbatch.create_job(
   max_replica_lag => '1s');
 });
 
-$primary->backup('backup');
-$standby = PostgreSQL::Test::Cluster->new('standby');
-$standby->init_from_backup($primary, 'backup', has_streaming => 1);
-$standby->start;
-$primary->wait_for_catchup($standby);
-is( sql(q{SELECT count(*) FROM pg_stat_replication
+my $standby = $primary->create_standby('standby');
+is( $primary->sql(q{SELECT count(*) FROM pg_stat_replication
            WHERE application_name = 'standby' AND state = 'streaming'}),
 	'1', 'the standby streams from the primary');
 is($standby->safe_psql($db, 'SELECT pg_is_in_recovery()'),
@@ -110,29 +81,27 @@ sub throttled_by_lag
 		"$what: replay is paused on the standby");
 
 	my $t0 = time;
-	my $run = sql("SELECT chunkbatch.run('$job')");
+	my $run = $primary->queue_run($job);
 	# Until the run is throttled or has ended (a failure must not look like
 	# a long wait).
-	ok( $primary->poll_query_until(
-			$db,
-			"SELECT state NOT IN ('queued', 'waiting', 'running')
-               FROM chunkbatch.runs WHERE run_id = $run"),
+	ok( $primary->poll_run(
+			$run, "state NOT IN ('queued', 'waiting', 'running')"),
 		"$what: the run leaves the running state");
 	my $t_throttled = time - $t0;
 	my ($state, $rows, $error) = split /\|/,
-	  sql("SELECT state, rows_done, COALESCE(sqlstate || ': ' || error, '')
+	  $primary->sql("SELECT state, rows_done, COALESCE(sqlstate || ': ' || error, '')
              FROM chunkbatch.runs WHERE run_id = $run");
 	is($state, 'throttled', "$what: the run is throttled while replay is paused")
 	  or diag("run $run: $state $error");
 	my ($reason, $for_ok) = split /\|/,
-	  sql("SELECT throttle_reason, throttled_for > '0'
+	  $primary->sql("SELECT throttle_reason, throttled_for > '0'
              FROM chunkbatch.status WHERE run_id = $run");
 	$reason //= '';
 	$for_ok //= '';
 	like($reason, qr/^replica lag: standby standby is /,
 		"$what: chunkbatch.status gives replica lag as the reason");
 	is($for_ok, 't', "$what: chunkbatch.status shows throttled_for");
-	my $lag = sql(q{SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)
+	my $lag = $primary->sql(q{SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)
                            || ' bytes, replay_lag ' || COALESCE(replay_lag::text, 'NULL')
                       FROM pg_stat_replication WHERE application_name = 'standby'});
 	my ($secs, $bytes) = $reason =~
@@ -140,7 +109,7 @@ sub throttled_by_lag
 	ok(defined $bytes && $over_limit->($secs, $bytes),
 		"$what: the reason gives a lag over the limit: $reason");
 	usleep(1_500_000);
-	is( sql("SELECT state, rows_done, worker_pid IS NOT NULL
+	is( $primary->sql("SELECT state, rows_done, worker_pid IS NOT NULL
                FROM chunkbatch.status WHERE run_id = $run"),
 		"throttled|$rows|t",
 		"$what: rows_done stays at $rows for 1.5 s while replay is paused");
@@ -148,21 +117,19 @@ sub throttled_by_lag
 
 	$standby->safe_psql($db, 'SELECT pg_wal_replay_resume()');
 	my $t_resume = time;
-	is(final_state($run, '60s'), 'succeeded',
+	is($primary->final_state($run, '60s'), 'succeeded',
 		"$what: after replay resumes the run succeeds");
 	my $after = time - $t_resume;
-	my $throttled_ms = sql(
+	my $throttled_ms = $primary->sql(
 		"SELECT round(throttled_ms) FROM chunkbatch.runs WHERE run_id = $run");
 	cmp_ok($throttled_ms, '>=', 1500,
 		"$what: runs.throttled_ms counts the hold ($throttled_ms ms)");
-	is( sql("SELECT rows_done, throttle_reason IS NULL FROM chunkbatch.runs
+	is( $primary->sql("SELECT rows_done, throttle_reason IS NULL FROM chunkbatch.runs
               WHERE run_id = $run"),
 		'20000|t', "$what: 20000 rows done, the reason cleared");
 
 	$primary->wait_for_catchup($standby);
-	is( $standby->safe_psql(
-			$db,
-			"SELECT count(*), count(*) FILTER (WHERE counter = 1) FROM $tbl"),
+	is( $standby->once_count($tbl),
 		'20000|20000',
 		"$what: the standby replayed every row, each processed once");
 	note(sprintf(

@@ -20,24 +20,13 @@ use strict;
 use warnings;
 
 use IPC::Run;
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use ChunkbatchNode;
 
-my $node = PostgreSQL::Test::Cluster->new('upgrade');
-
-END
-{
-	local $?;
-	$node->stop('immediate', fail_ok => 1) if defined $node;
-}
-
-$node->init;
-$node->append_conf('postgresql.conf',
-	"shared_preload_libraries = 'chunkbatch'\n"
-	  . "chunkbatch.naptime = 1\n"
-	  . "max_worker_processes = 16\n");
-$node->start;
+my $node = ChunkbatchNode->create('upgrade');
 
 $node->safe_psql('postgres', 'CREATE DATABASE upg');
 $node->safe_psql('postgres', 'CREATE DATABASE fresh');
@@ -111,8 +100,8 @@ SELECT j.job_id, j.job_name, j.owner, j.lock_group, r.state, 'app', 10,
  ORDER BY r.state = 'succeeded' DESC, j.job_id;
 });
 
-my ($ret, $stdout, $stderr) = $node->psql('upg',
-	"\\set VERBOSITY verbose\nSELECT chunkbatch.run('touch_q')");
+my ($sqlstate, $stderr) =
+  $node->sql_error(q{SELECT chunkbatch.run('touch_q')}, db => 'upg');
 like(
 	$stderr,
 	qr/55000: chunkbatch in database "upg" is at version 1\.0, but the loaded library needs version 1\.1/,
@@ -186,10 +175,8 @@ like(
 	'jobs, runs, dead letters and their sequences are dumped');
 
 # The old runs keep working.
-my $final = q{SELECT state IN ('succeeded', 'failed', 'cancelled', 'skipped')
-                FROM chunkbatch.runs WHERE job_name = '%s' AND run_id = %s};
 my $q_run = $run_of{touch_q};
-ok($node->poll_query_until('upg', sprintf($final, 'touch_q', $q_run)),
+ok($node->poll_final_state($q_run, job => 'touch_q', db => 'upg'),
 	'the run queued under 1.0 executes by itself once the update commits');
 is( $node->safe_psql(
 		'upg',
@@ -202,7 +189,7 @@ is($node->safe_psql('upg', 'SELECT count(*) FILTER (WHERE counter = 1) FROM q'),
 
 my $p_run = $run_of{touch_p};
 $node->safe_psql('upg', "SET ROLE app; SELECT chunkbatch.resume($p_run)");
-ok($node->poll_query_until('upg', sprintf($final, 'touch_p', $p_run)),
+ok($node->poll_final_state($p_run, job => 'touch_p', db => 'upg'),
 	'the run paused under 1.0 resumes');
 is( $node->safe_psql(
 		'upg', "SELECT state, rows_done FROM chunkbatch.runs WHERE run_id = $p_run"),
@@ -213,7 +200,7 @@ is($node->safe_psql('upg', 'SELECT count(*) FILTER (WHERE counter = 1) FROM p'),
 my $f_run = $run_of{touch_f};
 $node->safe_psql('upg', 'DELETE FROM poison');
 $node->safe_psql('upg', "SET ROLE app; SELECT chunkbatch.resume($f_run)");
-ok($node->poll_query_until('upg', sprintf($final, 'touch_f', $f_run)),
+ok($node->poll_final_state($f_run, job => 'touch_f', db => 'upg'),
 	'the run failed under 1.0 is resumed after its cause is fixed');
 is( $node->safe_psql(
 		'upg',

@@ -28,70 +28,37 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
-
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-my $standby;
-
-# Should a server die, fail this script without making the test framework
-# bail out of the remaining scripts.
-END
-{
-	local $?;
-	$standby->stop('immediate', fail_ok => 1) if defined $standby;
-	$primary->stop('immediate', fail_ok => 1) if defined $primary;
-}
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use ChunkbatchNode;
 
 my $script_start = time;
-$primary->init(allows_streaming => 1);
-$primary->append_conf('postgresql.conf',
-	"shared_preload_libraries = 'chunkbatch'\n"
-	  . "chunkbatch.naptime = 1\n"
-	  . "max_worker_processes = 16\n");
-$primary->start;
+my $primary = ChunkbatchNode->create(
+	'primary',
+	init => { allows_streaming => 1 },
+	extension_in => ['postgres']);
 
 my $db = 'postgres';
 
 # - items / slow_touch: the failover run, 30 chunks of 10 rows, each chunk
 #   sleeping 0.1 s and logging the server (port) and process that executed
-#   it, in the chunk's own transaction;
+#   it in chunk_log, in the chunk's own transaction;
 # - j_items / job: a short run (5 chunks of 10 rows), the side effect that
 #   must not happen again after the promotion;
 # - try_sql(): runs a statement and returns 'ok' or its SQLSTATE, the time
 #   it took in ms and the message (plpgsql, so that it also works on the
 #   standby).
+$primary->create_slow_job(
+	job => 'slow_touch',
+	table => 'items',
+	rows => 300,
+	sleep => 0.1,
+	batch_size => 10);
 $primary->safe_psql(
 	$db, q{
-CREATE EXTENSION chunkbatch;
-CREATE TABLE items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);
-INSERT INTO items (id) SELECT generate_series(1, 300);
-CREATE TABLE chunk_log (port int NOT NULL, pid int NOT NULL, n bigint NOT NULL);
-CREATE FUNCTION slow_chunk(n int, after_id bigint) RETURNS SETOF bigint
-LANGUAGE plpgsql AS $$
-DECLARE
-  done bigint;
-BEGIN
-  PERFORM pg_sleep(0.1);
-  RETURN QUERY
-    UPDATE items SET counter = counter + 1
-     WHERE id IN (SELECT i.id FROM items i
-                   WHERE after_id IS NULL OR i.id > after_id
-                   ORDER BY i.id LIMIT n)
-    RETURNING items.id;
-  GET DIAGNOSTICS done = ROW_COUNT;
-  INSERT INTO chunk_log
-    VALUES (current_setting('port')::int, pg_backend_pid(), done);
-END
-$$;
-SELECT chunkbatch.create_job(
-  job_name => 'slow_touch',
-  chunk_sql => 'SELECT * FROM slow_chunk($1, $2)',
-  batch_size => 10,
-  cursor_type => 'bigint');
-
 CREATE TABLE j_items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);
 INSERT INTO j_items (id) SELECT generate_series(1, 50);
 SELECT chunkbatch.create_job(
@@ -123,11 +90,7 @@ END
 $$;
 });
 
-$primary->backup('backup');
-$standby = PostgreSQL::Test::Cluster->new('standby');
-$standby->init_from_backup($primary, 'backup', has_streaming => 1);
-$standby->start;
-$primary->wait_for_catchup($standby);
+my $standby = $primary->create_standby('standby');
 is( $primary->safe_psql(
 		$db, q{SELECT count(*) FROM pg_stat_replication
                 WHERE application_name = 'standby' AND state = 'streaming'}),
@@ -145,10 +108,10 @@ note(sprintf('setup: %.1f s', time - $script_start));
 # ---------------------------------------------------------------------------
 
 # A run queued on the primary: wait() on the standby sees it end.
-my $run_a = $primary->safe_psql($db, q{SELECT chunkbatch.run('job')});
+my $run_a = $primary->queue_run('job');
 $primary->wait_for_catchup($standby);
 my $t0 = time;
-is($standby->safe_psql($db, "SELECT chunkbatch.wait($run_a, '30s')"),
+is($standby->final_state($run_a, '30s'),
 	'succeeded',
 	'standby: wait() on a run queued on the primary returns its final state');
 note(sprintf('wait() on the standby returned after %.2f s', time - $t0));
@@ -285,13 +248,11 @@ $bg->quit;
 # ---------------------------------------------------------------------------
 # 3. Failover in the middle of a run.
 # ---------------------------------------------------------------------------
-my $slow_run = $primary->safe_psql($db, q{SELECT chunkbatch.run('slow_touch')});
+my $slow_run = $primary->queue_run('slow_touch');
 # Until it has committed 5 chunks or stopped running (a failure must not
 # look like a long wait).
-$primary->poll_query_until(
-	$db,
-	"SELECT state NOT IN ('queued', 'waiting', 'running') OR chunks_done >= 5
-       FROM chunkbatch.runs WHERE run_id = $slow_run");
+$primary->poll_run($slow_run,
+	"state NOT IN ('queued', 'waiting', 'running') OR chunks_done >= 5");
 is( $primary->safe_psql(
 		$db,
 		"SELECT state, chunks_done >= 5, COALESCE(error, '')
@@ -337,9 +298,7 @@ ok( $standby->poll_query_until(
 	'promoted: the launcher runs');
 my $t_launcher = time;
 
-my $final = q{SELECT state IN ('succeeded', 'failed', 'cancelled', 'skipped')
-                FROM chunkbatch.runs WHERE run_id = %s};
-ok($standby->poll_query_until($db, sprintf($final, $slow_run)),
+ok($standby->poll_final_state($slow_run),
 	'promoted: the interrupted run reaches a final state by itself');
 note(sprintf('the run ended %.2f s after the promotion', time - $t_promote));
 is( $standby->safe_psql(
@@ -351,9 +310,7 @@ is( $standby->safe_psql(
 ok( $standby->log_contains(qr/run $slow_run\b[^\n]*interrupted/, $log_offset),
 	'promoted: the server log reports the run as interrupted after the promotion'
 );
-is( $standby->safe_psql(
-		$db,
-		q{SELECT count(*), count(*) FILTER (WHERE counter = 1) FROM items}),
+is( $standby->once_count('items'),
 	'300|300',
 	'promoted: every row was processed exactly once across the failover');
 my $standby_port = $standby->port;
@@ -381,9 +338,7 @@ is( $standby->safe_psql(
 	$runs_before,
 	'promoted: after 3 s the runs are still exactly those queued on the primary'
 );
-is( $standby->safe_psql(
-		$db,
-		q{SELECT count(*), count(*) FILTER (WHERE counter = 1) FROM j_items}),
+is( $standby->once_count('j_items'),
 	'50|50',
 	'promoted: the job tried on the standby never executed again');
 is( $standby->safe_psql(

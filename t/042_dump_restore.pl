@@ -34,78 +34,31 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use ChunkbatchNode;
 
-my $node_a = PostgreSQL::Test::Cluster->new('dump_src');
-my $node_b = PostgreSQL::Test::Cluster->new('dump_norole');
-
-# Should a server die (restart_after_crash is off), fail this script
-# without making the test framework bail out of the remaining scripts.
-END
-{
-	local $?;
-	$node_a->stop('immediate', fail_ok => 1) if defined $node_a;
-	$node_b->stop('immediate', fail_ok => 1) if defined $node_b;
-}
-
-foreach my $node ($node_a, $node_b)
-{
-	$node->init;
-	$node->append_conf('postgresql.conf',
-		"shared_preload_libraries = 'chunkbatch'\n"
-		  . "chunkbatch.naptime = 1\n"
-		  . "max_worker_processes = 16\n");
-	$node->start;
-}
+my $node_a = ChunkbatchNode->create('dump_src');
+my $node_b = ChunkbatchNode->create('dump_norole');
 
 my $tmp = PostgreSQL::Test::Utils::tempdir;
-
-sub sql
-{
-	my ($node, $db, $query) = @_;
-	return $node->safe_psql($db, $query);
-}
-
-# Run SQL expected to fail; return its SQLSTATE ('' if none) and stderr.
-sub sql_error
-{
-	my ($node, $db, $query) = @_;
-	my ($ret, $stdout, $stderr) =
-	  $node->psql($db, "\\set VERBOSITY verbose\n$query");
-	my ($sqlstate) = $stderr =~ /ERROR:\s+([0-9A-Z]{5}):/;
-	return ($sqlstate // '', $stderr);
-}
 
 # ---------------------------------------------------------------------------
 # The source database.
 # ---------------------------------------------------------------------------
-sql($node_a, 'postgres', 'CREATE ROLE app LOGIN');
-sql($node_a, 'postgres', 'CREATE DATABASE src');
-sql($node_a, 'postgres', 'GRANT CONNECT ON DATABASE src TO app');
-sql(
-	$node_a, 'src', q{
+$node_a->safe_psql('postgres', 'CREATE ROLE app LOGIN');
+$node_a->safe_psql('postgres', 'CREATE DATABASE src');
+$node_a->safe_psql('postgres', 'GRANT CONNECT ON DATABASE src TO app');
+# 200 rows in 20 chunks of 10, each chunk sleeping 0.1 s
+$node_a->create_slow_table('slow_items', rows => 200, log => 0, db => 'src');
+$node_a->safe_psql(
+	'src', q{
 CREATE EXTENSION chunkbatch;
 
 CREATE TABLE items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);
 INSERT INTO items (id) SELECT generate_series(1, 300);
-
--- 200 rows in 20 chunks of 10, each chunk sleeping 0.1 s
-CREATE TABLE slow_items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);
-INSERT INTO slow_items (id) SELECT generate_series(1, 200);
-CREATE FUNCTION slow_chunk(n int, after_id bigint) RETURNS SETOF bigint
-LANGUAGE plpgsql AS $$
-BEGIN
-  PERFORM pg_sleep(0.1);
-  RETURN QUERY
-    UPDATE slow_items SET counter = counter + 1
-     WHERE id IN (SELECT s.id FROM slow_items s
-                   WHERE after_id IS NULL OR s.id > after_id
-                   ORDER BY s.id LIMIT n)
-    RETURNING slow_items.id;
-END
-$$;
 
 -- one poison row among 30
 CREATE TABLE pz_items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0,
@@ -133,7 +86,7 @@ SELECT chunkbatch.create_job(
   cursor_type => 'bigint');
 SELECT chunkbatch.create_job(
   job_name => 'slow',
-  chunk_sql => 'SELECT * FROM slow_chunk($1, $2)',
+  chunk_sql => $$SELECT * FROM slow_chunk('slow_items', 0.1, $1, $2, false)$$,
   batch_size => 10,
   cursor_type => 'bigint',
   lock_group => 'slow_group');
@@ -151,19 +104,19 @@ RESET ROLE;
 });
 
 my $app_oid_a =
-  sql($node_a, 'src', q{SELECT oid FROM pg_roles WHERE rolname = 'app'});
+  $node_a->safe_psql('src', q{SELECT oid FROM pg_roles WHERE rolname = 'app'});
 
 # A finished run, and a run with a dead letter.
-my $touch_run = sql($node_a, 'src',
+my $touch_run = $node_a->safe_psql('src',
 	q{SET ROLE app; SELECT chunkbatch.run('touch')});
-is(sql($node_a, 'src', "SELECT chunkbatch.wait($touch_run, '30s')"),
+is($node_a->final_state($touch_run, '30s', db => 'src'),
 	'succeeded', 'source: the run of touch succeeds');
-my $pz_run = sql($node_a, 'src',
+my $pz_run = $node_a->safe_psql('src',
 	q{SET ROLE app; SELECT chunkbatch.run('poison')});
-is(sql($node_a, 'src', "SELECT chunkbatch.wait($pz_run, '30s')"),
+is($node_a->final_state($pz_run, '30s', db => 'src'),
 	'succeeded', 'source: the run of poison succeeds');
-is( sql(
-		$node_a, 'src',
+is( $node_a->safe_psql(
+		'src',
 		"SELECT r.rows_done, r.dead_letters, string_agg(d.key, ',')
            FROM chunkbatch.runs r JOIN chunkbatch.dead_letters d USING (run_id)
           WHERE r.run_id = $pz_run GROUP BY r.rows_done, r.dead_letters"),
@@ -171,7 +124,7 @@ is( sql(
 	'source: the poison run left key 17 in dead_letters');
 
 # A run paused in the middle, with a checkpoint.
-my $paused = sql($node_a, 'src',
+my $paused = $node_a->safe_psql('src',
 	q{SET ROLE app; SELECT chunkbatch.run('slow')});
 ok( $node_a->poll_query_until(
 		'src',
@@ -179,19 +132,17 @@ ok( $node_a->poll_query_until(
                      THEN chunkbatch.pause(run_id) ELSE false END
            FROM chunkbatch.runs WHERE run_id = $paused"),
 	'source: the slow run has committed a few chunks and is asked to pause');
-ok( $node_a->poll_query_until(
-		'src',
-		"SELECT state = 'paused' FROM chunkbatch.runs WHERE run_id = $paused"),
+ok( $node_a->poll_run($paused, "state = 'paused'", db => 'src'),
 	'source: the slow run is paused');
-my $paused_done = sql($node_a, 'src',
+my $paused_done = $node_a->safe_psql('src',
 	"SELECT rows_done FROM chunkbatch.runs WHERE run_id = $paused");
-my $paused_at = sql($node_a, 'src',
+my $paused_at = $node_a->safe_psql('src',
 	"SELECT rows_done || '|' || chunks_done || '|' || cursor
        FROM chunkbatch.runs WHERE run_id = $paused");
 ok($paused_done >= 30 && $paused_done <= 190,
 	"source: the paused run is in the middle ($paused_at)");
-is( sql(
-		$node_a, 'src',
+is( $node_a->safe_psql(
+		'src',
 		q{SELECT count(*) FILTER (WHERE counter = 1), count(*) FILTER (WHERE counter = 0)
             FROM slow_items}),
 	"$paused_done|" . (200 - $paused_done),
@@ -210,11 +161,11 @@ SELECT run_id, job_id, job_name, owner, lock_group, params, state, queued_by,
 my $dl_q = q{
 SELECT run_id, job_name, owner, key, sqlstate, error, at
   FROM chunkbatch.dead_letters ORDER BY run_id, key};
-my $src_jobs = sql($node_a, 'src', $jobs_q);
-my $src_runs = sql($node_a, 'src', $runs_q);
-my $src_dl   = sql($node_a, 'src', $dl_q);
+my $src_jobs = $node_a->safe_psql('src', $jobs_q);
+my $src_runs = $node_a->safe_psql('src', $runs_q);
+my $src_dl   = $node_a->safe_psql('src', $dl_q);
 my ($max_job, $max_run) = split /\|/,
-  sql($node_a, 'src',
+  $node_a->safe_psql('src',
 	q{SELECT (SELECT max(job_id) FROM chunkbatch.jobs),
              (SELECT max(run_id) FROM chunkbatch.runs)});
 
@@ -235,31 +186,34 @@ sub check_restored_here
 {
 	my ($db) = @_;
 
-	is(sql($node_a, $db, $jobs_q), $src_jobs, "$db: the jobs are intact");
-	is( sql(
-			$node_a, $db,
+	is($node_a->safe_psql($db, $jobs_q),
+		$src_jobs, "$db: the jobs are intact");
+	is( $node_a->safe_psql(
+			$db,
 			"SELECT count(*) FILTER (WHERE owner = 'app' AND owner_oid = $app_oid_a),
                     count(*)
                FROM chunkbatch.jobs"),
 		'3|3',
 		"$db: the jobs are owned by app, by name and by OID");
-	is(sql($node_a, $db, $runs_q), $src_runs, "$db: the runs are intact");
-	is( sql(
-			$node_a, $db,
+	is($node_a->safe_psql($db, $runs_q),
+		$src_runs, "$db: the runs are intact");
+	is( $node_a->safe_psql(
+			$db,
 			"SELECT count(*) FILTER (WHERE owner_oid = $app_oid_a), count(*)
                FROM chunkbatch.runs"),
 		'3|3',
 		"$db: the runs are owned by app's OID");
-	is(sql($node_a, $db, $dl_q), $src_dl, "$db: the dead letters are intact");
-	is( sql(
-			$node_a, $db,
+	is($node_a->safe_psql($db, $dl_q),
+		$src_dl, "$db: the dead letters are intact");
+	is( $node_a->safe_psql(
+			$db,
 			"SELECT state, rows_done FROM chunkbatch.runs WHERE run_id = $paused"),
 		"paused|$paused_done",
 		"$db: the restored run is paused at its checkpoint");
 
 	# New jobs and runs get fresh ids at once.
-	my $new_job = sql(
-		$node_a, $db, q{
+	my $new_job = $node_a->safe_psql(
+		$db, q{
 SET ROLE app;
 SELECT chunkbatch.create_job(
   job_name => 'fresh',
@@ -268,19 +222,19 @@ SELECT chunkbatch.create_job(
 });
 	cmp_ok($new_job, '>', $max_job,
 		"$db: create_job works at once, with a new job id");
-	my $fresh_run = sql($node_a, $db,
+	my $fresh_run = $node_a->safe_psql($db,
 		q{SET ROLE app; SELECT chunkbatch.run('fresh')});
 	cmp_ok($fresh_run, '>', $max_run, "$db: a new run gets a new run id");
-	is(sql($node_a, $db, "SELECT chunkbatch.wait($fresh_run, '30s')"),
+	is($node_a->final_state($fresh_run, '30s', db => $db),
 		'succeeded', "$db: the run of the new job succeeds");
 
-	my $touch2 = sql($node_a, $db,
+	my $touch2 = $node_a->safe_psql($db,
 		q{SET ROLE app; SELECT chunkbatch.run('touch')});
 	cmp_ok($touch2, '>', $fresh_run, "$db: the next run id follows");
-	is(sql($node_a, $db, "SELECT chunkbatch.wait($touch2, '30s')"),
+	is($node_a->final_state($touch2, '30s', db => $db),
 		'succeeded', "$db: a new run of a restored job succeeds");
-	is( sql(
-			$node_a, $db,
+	is( $node_a->safe_psql(
+			$db,
 			"SELECT r.rows_done, r.owner, r.owner_oid = $app_oid_a,
                     (SELECT count(*) FILTER (WHERE counter = 2) FROM items),
                     (SELECT count(*) FROM scratch)
@@ -290,8 +244,8 @@ SELECT chunkbatch.create_job(
 
 	# The scheduler of this database has served two runs since the
 	# restore: the paused run did not move.
-	is( sql(
-			$node_a, $db,
+	is( $node_a->safe_psql(
+			$db,
 			"SELECT state, rows_done, worker_pid IS NULL,
                     (SELECT count(*) FILTER (WHERE counter = 1) FROM slow_items),
                     (SELECT count(*) FROM slow_items WHERE counter > 1)
@@ -317,8 +271,8 @@ $node_a->command_ok(
 check_restored_here('dst_custom');
 
 # The source is untouched by the copies' runs.
-is( sql(
-		$node_a, 'src',
+is( $node_a->safe_psql(
+		'src',
 		"SELECT (SELECT state || '|' || rows_done FROM chunkbatch.runs
                   WHERE run_id = $paused),
                 (SELECT count(*) FILTER (WHERE counter = 1) FROM items),
@@ -329,14 +283,14 @@ is( sql(
 	'source: untouched, its run still paused');
 
 # Resume the restored run in both copies at once.
-sql($node_a, 'dst_plain',  "SELECT chunkbatch.resume($paused)");
-sql($node_a, 'dst_custom', "SELECT chunkbatch.resume($paused)");
+$node_a->safe_psql('dst_plain',  "SELECT chunkbatch.resume($paused)");
+$node_a->safe_psql('dst_custom', "SELECT chunkbatch.resume($paused)");
 foreach my $db ('dst_plain', 'dst_custom')
 {
-	is(sql($node_a, $db, "SELECT chunkbatch.wait($paused, '30s')"),
+	is($node_a->final_state($paused, '30s', db => $db),
 		'succeeded', "$db: the resumed run succeeds");
-	is( sql(
-			$node_a, $db,
+	is( $node_a->safe_psql(
+			$db,
 			"SELECT r.rows_done, r.cursor, r.sqlstate IS NULL,
                     r.origin_db = (SELECT oid FROM pg_database WHERE datname = current_database()),
                     (SELECT count(*) FILTER (WHERE counter = 1) FROM slow_items),
@@ -346,8 +300,8 @@ foreach my $db ('dst_plain', 'dst_custom')
 		"$db: the resumed run finished every row exactly once and belongs to this database"
 	);
 }
-is( sql(
-		$node_a, 'src',
+is( $node_a->safe_psql(
+		'src',
 		"SELECT (SELECT state || '|' || rows_done FROM chunkbatch.runs
                   WHERE run_id = $paused),
                 (SELECT count(*) FILTER (WHERE counter = 1) FROM slow_items)"),
@@ -357,7 +311,7 @@ is( sql(
 # ---------------------------------------------------------------------------
 # Node B: the role app does not exist.
 # ---------------------------------------------------------------------------
-sql($node_b, 'postgres', 'CREATE DATABASE dstb');
+$node_b->safe_psql('postgres', 'CREATE DATABASE dstb');
 my ($ret, $stdout, $stderr) = $node_b->psql(
 	'dstb',
 	slurp_file($plain),
@@ -369,7 +323,7 @@ ok(@errors > 0 && @other == 0,
 	'dstb: the plain dump restores; the only errors are about the role app')
   or diag($stderr);
 
-sql($node_b, 'postgres', 'CREATE DATABASE dstb_noowner');
+$node_b->safe_psql('postgres', 'CREATE DATABASE dstb_noowner');
 $node_b->command_ok(
 	[
 		'pg_restore', '--exit-on-error', '--no-owner', '--no-privileges',
@@ -379,50 +333,53 @@ $node_b->command_ok(
 
 foreach my $db ('dstb', 'dstb_noowner')
 {
-	is(sql($node_b, $db, $jobs_q), $src_jobs, "$db: the jobs are restored");
-	is( sql(
-			$node_b, $db,
+	is($node_b->safe_psql($db, $jobs_q),
+		$src_jobs, "$db: the jobs are restored");
+	is( $node_b->safe_psql(
+			$db,
 			q{SELECT count(*) FILTER (WHERE owner = 'app' AND owner_oid = 0), count(*)
                 FROM chunkbatch.jobs}),
 		'3|3',
 		"$db: the jobs are owned by 'app' by name, with owner_oid 0");
-	is(sql($node_b, $db, $runs_q), $src_runs, "$db: the runs are restored");
-	is( sql(
-			$node_b, $db,
+	is($node_b->safe_psql($db, $runs_q),
+		$src_runs, "$db: the runs are restored");
+	is( $node_b->safe_psql(
+			$db,
 			q{SELECT count(*) FILTER (WHERE owner = 'app' AND owner_oid = 0), count(*)
                 FROM chunkbatch.runs}),
 		'3|3',
 		"$db: the runs have owner_oid 0");
-	is(sql($node_b, $db, $dl_q), $src_dl, "$db: the dead letters are restored");
+	is($node_b->safe_psql($db, $dl_q),
+		$src_dl, "$db: the dead letters are restored");
 
 	my ($sqlstate, $err) =
-	  sql_error($node_b, $db, q{SELECT chunkbatch.run('touch')});
+	  $node_b->sql_error(q{SELECT chunkbatch.run('touch')}, db => $db);
 	is($sqlstate, '42704', "$db: run() of a job without owner role fails with 42704")
 	  or diag($err);
 	like(
 		$err,
 		qr/role "app" owning job "touch" does not exist/,
 		"$db: the error names the missing owner role");
-	is(sql($node_b, $db, 'SELECT count(*) FROM chunkbatch.runs'),
+	is($node_b->safe_psql($db, 'SELECT count(*) FROM chunkbatch.runs'),
 		'3', "$db: the refused run() queued nothing");
 }
 
 # The role appears (with the privileges the dump could not grant).
-sql($node_b, 'postgres', 'CREATE ROLE app LOGIN');
-my $app_oid_b =
-  sql($node_b, 'postgres', q{SELECT oid FROM pg_roles WHERE rolname = 'app'});
+$node_b->safe_psql('postgres', 'CREATE ROLE app LOGIN');
+my $app_oid_b = $node_b->safe_psql('postgres',
+	q{SELECT oid FROM pg_roles WHERE rolname = 'app'});
 foreach my $db ('dstb', 'dstb_noowner')
 {
-	sql(
-		$node_b, $db, q{
+	$node_b->safe_psql(
+		$db, q{
 GRANT SELECT, UPDATE ON items, slow_items, pz_items TO app;
 GRANT SELECT, DELETE ON scratch TO app;
 });
-	my $r = sql($node_b, $db, q{SELECT chunkbatch.run('touch')});
-	is(sql($node_b, $db, "SELECT chunkbatch.wait($r, '30s')"),
+	my $r = $node_b->queue_run('touch', db => $db);
+	is($node_b->final_state($r, '30s', db => $db),
 		'succeeded', "$db: once the role exists, run() succeeds");
-	is( sql(
-			$node_b, $db,
+	is( $node_b->safe_psql(
+			$db,
 			"SELECT j.owner_oid = $app_oid_b,
                     (SELECT string_agg((owner_oid = $app_oid_b)::text, ',' ORDER BY run_id)
                        FROM chunkbatch.runs WHERE job_name = 'touch'),
@@ -435,12 +392,12 @@ GRANT SELECT, DELETE ON scratch TO app;
 
 # The paused run of the job 'slow', which no call has used since the role
 # appeared: resume() is its next use.
-sql($node_b, 'dstb', "SELECT chunkbatch.resume($paused)");
-is(sql($node_b, 'dstb', "SELECT chunkbatch.wait($paused, '30s')"),
+$node_b->safe_psql('dstb', "SELECT chunkbatch.resume($paused)");
+is($node_b->final_state($paused, '30s', db => 'dstb'),
 	'succeeded',
 	'dstb: resume() of a restored paused run succeeds once the owner role exists')
   or diag(
-	sql($node_b, 'dstb',
+	$node_b->safe_psql('dstb',
 		"SELECT state, sqlstate, error, owner_oid FROM chunkbatch.runs WHERE run_id = $paused"
 	));
 
@@ -448,23 +405,23 @@ is(sql($node_b, 'dstb', "SELECT chunkbatch.wait($paused, '30s')"),
 # finishes as app.
 foreach my $db ('dstb', 'dstb_noowner')
 {
-	sql($node_b, $db,
+	$node_b->safe_psql($db,
 		q{SELECT chunkbatch.alter_job('slow', batch_size => 10)});
-	is( sql(
-			$node_b, $db,
+	is( $node_b->safe_psql(
+			$db,
 			"SELECT j.owner_oid = $app_oid_b, r.owner_oid = $app_oid_b
                FROM chunkbatch.jobs j JOIN chunkbatch.runs r USING (job_id)
               WHERE r.run_id = $paused"),
 		't|t',
 		"$db: alter_job links the job 'slow' and its run to app's OID");
-	my $state = sql($node_b, $db,
+	my $state = $node_b->safe_psql($db,
 		"SELECT state FROM chunkbatch.runs WHERE run_id = $paused");
-	sql($node_b, $db, "SELECT chunkbatch.resume($paused)")
+	$node_b->safe_psql($db, "SELECT chunkbatch.resume($paused)")
 	  unless $state eq 'succeeded';
-	is(sql($node_b, $db, "SELECT chunkbatch.wait($paused, '30s')"),
+	is($node_b->final_state($paused, '30s', db => $db),
 		'succeeded', "$db: the restored paused run, resumed, succeeds");
-	is( sql(
-			$node_b, $db,
+	is( $node_b->safe_psql(
+			$db,
 			"SELECT r.rows_done, r.owner_oid = $app_oid_b,
                     (SELECT count(*) FILTER (WHERE counter = 1) FROM slow_items),
                     (SELECT count(*) FROM slow_items WHERE counter <> 1)

@@ -23,27 +23,14 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time sleep);
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use ChunkbatchNode;
 
-my $node = PostgreSQL::Test::Cluster->new('database_lifecycle');
-
-# Should the server die (restart_after_crash is off), fail this script
-# without making the test framework bail out of the remaining scripts.
-END
-{
-	local $?;
-	$node->stop('immediate', fail_ok => 1) if defined $node;
-}
-
-$node->init;
-$node->append_conf('postgresql.conf',
-	"shared_preload_libraries = 'chunkbatch'\n"
-	  . "chunkbatch.naptime = 1\n"
-	  . "max_worker_processes = 16\n");
-$node->start;
+my $node = ChunkbatchNode->create('database_lifecycle');
 
 # chunkbatch processes (scheduler, run workers) connected to a database.
 sub cb_backends
@@ -62,35 +49,17 @@ sub setup_database
 {
 	my ($db, $rows, $sleep, $group) = @_;
 	my $lg = defined $group ? "'$group'" : 'NULL';
-	$node->safe_psql('postgres', "CREATE DATABASE $db");
+	$node->create_database($db);
+	$node->create_slow_job(
+		db => $db,
+		job => 'slow',
+		table => 'items',
+		rows => $rows,
+		sleep => $sleep,
+		batch_size => 10,
+		lock_group => $group);
 	$node->safe_psql(
 		$db, qq{
-CREATE EXTENSION chunkbatch;
-CREATE TABLE items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);
-INSERT INTO items (id) SELECT generate_series(1, $rows);
-CREATE TABLE chunk_log (pid int NOT NULL, n bigint NOT NULL);
-CREATE FUNCTION slow_chunk(n int, after_id bigint) RETURNS SETOF bigint
-LANGUAGE plpgsql AS \$\$
-DECLARE
-  done bigint;
-BEGIN
-  PERFORM pg_sleep($sleep);
-  RETURN QUERY
-    UPDATE items SET counter = counter + 1
-     WHERE id IN (SELECT i.id FROM items i
-                   WHERE after_id IS NULL OR i.id > after_id
-                   ORDER BY i.id LIMIT n)
-    RETURNING items.id;
-  GET DIAGNOSTICS done = ROW_COUNT;
-  INSERT INTO chunk_log VALUES (pg_backend_pid(), done);
-END
-\$\$;
-SELECT chunkbatch.create_job(
-  job_name => 'slow',
-  chunk_sql => 'SELECT * FROM slow_chunk(\$1, \$2)',
-  batch_size => 10,
-  lock_group => $lg,
-  cursor_type => 'bigint');
 CREATE TABLE trash (id bigint PRIMARY KEY);
 INSERT INTO trash SELECT generate_series(1, 100);
 SELECT chunkbatch.create_job(
@@ -102,14 +71,12 @@ SELECT chunkbatch.create_job(
 	return;
 }
 
-my $once = q{SELECT count(*), count(*) FILTER (WHERE counter = 1) FROM items};
-
 # ---------------------------------------------------------------------------
 # 1. Clones of a database whose runs have ended.
 # ---------------------------------------------------------------------------
 setup_database('tmpl', 30, 0, undef);
-my $trun = $node->safe_psql('tmpl', q{SELECT chunkbatch.run('slow')});
-is($node->safe_psql('tmpl', "SELECT chunkbatch.wait($trun, '30s')"),
+my $trun = $node->queue_run('slow', db => 'tmpl');
+is($node->final_state($trun, '30s', db => 'tmpl'),
 	'succeeded', 'tmpl: a run of the template database succeeded');
 
 my $script = '';
@@ -184,7 +151,7 @@ $$;
 sub statement_after_run
 {
 	my ($db, $sql) = @_;
-	my $run = $node->safe_psql($db, q{SELECT chunkbatch.run('fast')});
+	my $run = $node->queue_run('fast', db => $db);
 	my $cs = $node->connstr($db);
 	$cs =~ s/'/''/g;
 	my ($r, $out, $err) = $node->psql(
@@ -248,15 +215,11 @@ $node->safe_psql('postgres', "DROP DATABASE $newname");
 # ---------------------------------------------------------------------------
 # 'slow': 16 chunks of 0.25 s (about 4 s); 'fast' in the same group.
 setup_database('grp', 160, 0.25, 'shared');
-my $slow = $node->safe_psql('grp', q{SELECT chunkbatch.run('slow')});
-ok( $node->poll_query_until(
-		'grp',
-		"SELECT state = 'running' FROM chunkbatch.runs WHERE run_id = $slow"),
+my $slow = $node->queue_run('slow', db => 'grp');
+ok( $node->poll_run($slow, "state = 'running'", db => 'grp'),
 	'grp: the slow run is running');
-my $waiter = $node->safe_psql('grp', q{SELECT chunkbatch.run('fast')});
-ok( $node->poll_query_until(
-		'grp',
-		"SELECT state = 'waiting' FROM chunkbatch.runs WHERE run_id = $waiter"),
+my $waiter = $node->queue_run('fast', db => 'grp');
+ok( $node->poll_run($waiter, "state = 'waiting'", db => 'grp'),
 	'grp: the second run of the group waits');
 my $sched = $node->safe_psql(
 	'postgres', q{
@@ -271,9 +234,9 @@ SELECT count(*) = 1 FROM pg_stat_activity
  WHERE backend_type = 'chunkbatch scheduler' AND datname = 'grp'
    AND pid <> $sched}),
 	'the launcher starts another scheduler in grp');
-is($node->safe_psql('grp', "SELECT chunkbatch.wait($slow, '30s')"),
+is($node->final_state($slow, '30s', db => 'grp'),
 	'succeeded', 'grp: the slow run succeeds');
-is($node->safe_psql('grp', "SELECT chunkbatch.wait($waiter, '30s')"),
+is($node->final_state($waiter, '30s', db => 'grp'),
 	'succeeded', 'grp: the waiting run succeeds');
 my $gap = $node->safe_psql(
 	'grp', qq{
@@ -284,7 +247,7 @@ ok($gap ne '' && $gap >= 0 && $gap < 3.0,
 	'the waiting run started within 3 s of the slow run ending')
   or diag("started_at - finished_at: '$gap' s");
 note("waiting run started $gap s after the slow run ended");
-is($node->safe_psql('grp', $once), '160|160',
+is($node->once_count('items', db => 'grp'), '160|160',
 	'grp: the slow run processed every row once');
 
 # ---------------------------------------------------------------------------
@@ -292,20 +255,19 @@ is($node->safe_psql('grp', $once), '160|160',
 # ---------------------------------------------------------------------------
 # 'slow': 200 rows, 20 chunks of 0.15 s.
 setup_database('orig', 200, 0.15, undef);
-my $run = $node->safe_psql('orig', q{SELECT chunkbatch.run('slow')});
-ok( $node->poll_query_until(
-		'orig',
-		"SELECT state = 'running' AND chunks_done >= 3
-           FROM chunkbatch.runs WHERE run_id = $run"),
+my $run = $node->queue_run('slow', db => 'orig');
+ok( $node->poll_run(
+		$run,
+		"state = 'running' AND chunks_done >= 3",
+		db => 'orig'),
 	'orig: the slow run is running and has committed some chunks');
 
 is($node->safe_psql('orig', q{SELECT chunkbatch.pause_all('lifecycle test')}),
 	't', 'pause_all()');
-ok( $node->poll_query_until(
-		'orig', qq{
-SELECT state = 'throttled'
-       AND throttle_reason LIKE 'all runs paused by chunkbatch.pause_all()%'
-  FROM chunkbatch.runs WHERE run_id = $run}),
+ok( $node->poll_run(
+		$run,
+		"state = 'throttled' AND throttle_reason LIKE 'all runs paused by chunkbatch.pause_all()%'",
+		db => 'orig'),
 	'orig: the run holds at a chunk boundary (throttled)');
 
 # Terminate the held worker: the run is left 'interrupted' with no process,
@@ -316,9 +278,7 @@ SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
  WHERE backend_type = 'chunkbatch run worker' AND datname = 'orig'}),
 	'1',
 	'the run worker of orig is terminated');
-ok( $node->poll_query_until(
-		'orig',
-		"SELECT state = 'interrupted' FROM chunkbatch.runs WHERE run_id = $run"),
+ok( $node->poll_run($run, "state = 'interrupted'", db => 'orig'),
 	'orig: the run is interrupted');
 ok( $node->poll_query_until(
 		'postgres', q{
@@ -364,21 +324,21 @@ ok($c_rows >= 30 && $c_rows < 200 && $c_items eq (200 - $c_rows) . "/$c_rows/0",
 is($node->safe_psql('orig', q{SELECT chunkbatch.resume_all()}),
 	't', 'resume_all()');
 
-ok( $node->poll_query_until(
-		'copy', qq{
-SELECT state = 'paused' AND reason LIKE 'copied from database%'
-  FROM chunkbatch.runs WHERE run_id = $run}),
+ok( $node->poll_run(
+		$run,
+		"state = 'paused' AND reason LIKE 'copied from database%'",
+		db => 'copy'),
 	'copy: the copied run becomes paused, copied from another database');
 my $paused_at = time;
 
-is($node->safe_psql('orig', "SELECT chunkbatch.wait($run, '30s')"),
+is($node->final_state($run, '30s', db => 'orig'),
 	'succeeded', 'orig: the interrupted run resumes and succeeds');
 is( $node->safe_psql(
 		'orig',
 		"SELECT state, rows_done, cursor FROM chunkbatch.runs WHERE run_id = $run"),
 	'succeeded|200|200',
 	'orig: the run went to the end');
-is($node->safe_psql('orig', $once), '200|200',
+is($node->once_count('items', db => 'orig'), '200|200',
 	'orig: every row processed exactly once');
 is( $node->safe_psql(
 		'orig',
@@ -402,7 +362,7 @@ SELECT count(*) FROM pg_stat_activity
 
 is($node->safe_psql('copy', "SELECT chunkbatch.resume($run)"),
 	't', 'copy: chunkbatch.resume() of the copied run');
-is($node->safe_psql('copy', "SELECT chunkbatch.wait($run, '30s')"),
+is($node->final_state($run, '30s', db => 'copy'),
 	'succeeded', 'copy: the resumed run succeeds');
 is( $node->safe_psql(
 		'copy', qq{
@@ -411,11 +371,11 @@ SELECT state, rows_done, cursor,
   FROM chunkbatch.runs WHERE run_id = $run}),
 	'succeeded|200|200|t',
 	'copy: the run went to the end and now belongs to copy');
-is($node->safe_psql('copy', $once), '200|200',
+is($node->once_count('items', db => 'copy'), '200|200',
 	'copy: every row processed exactly once');
 is($node->safe_psql('copy', q{SELECT sum(n) FROM chunk_log}),
 	'200', 'copy: the chunks in copy processed the remaining rows only');
-is($node->safe_psql('orig', $once), '200|200',
+is($node->once_count('items', db => 'orig'), '200|200',
 	'orig: still every row exactly once');
 
 $node->stop;

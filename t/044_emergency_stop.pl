@@ -26,45 +26,21 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use ChunkbatchNode;
 
-my $node = PostgreSQL::Test::Cluster->new('estop');
-my $bad_node;
-
-# Should the server die (restart_after_crash is off), fail this script
-# without making the test framework bail out of the remaining scripts.
-END
-{
-	local $?;
-	$node->stop('immediate', fail_ok => 1) if defined $node;
-	$bad_node->stop('immediate', fail_ok => 1) if defined $bad_node;
-}
-
-$node->init;
-$node->append_conf('postgresql.conf',
-	"shared_preload_libraries = 'chunkbatch'\n"
-	  . "chunkbatch.naptime = 1\n"
-	  . "chunkbatch.max_workers = 4\n"
-	  . "max_worker_processes = 16\n"
-	  . "chunkbatch_test.flag = 'before'\n");
-$node->start;
+my $node = ChunkbatchNode->create(
+	'estop',
+	conf => [
+		'chunkbatch.max_workers = 4',
+		"chunkbatch_test.flag = 'before'"
+	]);
 
 my $paused_like = q{'all runs paused by chunkbatch.pause_all()%'};
-
-# The SQLSTATE of a failing statement ('' if it did not fail).
-sub sqlstate_of
-{
-	my ($db, $sql, @extra) = @_;
-	my ($ret, $stdout, $stderr) = $node->psql(
-		$db, "\\set VERBOSITY verbose\n$sql",
-		timeout => 30,
-		@extra);
-	return '' if $ret == 0;
-	return $stderr =~ /ERROR:\s+([0-9A-Z]{5}):/ ? $1 : "?? $stderr";
-}
 
 # A database with chunkbatch, three tables of 200 rows and a slow keyset job
 # on each (groups ga, gb, gq): 40 chunks of 5 rows, each chunk sleeping
@@ -72,41 +48,18 @@ sub sqlstate_of
 sub setup_database
 {
 	my ($db) = @_;
-	$node->safe_psql('postgres', "CREATE DATABASE $db");
-	$node->safe_psql(
-		$db, q{
-CREATE EXTENSION chunkbatch;
-CREATE TABLE work_a (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);
-CREATE TABLE work_b (LIKE work_a INCLUDING ALL);
-CREATE TABLE work_q (LIKE work_a INCLUDING ALL);
-INSERT INTO work_a (id) SELECT generate_series(1, 200);
-INSERT INTO work_b (id) SELECT generate_series(1, 200);
-INSERT INTO work_q (id) SELECT generate_series(1, 200);
-CREATE TABLE chunk_log (tbl text NOT NULL, at timestamptz NOT NULL, n bigint NOT NULL);
-CREATE FUNCTION slow_chunk(tbl text, n int, after_id bigint) RETURNS SETOF bigint
-LANGUAGE plpgsql AS $$
-DECLARE
-  done bigint;
-BEGIN
-  PERFORM pg_sleep(0.15);
-  RETURN QUERY EXECUTE format(
-    'UPDATE %I SET counter = counter + 1
-      WHERE id IN (SELECT w.id FROM %I w
-                    WHERE $2 IS NULL OR w.id > $2
-                    ORDER BY w.id LIMIT $1)
-      RETURNING id', tbl, tbl) USING n, after_id;
-  GET DIAGNOSTICS done = ROW_COUNT;
-  INSERT INTO chunk_log VALUES (tbl, clock_timestamp(), done);
-END
-$$;
-SELECT chunkbatch.create_job(
-  job_name => 'slow_' || g,
-  chunk_sql => format('SELECT * FROM slow_chunk(%L, $1, $2)', 'work_' || g),
-  batch_size => 5,
-  lock_group => 'g' || g,
-  cursor_type => 'bigint')
-  FROM unnest(ARRAY['a', 'b', 'q']) g;
-});
+	$node->create_database($db);
+	foreach my $g ('a', 'b', 'q')
+	{
+		$node->create_slow_job(
+			db => $db,
+			job => "slow_$g",
+			table => "work_$g",
+			rows => 200,
+			sleep => 0.15,
+			batch_size => 5,
+			lock_group => "g$g");
+	}
 	return;
 }
 
@@ -116,9 +69,9 @@ setup_database('db2');
 # ---------------------------------------------------------------------------
 # 1. pause_all() during three running runs in two databases.
 # ---------------------------------------------------------------------------
-my $run_1a = $node->safe_psql('db1', q{SELECT chunkbatch.run('slow_a')});
-my $run_1b = $node->safe_psql('db1', q{SELECT chunkbatch.run('slow_b')});
-my $run_2a = $node->safe_psql('db2', q{SELECT chunkbatch.run('slow_a')});
+my $run_1a = $node->queue_run('slow_a', db => 'db1');
+my $run_1b = $node->queue_run('slow_b', db => 'db1');
+my $run_2a = $node->queue_run('slow_a', db => 'db2');
 
 ok( $node->poll_query_until(
 		'db1',
@@ -126,10 +79,10 @@ ok( $node->poll_query_until(
           WHERE run_id IN ($run_1a, $run_1b) AND state = 'running'
             AND chunks_done >= 2"),
 	'db1: both runs are running and have committed chunks');
-ok( $node->poll_query_until(
-		'db2',
-		"SELECT state = 'running' AND chunks_done >= 2
-           FROM chunkbatch.runs WHERE run_id = $run_2a"),
+ok( $node->poll_run(
+		$run_2a,
+		"state = 'running' AND chunks_done >= 2",
+		db => 'db2'),
 	'db2: the run is running and has committed chunks');
 
 my $paused_at = time;
@@ -181,7 +134,7 @@ is( $node->safe_psql(
 	'pause_all_state() in the other database shows the stop, when, by whom and why');
 
 # A run queued while everything is paused, with a free worker slot.
-my $run_2q = $node->safe_psql('db2', q{SELECT chunkbatch.run('slow_q')});
+my $run_2q = $node->queue_run('slow_q', db => 'db2');
 
 my $progress_sql = q{SELECT (SELECT count(*) FROM chunk_log) || '/' ||
                             (SELECT sum(chunks_done) FROM chunkbatch.runs)};
@@ -220,11 +173,9 @@ foreach my $r ([ 'db1', $run_1a, 'work_a' ],
 	[ 'db2', $run_2q, 'work_q' ])
 {
 	my ($db, $run, $tbl) = @$r;
-	is($node->safe_psql($db, "SELECT chunkbatch.wait($run, '60s')"),
+	is($node->final_state($run, '60s', db => $db),
 		'succeeded', "$db: run $run on $tbl succeeds after resume_all()");
-	is( $node->safe_psql(
-			$db,
-			"SELECT count(*), count(*) FILTER (WHERE counter = 1) FROM $tbl"),
+	is( $node->once_count($tbl, db => $db),
 		'200|200',
 		"$db: every row of $tbl processed exactly once");
 }
@@ -242,7 +193,7 @@ is( $node->safe_psql(
 	't|restart test',
 	'the stop is still on after the restart');
 
-my $run_r = $node->safe_psql('db1', q{SELECT chunkbatch.run('slow_q')});
+my $run_r = $node->queue_run('slow_q', db => 'db1');
 my $still_queued = 1;
 my $queued_at = time;
 while (time - $queued_at < 3)
@@ -263,11 +214,9 @@ is($node->safe_psql('db1', "SELECT count(*) FROM chunk_log WHERE tbl = 'work_q'"
 
 is($node->safe_psql('db1', q{SELECT chunkbatch.resume_all()}),
 	't', 'resume_all() after the restart');
-is($node->safe_psql('db1', "SELECT chunkbatch.wait($run_r, '60s')"),
+is($node->final_state($run_r, '60s', db => 'db1'),
 	'succeeded', 'the run queued during the stop succeeds after resume_all()');
-is( $node->safe_psql(
-		'db1',
-		q{SELECT count(*), count(*) FILTER (WHERE counter = 1) FROM work_q}),
+is( $node->once_count('work_q', db => 'db1'),
 	'50|50',
 	'it processed every row exactly once');
 
@@ -275,27 +224,32 @@ is( $node->safe_psql(
 # 3. Privileges.
 # ---------------------------------------------------------------------------
 $node->safe_psql('db1', 'CREATE ROLE operator1 LOGIN');
-is( sqlstate_of(
-		'db1', q{SELECT chunkbatch.pause_all('by operator1')},
-		extra_params => [ '-U', 'operator1' ]),
+is( $node->sqlstate_of(
+		q{SELECT chunkbatch.pause_all('by operator1')},
+		db => 'db1',
+		role => 'operator1',
+		timeout => 30),
 	'42501',
 	'a non-superuser cannot call pause_all()');
 is($node->safe_psql('db1', 'SELECT paused FROM chunkbatch.pause_all_state()'),
 	'f', 'the refused call paused nothing');
 $node->safe_psql('db1',
 	'GRANT EXECUTE ON FUNCTION chunkbatch.pause_all(text) TO operator1');
-is( $node->safe_psql(
-		'db1', q{SELECT chunkbatch.pause_all('by operator1')},
-		extra_params => [ '-U', 'operator1' ]),
+is( $node->sql(
+		q{SELECT chunkbatch.pause_all('by operator1')},
+		db => 'db1',
+		role => 'operator1'),
 	't',
 	'after GRANT EXECUTE it can');
 is( $node->safe_psql(
 		'db1', 'SELECT paused, paused_by, reason FROM chunkbatch.pause_all_state()'),
 	't|operator1|by operator1',
 	'pause_all_state() names the non-superuser');
-is( sqlstate_of(
-		'db1', q{SELECT chunkbatch.resume_all()},
-		extra_params => [ '-U', 'operator1' ]),
+is( $node->sqlstate_of(
+		q{SELECT chunkbatch.resume_all()},
+		db => 'db1',
+		role => 'operator1',
+		timeout => 30),
 	'42501',
 	'resume_all() needs its own grant');
 is($node->safe_psql('db1', 'SELECT chunkbatch.resume_all()'),
@@ -306,24 +260,25 @@ is($node->safe_psql('db1', 'SELECT chunkbatch.resume_all()'),
 # ---------------------------------------------------------------------------
 # 100 rows this time: 20 chunks, 3 s.
 $node->safe_psql('db2', 'DELETE FROM work_b WHERE id > 100; UPDATE work_b SET counter = 0');
-my $run_d = $node->safe_psql('db2', q{SELECT chunkbatch.run('slow_b')});
-ok( $node->poll_query_until(
-		'db2',
-		"SELECT state = 'running' AND chunks_done >= 1
-           FROM chunkbatch.runs WHERE run_id = $run_d"),
+my $run_d = $node->queue_run('slow_b', db => 'db2');
+ok( $node->poll_run(
+		$run_d,
+		"state = 'running' AND chunks_done >= 1",
+		db => 'db2'),
 	'db2: a run is running');
-is(sqlstate_of('db2', 'DROP EXTENSION chunkbatch'),
+is( $node->sqlstate_of(
+		'DROP EXTENSION chunkbatch', db => 'db2', timeout => 30),
 	'55006', 'DROP EXTENSION with a running run fails with 55006');
-is(sqlstate_of('db2', 'DROP SCHEMA chunkbatch CASCADE'),
+is( $node->sqlstate_of(
+		'DROP SCHEMA chunkbatch CASCADE', db => 'db2', timeout => 30),
 	'55006', 'so does DROP SCHEMA chunkbatch CASCADE');
-is($node->safe_psql('db2', "SELECT chunkbatch.wait($run_d, '60s')"),
+is($node->final_state($run_d, '60s', db => 'db2'),
 	'succeeded', 'the run goes on and succeeds');
-is( $node->safe_psql(
-		'db2',
-		q{SELECT count(*), count(*) FILTER (WHERE counter = 1) FROM work_b}),
+is( $node->once_count('work_b', db => 'db2'),
 	'100|100',
 	'it processed every row exactly once');
-is(sqlstate_of('db2', 'DROP EXTENSION chunkbatch'),
+is( $node->sqlstate_of(
+		'DROP EXTENSION chunkbatch', db => 'db2', timeout => 30),
 	'', 'DROP EXTENSION succeeds once the run has ended');
 is( $node->safe_psql(
 		'db2', q{SELECT count(*) FROM pg_extension WHERE extname = 'chunkbatch'}),
@@ -357,7 +312,7 @@ SELECT chunkbatch.create_job(
   sleep_ms => 0,
   cursor_type => 'bigint');
 });
-my $run_f = $node->safe_psql('db1', q{SELECT chunkbatch.run('flag')});
+my $run_f = $node->queue_run('flag', db => 'db1');
 ok($node->poll_query_until('db1', 'SELECT count(*) >= 3 FROM flag_log'),
 	'the flag run has committed chunks');
 $node->safe_psql('postgres',
@@ -366,7 +321,7 @@ $node->safe_psql('postgres', 'SELECT pg_reload_conf()');
 ok( $node->poll_query_until(
 		'db1', q{SELECT count(*) > 0 FROM flag_log WHERE flag = 'after'}),
 	'a later chunk sees the reloaded setting');
-is($node->safe_psql('db1', "SELECT chunkbatch.wait($run_f, '60s')"),
+is($node->final_state($run_f, '60s', db => 'db1'),
 	'succeeded', 'the flag run succeeds');
 is( $node->safe_psql(
 		'db1', q{
@@ -385,20 +340,19 @@ SELECT count(DISTINCT pid),
 # ---------------------------------------------------------------------------
 # 6. chunkbatch.max_workers = 0 is refused at start-up.
 # ---------------------------------------------------------------------------
-$bad_node = PostgreSQL::Test::Cluster->new('estop_bad');
-$bad_node->init;
-$bad_node->append_conf('postgresql.conf',
-	"shared_preload_libraries = 'chunkbatch'\n"
-	  . "chunkbatch.max_workers = 0\n"
-	  . "max_worker_processes = 16\n");
+my $bad_node = ChunkbatchNode->create(
+	'estop_bad',
+	naptime => undef,
+	conf => ['chunkbatch.max_workers = 0'],
+	start => 0);
 ok(!$bad_node->start(fail_ok => 1),
 	'a server with chunkbatch.max_workers = 0 does not start');
 ok( $bad_node->log_contains(qr/chunkbatch\.max_workers must be at least 1/),
 	'its log says chunkbatch.max_workers must be at least 1');
 
 # Nor can a running server be told to use 0 at its next start.
-my ($ret, $stdout, $stderr) = $node->psql('postgres',
-	"\\set VERBOSITY verbose\nALTER SYSTEM SET chunkbatch.max_workers = 0");
+my (undef, $stderr) =
+  $node->sql_error('ALTER SYSTEM SET chunkbatch.max_workers = 0');
 like($stderr, qr/22023: invalid value for parameter "chunkbatch\.max_workers": 0/,
 	'ALTER SYSTEM SET chunkbatch.max_workers = 0 is refused (22023)');
 unlike(slurp_file($node->data_dir . '/postgresql.auto.conf'),

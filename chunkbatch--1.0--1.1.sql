@@ -150,6 +150,8 @@ SELECT r.run_id,
        END AS progress,
        CASE WHEN p.recent_rows_per_sec OPERATOR(pg_catalog.>) 0
              AND r.total_estimate OPERATOR(pg_catalog.>) COALESCE(p.rows_done, r.rows_done)
+             AND (r.total_estimate OPERATOR(pg_catalog.-) COALESCE(p.rows_done, r.rows_done))
+                 OPERATOR(pg_catalog./) p.recent_rows_per_sec OPERATOR(pg_catalog.<) 1e9
             THEN pg_catalog.make_interval(secs => pg_catalog.round(
                  (r.total_estimate OPERATOR(pg_catalog.-) COALESCE(p.rows_done, r.rows_done))
                  OPERATOR(pg_catalog./) p.recent_rows_per_sec))

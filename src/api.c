@@ -424,7 +424,7 @@ wait_for_run(int64 run_id, long timeout_ms, char **sqlstate, char **error)
 		MemoryContextSwitchTo(old);
 		finished = state_is_settled(state) ||
 			(timeout_ms >= 0 &&
-			 TimestampDifferenceExceeds(start, GetCurrentTimestamp(), timeout_ms));
+			 GetCurrentTimestamp() - start >= (int64) timeout_ms * 1000);
 		if (finished)
 		{
 			state = pstrdup(state);
@@ -686,7 +686,7 @@ chunkbatch_wait(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("timeout must not be negative")));
-		timeout_ms = (long) Min(ms, (double) LONG_MAX / 2);
+		timeout_ms = (long) Min(ms, 1e15);	/* some 31,000 years */
 	}
 	PG_RETURN_TEXT_P(cstring_to_text(wait_for_run(run_id, timeout_ms,
 												  &sqlstate, &error)));

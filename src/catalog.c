@@ -467,7 +467,8 @@ catalog_notify(int64 run_id, const char *state, const char *sqlstate)
 	nulls[2] = sqlstate ? ' ' : 'n';
 	cb_exec("SELECT pg_catalog.pg_notify('chunkbatch',"
 			" pg_catalog.json_build_object('run_id', r.run_id,"
-			" 'job_name', r.job_name, 'state', $2, 'sqlstate', $3)::text)"
+			" 'job_name', r.job_name, 'state', $2, 'sqlstate', $3,"
+			" 'database', pg_catalog.current_database())::text)"
 			" FROM chunkbatch.runs r WHERE r.run_id OPERATOR(pg_catalog.=) $1",
 			3, types, values, nulls, SPI_OK_SELECT);
 }

@@ -812,6 +812,16 @@ isolate_keys(CbIsolation *iso)
 					(errcode(ERRCODE_DATA_EXCEPTION),
 					 errmsg("keys_sql of job \"%s\" must return keys in ascending order",
 							cs->run->job.job_name)));
+		/* As for chunk SQL: a key not past the cursor would never advance. */
+		if (i == 0 && !cs->cursor_null &&
+			DatumGetInt32(FunctionCall2Coll(&cs->cmp, cs->collation,
+											iso->keys[0], cs->cursor)) <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_EXCEPTION),
+					 errmsg("keys_sql of job \"%s\" returned a key not greater than the cursor",
+							cs->run->job.job_name),
+					 errdetail("The cursor is %s.", cs->run->cursor),
+					 errhint("keys_sql must return only keys greater than $2.")));
 	}
 }
 

@@ -149,13 +149,15 @@ extern bool cb_slots_in_use(Oid dboid);
 extern int	cb_slot_claim(int64 run_id, Oid dboid, Oid owner, CbWorkerArgs *args);
 extern void cb_slot_unclaim(int idx, uint64 generation);
 extern bool cb_slot_reap_failed_start(int idx, Oid dboid, bool worker_stopped,
-									  int64 *run_id);
+									  int64 *run_id, int *errcode, char **error);
 extern int	cb_requests_take(Oid dboid, CbRequestCopy *out);
 extern void cb_request_finish(int idx, int64 run_id, const char *error);
 
 /* a run worker */
 extern CbSlot *cb_slot_attach(int idx, const CbWorkerArgs *args);
 extern void cb_slot_detach(CbSlot *slot, bool terminated);
+extern void cb_slot_report_start_failure(CbSlot *slot, int errcode,
+										 const char *message);
 extern void cb_slot_set_running(CbSlot *slot);
 extern void cb_slot_set_phase(CbSlot *slot, CbPhase phase);
 extern void cb_slot_start_progress(CbSlot *slot, int64 rows_done,

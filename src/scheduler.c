@@ -78,12 +78,18 @@ scheduler_reap_failed_starts(void)
 	{
 		int64		run_id;
 		pid_t		pid;
+		int			errcode;
+		char	   *error = NULL;
 		bool		stopped = (worker_handles[i] != NULL &&
 							   GetBackgroundWorkerPid(worker_handles[i], &pid) == BGWH_STOPPED);
 
-		if (cb_slot_reap_failed_start(i, MyDb, stopped, &run_id))
+		if (!cb_slot_reap_failed_start(i, MyDb, stopped, &run_id, &errcode, &error))
+			continue;
+		if (errcode != 0)
+			cb_catalog_fail_unstarted(run_id, errcode, error);
+		else
 			cb_catalog_fail_unstarted(run_id, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-								   "run worker exited before it could connect to the database; see the server log");
+									  "run worker exited before it could connect to the database; see the server log");
 	}
 }
 
@@ -96,6 +102,7 @@ scheduler_owner_ok(CbRunRef *ref)
 {
 	HeapTuple	tup;
 	bool		canlogin;
+	int			connlimit;
 	char	   *msg;
 
 	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(ref->owner));
@@ -106,7 +113,23 @@ scheduler_owner_ok(CbRunRef *ref)
 		return false;
 	}
 	canlogin = ((Form_pg_authid) GETSTRUCT(tup))->rolcanlogin;
+	connlimit = ((Form_pg_authid) GETSTRUCT(tup))->rolconnlimit;
 	ReleaseSysCache(tup);
+
+	/*
+	 * Background workers are not held to a role's CONNECTION LIMIT, but a
+	 * DBA who set one means it: 0 stops the role's runs like NOLOGIN, and a
+	 * limit that is reached keeps the run queued until a connection ends.
+	 */
+	if (canlogin && connlimit == 0)
+	{
+		msg = psprintf("role \"%s\" owning job \"%s\" has CONNECTION LIMIT 0",
+					   GetUserNameFromId(ref->owner, false), ref->job_name);
+		cb_catalog_fail_unstarted(ref->run_id, ERRCODE_TOO_MANY_CONNECTIONS, msg);
+		return false;
+	}
+	if (canlogin && connlimit > 0 && CountUserBackends(ref->owner) >= connlimit)
+		return false;
 	if (!canlogin)
 	{
 		msg = psprintf("role \"%s\" owning job \"%s\" does not have the LOGIN attribute",

@@ -22,6 +22,7 @@
 #include <ctype.h>
 
 #include "catalog/pg_type.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/lsyscache.h"
@@ -154,9 +155,28 @@ cb_job_settings(int *n)
 }
 
 /*
+ * Characters that are invisible or reorder the text around them: spaces
+ * other than the ASCII one, C1 controls, zero-width characters, bidi
+ * controls, fillers, variation selectors, tags.  A name made with them
+ * could look like another one.
+ */
+static bool
+invisible_char(pg_wchar c)
+{
+	return (c >= 0x80 && c <= 0xA0) || c == 0xAD || c == 0x034F ||
+		c == 0x061C || c == 0x115F || c == 0x1160 || c == 0x17B4 ||
+		c == 0x17B5 || (c >= 0x180B && c <= 0x180F) ||
+		(c >= 0x2000 && c <= 0x200F) || (c >= 0x2028 && c <= 0x202F) ||
+		(c >= 0x205F && c <= 0x206F) || c == 0x3000 || c == 0x3164 ||
+		(c >= 0xFE00 && c <= 0xFE0F) || c == 0xFEFF || c == 0xFFA0 ||
+		(c >= 0xFFF0 && c <= 0xFFFF) || (c >= 0xE0000 && c <= 0xE0FFF);
+}
+
+/*
  * Job and group names: 1 to 63 bytes of letters, digits, '_', '-', '.'
  * and ':', starting with a letter, digit or '_' (non-ASCII letters are
- * allowed), so they read well in logs, application_name and pg_locks.
+ * allowed, but no invisible or bidi control character), so they read well
+ * and unambiguously in logs, application_name and pg_locks.
  */
 void
 cb_check_name(const char *what, const char *name)
@@ -170,14 +190,24 @@ cb_check_name(const char *what, const char *name)
 				 errmsg("%s must be between 1 and %d bytes long", what, CB_NAME_MAXLEN)));
 	for (p = (const unsigned char *) name; *p; p++)
 	{
-		if (IS_HIGHBIT_SET(*p) || isalnum(*p) || *p == '_' ||
-			(p != (const unsigned char *) name &&
-			 (*p == '-' || *p == '.' || *p == ':')))
+		if (IS_HIGHBIT_SET(*p) && GetDatabaseEncoding() == PG_UTF8)
+		{
+			int			n = pg_utf_mblen(p);
+
+			if (!invisible_char(utf8_to_unicode(p)))
+			{
+				p += n - 1;
+				continue;
+			}
+		}
+		else if (IS_HIGHBIT_SET(*p) || isalnum(*p) || *p == '_' ||
+				 (p != (const unsigned char *) name &&
+				  (*p == '-' || *p == '.' || *p == ':')))
 			continue;
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_NAME),
 				 errmsg("invalid %s \"%s\"", what, name),
-				 errdetail("Names consist of letters, digits, \"_\", \"-\", \".\" and \":\", and start with a letter, a digit or \"_\".")));
+				 errdetail("Names consist of letters, digits, \"_\", \"-\", \".\" and \":\", and start with a letter, a digit or \"_\"; invisible characters, spaces and bidirectional controls are not allowed.")));
 	}
 }
 

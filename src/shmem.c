@@ -66,6 +66,8 @@ struct CbSlot
 	Oid			owner;
 	pid_t		pid;			/* 0 until the worker attaches */
 	Latch	   *latch;
+	int			start_errcode;	/* the worker could not claim its run: */
+	char		start_error[256];	/* ... why (its scheduler records it) */
 
 	/* live progress and requests: under mutex */
 	slock_t		mutex;
@@ -583,6 +585,8 @@ slot_reset(CbSlot *slot, int64 run_id, Oid dboid, Oid owner)
 	slot->owner = owner;
 	slot->pid = 0;
 	slot->latch = NULL;
+	slot->start_errcode = 0;
+	slot->start_error[0] = '\0';
 	SpinLockAcquire(&slot->mutex);
 	slot->phase = CB_PHASE_STARTING;
 	slot->worker_started_at = 0;
@@ -639,17 +643,20 @@ cb_slot_unclaim(int idx, uint64 generation)
 }
 
 /*
- * Free a slot of this database whose worker exited before it connected
- * (it says so, or its handle says it stopped before it attached); returns
- * true and the run it was meant for.
+ * Free a slot of this database whose worker exited before it connected or
+ * before it could claim its run (it says so, or its handle says it stopped
+ * before it attached); returns true, the run it was meant for and, if the
+ * worker reported one, the error that stopped it (else *errcode is 0).
  */
 bool
 cb_slot_reap_failed_start(int idx, Oid dboid, bool worker_stopped,
-						  int64 *run_id)
+						  int64 *run_id, int *errcode, char **error)
 {
 	CbSlot	   *slot = &cb_shared->slots[idx];
 	bool		failed;
+	char		message[sizeof(slot->start_error)];
 
+	*errcode = 0;
 	LWLockAcquire(cb_shared->lock, LW_EXCLUSIVE);
 	failed = (slot->dboid == dboid &&
 			  (slot->state == CB_SLOT_START_FAILED ||
@@ -658,9 +665,13 @@ cb_slot_reap_failed_start(int idx, Oid dboid, bool worker_stopped,
 	if (failed)
 	{
 		*run_id = slot->run_id;
+		*errcode = slot->start_errcode;
+		strlcpy(message, slot->start_error, sizeof(message));
 		slot->state = CB_SLOT_FREE;
 	}
 	LWLockRelease(cb_shared->lock);
+	if (failed && *errcode != 0)
+		*error = pstrdup(message);
 	return failed;
 }
 
@@ -764,8 +775,23 @@ cb_slot_attach(int idx, const CbWorkerArgs *args)
 }
 
 /*
- * The worker exits.  One that never connected tells its scheduler so
- * (START_FAILED), unless a SIGTERM ended it (no failure of the run's).
+ * The worker could not claim its run, and maybe cannot write at all (its
+ * role's settings can make every transaction read-only): its scheduler,
+ * which connects as a superuser, records the failure instead, once.
+ */
+void
+cb_slot_report_start_failure(CbSlot *slot, int errcode, const char *message)
+{
+	LWLockAcquire(cb_shared->lock, LW_EXCLUSIVE);
+	slot->start_errcode = errcode;
+	strlcpy(slot->start_error, message ? message : "", sizeof(slot->start_error));
+	LWLockRelease(cb_shared->lock);
+}
+
+/*
+ * The worker exits.  One that never connected, or could not claim its run,
+ * tells its scheduler so (START_FAILED), unless a SIGTERM ended it (no
+ * failure of the run's).
  */
 void
 cb_slot_detach(CbSlot *slot, bool terminated)
@@ -773,8 +799,8 @@ cb_slot_detach(CbSlot *slot, bool terminated)
 	LWLockAcquire(cb_shared->lock, LW_EXCLUSIVE);
 	if (slot->pid == MyProcPid)
 	{
-		slot->state = (slot->state == CB_SLOT_STARTING && !terminated) ?
-			CB_SLOT_START_FAILED : CB_SLOT_FREE;
+		slot->state = ((slot->state == CB_SLOT_STARTING || slot->start_errcode != 0) &&
+					   !terminated) ? CB_SLOT_START_FAILED : CB_SLOT_FREE;
 		slot->pid = 0;
 		slot->latch = NULL;
 	}

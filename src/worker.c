@@ -455,13 +455,13 @@ worker_start(int64 run_id, CbRun *run, CbChunkState **cs, MemoryContext run_ctx)
 		return false;			/* SIGTERM: the run stays queued */
 	if (edata != NULL)
 	{
-		/* The claim was rolled back with the error: fail the queued run. */
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		cb_catalog_fail_unstarted(run_id, edata->sqlerrcode, edata->message);
-		PopActiveSnapshot();
-		CommitTransactionCommand();
+		/*
+		 * The claim was rolled back with the error.  The scheduler fails the
+		 * run: this worker may not be able to write at all (its owner's
+		 * settings can make every transaction read-only), and a failure it
+		 * could not record would start the next worker at once.
+		 */
+		cb_slot_report_start_failure(MySlot, edata->sqlerrcode, edata->message);
 		return false;
 	}
 	if (!claimed)

@@ -560,9 +560,10 @@ is_deeply(
 		run_id => $ok_run,
 		job_name => 'deadlock_job',
 		state => 'succeeded',
-		sqlstate => undef
+		sqlstate => undef,
+		database => $db
 	},
-	'its payload: run_id, job_name, state succeeded, sqlstate null');
+	'its payload: run_id, job_name, state succeeded, sqlstate null, the database');
 # every row of ck_items is at 1 now: the first chunk violates the CHECK
 my $bad_run = $node->queue_run('check_job');
 is($node->final_state($bad_run, '60s'), 'failed', 'a run to listen for fails');

@@ -159,6 +159,31 @@ check_owner_can_connect(Oid owner)
 				 errdetail("Run workers connect to the database as the job's owner.")));
 }
 
+/*
+ * May a run of the job be queued?  Its owner must be able to connect, and
+ * must not have chunkbatch.max_queued_runs_per_role queued or active runs
+ * in this database already: one role cannot flood the queue that every
+ * role's runs go through.
+ */
+static void
+check_can_queue(const CbJob *job)
+{
+	int64		queued;
+
+	check_owner_can_connect(job->owner);
+	if (cb_max_queued_per_role <= 0)
+		return;
+	queued = cb_catalog_count_owner_active_runs(job->owner);
+	if (queued >= cb_max_queued_per_role)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("role \"%s\" already has %lld queued or active runs in this database",
+						job->owner_name, (long long) queued),
+				 errdetail("chunkbatch.max_queued_runs_per_role is %d.",
+						   cb_max_queued_per_role),
+				 errhint("Wait for some of them to finish, or ask the administrator to raise chunkbatch.max_queued_runs_per_role.")));
+}
+
 /* The caller must have the privileges of the job's owner. */
 static void
 check_job_access(const CbJob *job)
@@ -578,7 +603,7 @@ chunkbatch_run(PG_FUNCTION_ARGS)
 	if (!wait)
 	{
 		find_job(name, &job, CB_JOB_KEY_SHARE);
-		check_owner_can_connect(job.owner);
+		check_can_queue(&job);
 		run_id = cb_catalog_insert_run(job.job_id, JsonbPGetDatum(params),
 									GetUserId(), trigger);
 		wake_at_commit = true;
@@ -587,7 +612,7 @@ chunkbatch_run(PG_FUNCTION_ARGS)
 
 	check_can_wait();
 	find_job(name, &job, CB_JOB_NO_LOCK);
-	check_owner_can_connect(job.owner);
+	check_can_queue(&job);
 	run_id = submit_run_request(&job, params, trigger);
 	state = wait_for_run(run_id, -1, &sqlstate, &error);
 	report_run_outcome(run_id, name, state, sqlstate, error);
@@ -633,7 +658,7 @@ chunkbatch_run_and_wait(PG_FUNCTION_ARGS)
 				 errmsg("params must be a JSON object")));
 	cb_require_shmem();
 	find_job(name, &job, CB_JOB_KEY_SHARE);
-	check_owner_can_connect(job.owner);
+	check_can_queue(&job);
 	run_id = cb_catalog_insert_run(job.job_id, JsonbPGetDatum(params),
 								GetUserId(), trigger);
 	wake_at_commit = true;

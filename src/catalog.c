@@ -1208,6 +1208,25 @@ cb_catalog_relink_owners(void)
 	cb_catalog_leave(&s);
 }
 
+/* Queued or active runs of one owner in this database. */
+int64
+cb_catalog_count_owner_active_runs(Oid owner)
+{
+	CbAsOwner	s;
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(owner)};
+	int64		n;
+
+	cb_catalog_enter(&s);
+	cb_exec(psprintf("SELECT pg_catalog.count(*) FROM chunkbatch.runs"
+					 " WHERE state IN %s AND owner_oid OPERATOR(pg_catalog.=) $1",
+					 cb_run_states_sql(CB_STATES_ACTIVE)),
+			1, types, values, NULL, SPI_OK_SELECT);
+	n = DatumGetInt64(col_datum(0, 1));
+	cb_catalog_leave(&s);
+	return n;
+}
+
 /* Runs of this database that are queued or active, for DROP EXTENSION. */
 int64
 cb_catalog_count_all_active_runs(void)

@@ -30,6 +30,8 @@ int			cb_max_workers = 4;
 int			cb_naptime = 10;
 int			cb_scheduler_idle_exit = 0;
 int			cb_history_retention = 30 * 24 * 60;
+int			cb_max_workers_per_role = -1;
+int			cb_max_queued_per_role = 1000;
 char	   *cb_test_fault = NULL;
 int			cb_test_fault_chunk = 0;
 
@@ -67,6 +69,22 @@ _PG_init(void)
 							&cb_scheduler_idle_exit,
 							0, 0, 86400,
 							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("chunkbatch.max_workers_per_role",
+							"Maximum number of run workers the runs of one owner role may use at once.",
+							"Counted over all databases.  -1: chunkbatch.max_workers - 1 (at least 1), so that one role cannot take every worker.",
+							&cb_max_workers_per_role,
+							-1, -1, 1000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("chunkbatch.max_queued_runs_per_role",
+							"Maximum number of queued or active runs of one owner role in a database.",
+							"run() beyond it fails with 54000.  0: no limit.",
+							&cb_max_queued_per_role,
+							1000, 0, INT_MAX,
+							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("chunkbatch.history_retention",

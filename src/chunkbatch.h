@@ -37,6 +37,8 @@ extern int	cb_max_workers;
 extern int	cb_naptime;
 extern int	cb_scheduler_idle_exit;
 extern int	cb_history_retention;
+extern int	cb_max_workers_per_role;
+extern int	cb_max_queued_per_role;
 extern char *cb_test_fault;
 extern int	cb_test_fault_chunk;
 
@@ -146,6 +148,7 @@ extern bool cb_db_leave_if_unwoken(int idx, bool force);
 extern int	cb_slot_count(void);
 extern bool cb_slot_has_run(Oid dboid, int64 run_id);
 extern bool cb_slots_in_use(Oid dboid);
+extern int	cb_slots_of_owner(Oid owner);
 extern int	cb_slot_claim(int64 run_id, Oid dboid, Oid owner, CbWorkerArgs *args);
 extern void cb_slot_unclaim(int idx, uint64 generation);
 extern bool cb_slot_reap_failed_start(int idx, Oid dboid, bool worker_stopped,
@@ -420,6 +423,7 @@ extern void cb_catalog_require_schema(void);
 extern uint64 cb_catalog_pause_copies(void);
 extern void cb_catalog_relink_owners(void);
 extern int64 cb_catalog_count_all_active_runs(void);
+extern int64 cb_catalog_count_owner_active_runs(Oid owner);
 
 /* An interval in milliseconds, a month counted as 30 days. */
 static inline double

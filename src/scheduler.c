@@ -147,6 +147,23 @@ scheduler_owner_ok(CbRunRef *ref)
 	return true;
 }
 
+/*
+ * May the run's owner take one more worker?  Not beyond
+ * chunkbatch.max_workers_per_role (by default one less than all of them),
+ * so that one role's runs never hold every worker while another role's
+ * run waits: the run stays queued, and the runs of other owners behind it
+ * in the queue start meanwhile.
+ */
+static bool
+scheduler_fair_share(const CbRunRef *ref)
+{
+	int			limit = cb_max_workers_per_role;
+
+	if (limit < 0)
+		limit = Max(cb_slot_count() - 1, 1);
+	return cb_slots_of_owner(ref->owner) < limit;
+}
+
 /* Claim a free slot and start a run worker; false if none could start. */
 static bool
 scheduler_launch(CbRunRef *ref)
@@ -396,8 +413,9 @@ scheduler_start_runs(bool all_paused, bool *queued)
 			continue;
 		}
 		taken = lappend(taken, ref->lock_group);
-		if (!slots_full && !all_paused && scheduler_owner_ok(ref) &&
-			!scheduler_launch(ref))
+		if (slots_full || all_paused || !scheduler_fair_share(ref))
+			continue;
+		if (scheduler_owner_ok(ref) && !scheduler_launch(ref))
 			slots_full = true;
 	}
 	step_end();

@@ -573,6 +573,22 @@ cb_slots_in_use(Oid dboid)
 	return found;
 }
 
+/* How many slots (over all databases) work for runs of this owner? */
+int
+cb_slots_of_owner(Oid owner)
+{
+	int			n = 0;
+	int			i;
+
+	LWLockAcquire(cb_shared->lock, LW_SHARED);
+	for (i = 0; i < cb_shared->nslots; i++)
+		if (cb_shared->slots[i].state != CB_SLOT_FREE &&
+			cb_shared->slots[i].owner == owner)
+			n++;
+	LWLockRelease(cb_shared->lock);
+	return n;
+}
+
 /* Reset a slot for a new run.  Caller holds the LWLock exclusively. */
 static void
 slot_reset(CbSlot *slot, int64 run_id, Oid dboid, Oid owner)

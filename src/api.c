@@ -360,6 +360,9 @@ chunkbatch_drop_job(PG_FUNCTION_ARGS)
 				 errmsg("job \"%s\" has %lld active runs", name, (long long) active),
 				 errhint("Cancel them with chunkbatch.cancel() or wait for them to finish.")));
 	cb_catalog_delete_job(job.job_id);
+	/* Its schedules go too: they could start a later job of that name. */
+	if (OidIsValid(get_extension_oid("pg_cron", true)))
+		(void) cb_catalog_unschedule_job(job.job_name);
 	PG_RETURN_VOID();
 }
 

@@ -435,6 +435,29 @@ cb_catalog_delete_job(int64 job_id)
 					  job_id, SPI_OK_DELETE);
 }
 
+/*
+ * Remove the pg_cron schedules of a job (whoever made them, in this
+ * database), as the extension owner; returns how many.  Call only where
+ * pg_cron is installed.
+ */
+int64
+cb_catalog_unschedule_job(const char *job_name)
+{
+	CbAsOwner	s;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(job_name)};
+	int64		n;
+
+	cb_catalog_enter(&s);
+	cb_exec("SELECT pg_catalog.count(cron.unschedule(c.jobid)) FROM cron.job c"
+			" WHERE c.jobname OPERATOR(pg_catalog.=) ('chunkbatch:' OPERATOR(pg_catalog.||) $1)"
+			" AND c.database OPERATOR(pg_catalog.=) pg_catalog.current_database()",
+			1, types, values, NULL, SPI_OK_SELECT);
+	n = DatumGetInt64(col_datum(0, 1));
+	cb_catalog_leave(&s);
+	return n;
+}
+
 int64
 cb_catalog_count_active_runs(int64 job_id)
 {

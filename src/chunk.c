@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "access/xact.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
@@ -40,6 +41,7 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
@@ -501,6 +503,33 @@ chunk_test_fault(const char *point, const CbRun *run)
 		pg_usleep(1000000L);
 }
 
+/*
+ * The worker is connected as the job's owner, and stays so: a role that
+ * was dropped, or lost LOGIN, since the run started must not go on
+ * executing chunks.  Checked at the start of every chunk transaction (the
+ * role's catalog row is current there), so the run fails at its next chunk
+ * boundary with a clear error.
+ */
+static void
+chunk_check_owner(const CbRun *run)
+{
+	HeapTuple	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(run->job.owner));
+	bool		canlogin;
+
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("the owner role of job \"%s\" was dropped during its run",
+						run->job.job_name)));
+	canlogin = ((Form_pg_authid) GETSTRUCT(tup))->rolcanlogin;
+	ReleaseSysCache(tup);
+	if (!canlogin)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("role \"%s\" owning job \"%s\" lost the LOGIN attribute during its run",
+						run->job.owner_name, run->job.job_name)));
+}
+
 static void
 chunk_body(CbChunkState *cs, MemoryContext chunk_ctx, CbChunkResult *res,
 		   CbCheckpoint *cp, Datum *newkey, bool *have_key)
@@ -509,6 +538,7 @@ chunk_body(CbChunkState *cs, MemoryContext chunk_ctx, CbChunkResult *res,
 	CbKeyReceiver kr;
 	TimestampTz start;
 
+	chunk_check_owner(run);
 	chunk_apply_settings(cs);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

@@ -380,6 +380,7 @@ extern bool cb_catalog_find_job(const char *job_name, CbJob *job, CbJobLock lock
 extern int64 cb_catalog_insert_job(const CbJob *job);
 extern void cb_catalog_update_job(const CbJob *job);
 extern void cb_catalog_delete_job(int64 job_id);
+extern int64 cb_catalog_unschedule_job(const char *job_name);
 extern int64 cb_catalog_count_active_runs(int64 job_id);
 extern int64 cb_catalog_insert_run(int64 job_id, Datum params, Oid queued_by,
 								const char *trigger);

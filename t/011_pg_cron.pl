@@ -9,7 +9,7 @@
 #   cron.job_run_details, with the run's error, while the run is failed with
 #   SQLSTATE 23514;
 # - unschedule('job') removes the cron job and returns true (false when there
-#   is nothing to remove);
+#   is nothing to remove); drop_job removes the job's schedules;
 # - in a database without pg_cron, schedule() and unschedule() fail with
 #   SQLSTATE 55000 and a hint.
 #
@@ -234,6 +234,20 @@ is($sqlstate, '55000',
 	'unschedule() in a database without pg_cron fails with 55000')
   or diag($stderr);
 like($stderr, qr/HINT:/, 'the error has a hint');
+
+# drop_job removes the job's schedules (whoever made them): a later job of
+# the same name (another role's, say) is never started by them.
+$node->sql(q{
+CREATE TABLE drop_items (id bigint PRIMARY KEY);
+SELECT chunkbatch.create_job('to_drop',
+  'DELETE FROM drop_items WHERE id IN (SELECT id FROM drop_items LIMIT $1)');
+SELECT chunkbatch.schedule('to_drop', '0 3 * * *');
+});
+is($node->sql(q{SELECT count(*) FROM cron.job WHERE jobname = 'chunkbatch:to_drop'}),
+	'1', 'the job to drop has a schedule');
+$node->sql(q{SELECT chunkbatch.drop_job('to_drop')});
+is($node->sql(q{SELECT count(*) FROM cron.job WHERE jobname = 'chunkbatch:to_drop'}),
+	'0', 'drop_job removed its schedule');
 
 note(sprintf('pg_cron test: %.1f s in all', time - $t0));
 

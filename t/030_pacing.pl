@@ -315,23 +315,33 @@ ok( $node->poll_query_until(
 		$db, q{SELECT count(*) >= 3 FROM chunk_log WHERE job = 'retuned'}),
 	'the retuned run committed 3 chunks of batch 10');
 # The chunks counted in the snapshot of the alter_job statement committed
-# before the change did, so they ran with the old size; the one in flight
-# may too; every chunk after that must use the new one.  (Counting in a
-# later statement would count chunks that already ran with the new size.)
-my $al_before = $node->sql(
+# before the change did, so they ran with the old size (al_low).  Chunks
+# counted right after it committed (al_high) may have run with either; one
+# more may have been in flight.  So the run switches to the new size once,
+# at a chunk after al_low and no later than al_high + 2, and every chunk
+# from there on asks for 25.
+my $al_low = $node->sql(
 	q{SELECT (SELECT count(*) FROM chunk_log WHERE job = 'retuned')
                FROM (SELECT chunkbatch.alter_job('retuned', batch_size => 25)) a});
+my $al_high = $node->sql(q{SELECT count(*) FROM chunk_log WHERE job = 'retuned'});
 is($node->final_state($al_run, '60s'), 'succeeded', 'the retuned run succeeds');
-my $al_first = $al_before + 2;
+my $al_switch = $node->sql(
+	q{SELECT min(rn) FROM (SELECT requested, row_number() OVER (ORDER BY seq) rn
+                               FROM chunk_log WHERE job = 'retuned') s
+       WHERE requested = 25});
+$al_switch = 0 if $al_switch eq '';	# no chunk asked for 25: fails below
+my $al_before = $al_switch - 1;
+my $al_first = $al_switch;
 is( $node->sql(qq{
-SELECT count(*) FILTER (WHERE rn <= $al_before AND requested <> 10),
-       count(*) FILTER (WHERE rn >= $al_first AND requested <> 25),
-       count(*) FILTER (WHERE rn >= $al_first AND processed = 25) >= 10,
-       count(*) FILTER (WHERE rn >= $al_first AND processed NOT IN (0, 25)) <= 1
+SELECT count(*) FILTER (WHERE rn < $al_switch AND requested <> 10),
+       count(*) FILTER (WHERE rn >= $al_switch AND requested <> 25),
+       count(*) FILTER (WHERE rn >= $al_switch AND processed = 25) >= 10,
+       count(*) FILTER (WHERE rn >= $al_switch AND processed NOT IN (0, 25)) <= 1,
+       $al_switch > $al_low AND $al_switch <= $al_high + 2
   FROM (SELECT requested, processed, row_number() OVER (ORDER BY seq) rn
           FROM chunk_log WHERE job = 'retuned') s}),
-	'0|0|t|t',
-	"chunks 1-$al_before used batch 10; every chunk from $al_first on asked for 25 and full ones processed 25"
+	'0|0|t|t|t',
+	"chunks 1-$al_before used batch 10; every chunk from $al_first on asked for 25 and full ones processed 25 (alter_job between chunks $al_low and $al_high)"
 );
 is( $node->sql("SELECT batch_size FROM chunkbatch.runs WHERE run_id = $al_run"),
 	'25', 'runs.batch_size shows the new size');
@@ -343,7 +353,7 @@ ok( $node->log_contains(
 note('retuned: chunk sizes '
 	  . $node->sql(q{SELECT string_agg(requested || '/' || processed, ' ' ORDER BY seq)
                 FROM chunk_log WHERE job = 'retuned'})
-	  . " (requested/processed), alter_job after chunk $al_before");
+	  . " (requested/processed), alter_job after chunk $al_low");
 
 # ---------------------------------------------------------------------------
 # 4. An outside session waiting on a row the run locks: the next chunk is

@@ -17,7 +17,9 @@
 # - job and group names with invisible or bidirectional control characters
 #   are refused (42602) in a UTF8 database;
 # - a count_sql estimate too large for an ETA gives a NULL ETA, not a
-#   negative one.
+#   negative one;
+# - a run whose owner loses LOGIN while it runs fails at its next chunk
+#   with 28000.
 use strict;
 use warnings;
 
@@ -163,6 +165,33 @@ foreach my $timeout ('30 days', '50 days', '10 years')
 	  or diag($stderr);
 }
 $node->sql("SELECT chunkbatch.cancel($slow_run)", db => 'app');
+
+# ---------------------------------------------------------------------------
+# An owner that loses LOGIN during its run.
+# ---------------------------------------------------------------------------
+$node->sql(q{GRANT CREATE ON SCHEMA public TO app_owner}, db => 'app');
+$node->create_slow_job(db => 'app', job => 'login_lost', table => 'll_items',
+	rows => 300, sleep => 0.2, batch_size => 5);
+$node->sql(q{ALTER TABLE ll_items OWNER TO app_owner; ALTER TABLE chunk_log OWNER TO app_owner;
+             SELECT chunkbatch.drop_job('login_lost')}, db => 'app');
+$node->sql(q{SET ROLE app_owner;
+SELECT chunkbatch.create_job('login_lost',
+  'SELECT * FROM slow_chunk(''ll_items'', 0.2, $1, $2)', batch_size => 5,
+  cursor_type => 'bigint')}, db => 'app');
+my $ll_run = $node->sql(q{SELECT chunkbatch.run('login_lost')}, db => 'app');
+ok( $node->poll_query_until(
+		'app',
+		"SELECT state = 'running' AND chunks_done >= 2
+           FROM chunkbatch.runs WHERE run_id = $ll_run"),
+	'a run of app_owner is running');
+$node->sql('ALTER ROLE app_owner NOLOGIN');
+is($node->sql("SELECT chunkbatch.wait($ll_run, '30s')", db => 'app'),
+	'failed', 'when its owner loses LOGIN, the run fails at its next chunk');
+is( $node->sql(
+		"SELECT sqlstate, error LIKE '%lost the LOGIN attribute%', chunks_done < 60
+           FROM chunkbatch.runs WHERE run_id = $ll_run", db => 'app'),
+	'28000|t|t', '... with 28000 saying so, its checkpoint kept');
+$node->sql('ALTER ROLE app_owner LOGIN');
 
 # ---------------------------------------------------------------------------
 # Names.

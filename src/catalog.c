@@ -458,22 +458,32 @@ cb_catalog_unschedule_job(const char *job_name)
 	return n;
 }
 
-int64
-cb_catalog_count_active_runs(int64 job_id)
+/*
+ * How many runs are in one of the given states and match "cond" (an SQL
+ * condition on $1 of type argtype, or NULL for all), as the extension owner.
+ */
+static int64
+count_runs(CbRunStateSet states, const char *cond, Oid argtype, Datum arg)
 {
 	CbAsOwner	s;
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(job_id)};
 	int64		n;
 
 	cb_catalog_enter(&s);
 	cb_exec(psprintf("SELECT pg_catalog.count(*) FROM chunkbatch.runs"
-					 " WHERE job_id OPERATOR(pg_catalog.=) $1 AND state IN %s",
-					 cb_run_states_sql(CB_STATES_LIVE)),
-			1, types, values, NULL, SPI_OK_SELECT);
+					 " WHERE state IN %s%s%s", cb_run_states_sql(states),
+					 cond ? " AND " : "", cond ? cond : ""),
+			cond ? 1 : 0, &argtype, &arg, NULL, SPI_OK_SELECT);
 	n = DatumGetInt64(col_datum(0, 1));
 	cb_catalog_leave(&s);
 	return n;
+}
+
+/* Runs of the job that are not over: they keep it from being dropped. */
+int64
+cb_catalog_count_active_runs(int64 job_id)
+{
+	return count_runs(CB_STATES_LIVE, "job_id OPERATOR(pg_catalog.=) $1",
+					  INT8OID, Int64GetDatum(job_id));
 }
 
 /* NOTIFY chunkbatch with the run's outcome; delivered at commit. */
@@ -1235,35 +1245,22 @@ cb_catalog_relink_owners(void)
 int64
 cb_catalog_count_owner_active_runs(Oid owner)
 {
-	CbAsOwner	s;
-	Oid			types[1] = {OIDOID};
-	Datum		values[1] = {ObjectIdGetDatum(owner)};
-	int64		n;
-
-	cb_catalog_enter(&s);
-	cb_exec(psprintf("SELECT pg_catalog.count(*) FROM chunkbatch.runs"
-					 " WHERE state IN %s AND owner_oid OPERATOR(pg_catalog.=) $1",
-					 cb_run_states_sql(CB_STATES_ACTIVE)),
-			1, types, values, NULL, SPI_OK_SELECT);
-	n = DatumGetInt64(col_datum(0, 1));
-	cb_catalog_leave(&s);
-	return n;
+	return count_runs(CB_STATES_ACTIVE, "owner_oid OPERATOR(pg_catalog.=) $1",
+					  OIDOID, ObjectIdGetDatum(owner));
 }
 
-/* Runs of this database that are queued or active, for DROP EXTENSION. */
+/*
+ * Runs of this database that are queued or active, for DROP EXTENSION; the
+ * table is locked first, so that no run is queued meanwhile.
+ */
 int64
 cb_catalog_count_all_active_runs(void)
 {
 	CbAsOwner	s;
-	int64		n;
 
 	cb_catalog_enter(&s);
 	cb_exec("LOCK TABLE chunkbatch.runs IN SHARE ROW EXCLUSIVE MODE",
 			0, NULL, NULL, NULL, SPI_OK_UTILITY);
-	cb_exec(psprintf("SELECT pg_catalog.count(*) FROM chunkbatch.runs WHERE state IN %s",
-					 cb_run_states_sql(CB_STATES_ACTIVE)),
-			0, NULL, NULL, NULL, SPI_OK_SELECT);
-	n = DatumGetInt64(col_datum(0, 1));
 	cb_catalog_leave(&s);
-	return n;
+	return count_runs(CB_STATES_ACTIVE, NULL, InvalidOid, (Datum) 0);
 }

@@ -150,7 +150,6 @@ static CbShared *cb_shared = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
-#define AssertLocked()		Assert(LWLockHeldByMe(cb_shared->lock))
 #define AssertLockedExcl()	Assert(LWLockHeldByMeInMode(cb_shared->lock, LW_EXCLUSIVE))
 
 /* ----------------------------------------------------------------

@@ -65,6 +65,7 @@ SELECT expect_error($$SELECT chunkbatch.create_job('regress_bad_new', 'SELECT 1'
 SELECT expect_error($$SELECT chunkbatch.create_job('regress_bad_new', 'SELECT $2', cursor_type => 'point')$$);
 SELECT expect_error($$SELECT chunkbatch.create_job('regress_bad_new', 'SELECT $2', cursor_type => 'json')$$);
 SELECT expect_error($$SELECT chunkbatch.create_job('regress_bad_new', 'SELECT $2', cursor_type => 'anyelement')$$);
+SELECT expect_error($$SELECT chunkbatch.create_job('regress_bad_new', 'SELECT $2', cursor_type => 'pg_node_tree')$$);
 SELECT expect_error($$SELECT chunkbatch.create_job('regress_bad_new', 'SELECT $2', cursor_type => 'cb_no_such_type')$$);
 -- keyset chunk SQL that returns no key column, or keys of the wrong type
 SELECT expect_error($$SELECT chunkbatch.create_job('regress_bad_new', 'UPDATE cb_items SET counter = counter WHERE id > $2', cursor_type => 'bigint')$$);

@@ -78,6 +78,11 @@ SELECT expect_error(format('SELECT chunkbatch.cancel(%s)', :slow_run));
 SELECT expect_error(format('SELECT chunkbatch.cancel(%s)', :owner_run));
 SELECT expect_error(format('SELECT chunkbatch.wait(%s, %L)', :owner_run, '1 s'));
 SELECT expect_error($$SELECT chunkbatch.create_job('regress_priv_whoami', 'SELECT 1')$$);
+-- Nor join its group: a group belongs to the owner of its oldest job.
+SELECT expect_error($$SELECT chunkbatch.create_job('regress_priv_squat', 'SELECT 1', lock_group => 'regress_priv_whoami')$$);
+SELECT chunkbatch.create_job('regress_priv_other_job', 'SELECT 1 WHERE $1 < 0') > 0 AS created;
+SELECT expect_error($$SELECT chunkbatch.alter_job('regress_priv_other_job', lock_group => 'regress_priv_whoami')$$);
+SELECT chunkbatch.drop_job('regress_priv_other_job');
 RESET ROLE;
 SELECT catalog_digest(:slow_run) = :'digest_before' AS catalog_unchanged;
 SELECT state FROM chunkbatch.runs WHERE run_id = :slow_run;
@@ -96,6 +101,10 @@ SELECT chunkbatch.wait(:member_run, '60 s') AS state;
 SELECT state, owner, queued_by FROM chunkbatch.runs WHERE run_id = :member_run;
 SELECT chunkbatch.alter_job('regress_priv_whoami', batch_size => 5);
 SELECT batch_size FROM chunkbatch.jobs WHERE job_name = 'regress_priv_whoami';
+-- A member may put its own job into the owner's group.
+SELECT chunkbatch.create_job('regress_priv_member_job', 'SELECT 1 WHERE $1 < 0',
+                             lock_group => 'regress_priv_whoami') > 0 AS member_joins_group;
+SELECT chunkbatch.drop_job('regress_priv_member_job');
 RESET ROLE;
 SELECT job, cu, su FROM cb_whoami ORDER BY job;
 

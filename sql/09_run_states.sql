@@ -25,9 +25,13 @@ SELECT (SELECT array_agg(state ORDER BY state) FROM checked) =
 SELECT state FROM chunkbatch.run_states()
  WHERE active::int + resting::int + final::int <> 1;
 
--- The partial index of active runs covers exactly the active states.
-SELECT (SELECT array_agg(m[1] ORDER BY m[1])
+-- The scheduler's partial indexes of active runs cover exactly the active states.
+SELECT indexrelid::regclass AS index,
+       (SELECT array_agg(m[1] ORDER BY m[1])
           FROM regexp_matches(pg_get_expr(indpred, indrelid), '''([a-z]+)''', 'g') AS m) =
        (SELECT array_agg(state ORDER BY state) FROM chunkbatch.run_states() WHERE active)
        AS index_predicate_is_the_active_states
-  FROM pg_index WHERE indexrelid = 'chunkbatch.runs_active_idx'::regclass;
+  FROM pg_index
+ WHERE indexrelid IN ('chunkbatch.runs_owner_queue_idx'::regclass,
+                      'chunkbatch.runs_group_queue_idx'::regclass)
+ ORDER BY 1::text;

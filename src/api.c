@@ -32,6 +32,7 @@
 #include "nodes/parsenodes.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
+#include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -161,27 +162,55 @@ check_owner_can_connect(Oid owner)
 
 /*
  * May a run of the job be queued?  Its owner must be able to connect, and
- * must not have chunkbatch.max_queued_runs_per_role queued or active runs
- * in this database already: one role cannot flood the queue that every
- * role's runs go through.
+ * must not have chunkbatch.max_queued_runs_per_role (its own value, if a
+ * DBA set one with ALTER ROLE) queued or active runs in this database
+ * already: one role cannot flood the queue that every role's runs go
+ * through.  The count is taken once per transaction and owner and then
+ * kept up to date here, so that queueing many runs in one statement costs
+ * one count, not one per run.
  */
+static Oid	queue_count_owner = InvalidOid;
+static LocalTransactionId queue_count_lxid = InvalidLocalTransactionId;
+static int	queue_limit;
+static int64 queue_count;
+
+/*
+ * A job whose cursor type was dropped with its schema or extension (a
+ * direct DROP TYPE is refused while a job uses it) needs a new one.
+ */
+static void
+check_cursor_type_exists(const CbJob *job)
+{
+	if (OidIsValid(job->cursor_type) &&
+		!SearchSysCacheExists1(TYPEOID, ObjectIdGetDatum(job->cursor_type)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("the cursor type of job \"%s\" no longer exists", job->job_name),
+				 errhint("Give the job a cursor type with chunkbatch.alter_job(job_name, cursor_type => ...), or drop it.")));
+}
+
 static void
 check_can_queue(const CbJob *job)
 {
-	int64		queued;
-
 	check_owner_can_connect(job->owner);
-	if (cb_max_queued_per_role <= 0)
-		return;
-	queued = cb_catalog_count_owner_active_runs(job->owner);
-	if (queued >= cb_max_queued_per_role)
+	check_cursor_type_exists(job);
+	if (queue_count_owner != job->owner || queue_count_lxid != MyProc->lxid)
+	{
+		queue_limit = cb_catalog_role_limit(job->owner, "chunkbatch.max_queued_runs_per_role",
+											cb_max_queued_per_role);
+		queue_count = queue_limit > 0 ?
+			cb_catalog_count_owner_active_runs(job->owner, queue_limit) : 0;
+		queue_count_owner = job->owner;
+		queue_count_lxid = MyProc->lxid;
+	}
+	if (queue_limit > 0 && queue_count >= queue_limit)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("role \"%s\" already has %lld queued or active runs in this database",
-						job->owner_name, (long long) queued),
-				 errdetail("chunkbatch.max_queued_runs_per_role is %d.",
-						   cb_max_queued_per_role),
+						job->owner_name, (long long) queue_count),
+				 errdetail("chunkbatch.max_queued_runs_per_role is %d for this role.", queue_limit),
 				 errhint("Wait for some of them to finish, or ask the administrator to raise chunkbatch.max_queued_runs_per_role.")));
+	queue_count++;
 }
 
 /* The caller must have the privileges of the job's owner. */
@@ -226,6 +255,27 @@ find_job(const char *job_name, CbJob *job, CbJobLock lock)
  * Jobs
  * ----------------------------------------------------------------
  */
+
+/*
+ * A lock group belongs to the owner of its oldest job: a job may join it
+ * only if its owner has the privileges of that role (is a member of it),
+ * so that no role can stall another role's jobs by squatting their group.
+ */
+static void
+check_group_owner(const CbJob *job)
+{
+	char	   *first_job = NULL;
+	Oid			owner = cb_catalog_group_owner(job->lock_group, &first_job);
+
+	if (OidIsValid(owner) && !has_privs_of_role(job->owner, owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("lock group \"%s\" belongs to role \"%s\"", job->lock_group,
+						GetUserNameFromId(owner, true) ? GetUserNameFromId(owner, true) : "?"),
+				 errdetail("Its oldest job, \"%s\", is owned by that role; only the jobs of its members may join the group.",
+						   first_job),
+				 errhint("Choose another lock_group.")));
+}
 
 /*
  * Argument positions of create_job and alter_job that this file uses; the
@@ -303,6 +353,7 @@ chunkbatch_create_job(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("job \"%s\" already exists", job.job_name)));
+	check_group_owner(&job);
 	if (validate)
 	{
 		cb_chunk_validate_sql(job.job_name, job.chunk_sql, job.cursor_type, job.owner,
@@ -327,6 +378,8 @@ chunkbatch_alter_job(PG_FUNCTION_ARGS)
 	find_job(name, &job, CB_JOB_FOR_UPDATE);
 	old_cursor_type = job.cursor_type;
 	cb_settings_apply_args(fcinfo, &job);
+	check_cursor_type_exists(&job);
+	check_group_owner(&job);
 	if (job.cursor_type != old_cursor_type &&
 		cb_catalog_count_active_runs(job.job_id) > 0)
 		ereport(ERROR,
@@ -754,7 +807,7 @@ chunkbatch_cancel(PG_FUNCTION_ARGS)
 	char	   *error;
 
 	cb_require_primary("cancel a run");
-	(void) cb_catalog_pause_copies();
+	(void) cb_catalog_pause_copies(run_id);
 	find_run(run_id, true, &ref, &state, &sqlstate, &error);
 	if (state_is_final(state))
 		ereport(ERROR,
@@ -781,7 +834,7 @@ chunkbatch_pause(PG_FUNCTION_ARGS)
 	char	   *error;
 
 	cb_require_primary("pause a run");
-	(void) cb_catalog_pause_copies();
+	(void) cb_catalog_pause_copies(run_id);
 	find_run(run_id, true, &ref, &state, &sqlstate, &error);
 	if (state_is_settled(state))
 		ereport(ERROR,
@@ -813,7 +866,7 @@ chunkbatch_resume(PG_FUNCTION_ARGS)
 
 	cb_require_primary("resume a run");
 	cb_require_shmem();
-	(void) cb_catalog_pause_copies();
+	(void) cb_catalog_pause_copies(run_id);
 	find_run(run_id, true, &ref, &state, &sqlstate, &error);
 	if (!OidIsValid(ref.owner))
 		ereport(ERROR,

@@ -191,6 +191,32 @@ cb_exec(const char *sql, int nargs, Oid *types, Datum *values,
 }
 
 /*
+ * Run one fixed statement of the scheduler's every pass, planned once per
+ * process: "plan" keeps the plan (re-planned by PostgreSQL when the tables
+ * change).
+ */
+static void
+cb_exec_saved(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types,
+			  Datum *values, const char *nulls, int expected)
+{
+	int			rc;
+
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, types);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "chunkbatch could not prepare catalog statement (%s): %s",
+				 SPI_result_code_string(SPI_result), sql);
+		*plan = p;
+	}
+	rc = SPI_execute_plan(*plan, values, nulls, false, 0);
+	if (rc != expected)
+		elog(ERROR, "chunkbatch catalog statement failed (%s): %s",
+			 SPI_result_code_string(rc), sql);
+}
+
+/*
  * Run one fixed statement whose only parameter, $1, is an id (of a run or
  * a job), as the extension owner; returns how many rows it affected.
  */
@@ -799,7 +825,13 @@ cb_catalog_reload_job(CbJob *job)
 		CbJob		fresh;
 
 		job_from_row(&fresh, mcxt);
-		/* Its statements, key type, group and on_error stay as it began. */
+		/*
+		 * Its statements, key type, group and on_error stay as it began, and
+		 * so does its owner: the identity the worker runs as (REASSIGN OWNED
+		 * takes effect at the next run).
+		 */
+		fresh.owner = job->owner;
+		fresh.owner_name = job->owner_name;
 		fresh.chunk_sql = job->chunk_sql;
 		fresh.cursor_type = job->cursor_type;
 		fresh.lock_group = job->lock_group;
@@ -1091,39 +1123,68 @@ cb_catalog_runs_in_states(CbRunStateSet states)
 }
 
 /*
- * The scheduler's view of the queue: every queued or active run, oldest
- * first, with its group, its job's group policy and the backend holding its
- * group's lock (one lock-table look per group).
+ * The scheduler's view of the queue: the oldest "per_owner" queued or
+ * active runs of each owner, oldest first, each with its group, its job's
+ * group policy, and whether an older run of its group is still queued or
+ * active.  The owners are found by a skip scan of runs_owner_queue_idx and
+ * each owner's runs by a range scan of it, so the cost does not grow with
+ * the length of the queue or the number of groups.  Runs copied from
+ * another database are left out: they are not ours to start.
  */
 List *
-cb_catalog_run_queue(void)
+cb_catalog_run_queue(int per_owner)
 {
+	static SPIPlanPtr plan = NULL;
+	static char *sql = NULL;
 	CbAsOwner	s;
 	MemoryContext mcxt = CurrentMemoryContext;
 	List	   *result = NIL;
 	uint64		i;
-	char	   *active = cb_run_states_sql(CB_STATES_ACTIVE);
+	Oid			types[3] = {INT4OID, OIDOID, INT8OID};
+	Datum		values[3] = {Int32GetDatum(per_owner), ObjectIdGetDatum(MyDatabaseId),
+	Int64GetDatum((int64) GetSystemIdentifier())};
 
+	if (sql == NULL)
+	{
+		char	   *active = cb_run_states_sql(CB_STATES_ACTIVE);
+
+		sql = MemoryContextStrdup(TopMemoryContext,
+								  psprintf("WITH RECURSIVE o(owner_oid) AS ("
+										   "   (SELECT owner_oid FROM chunkbatch.runs WHERE state IN %s"
+										   "     ORDER BY owner_oid LIMIT 1)"
+										   "   UNION ALL"
+										   "   SELECT (SELECT r.owner_oid FROM chunkbatch.runs r"
+										   "     WHERE r.state IN %s"
+										   "       AND r.owner_oid OPERATOR(pg_catalog.>) o.owner_oid"
+										   "     ORDER BY r.owner_oid LIMIT 1)"
+										   "   FROM o WHERE o.owner_oid IS NOT NULL)"
+										   " SELECT r.run_id, r.owner_oid, r.job_name, r.lock_group, r.state,"
+										   "   j.on_group_busy OPERATOR(pg_catalog.=) 'skip'"
+										   "   AND r.chunks_done OPERATOR(pg_catalog.=) 0,"
+										   "   j.group_wait_timeout IS NOT NULL AND"
+										   "   r.chunks_done OPERATOR(pg_catalog.=) 0 AND"
+										   "   (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-)"
+										   "    COALESCE(r.waiting_since, r.queued_at))"
+										   "   OPERATOR(pg_catalog.>) j.group_wait_timeout,"
+										   "   (SELECT e.run_id FROM chunkbatch.runs e"
+										   "     WHERE e.lock_group OPERATOR(pg_catalog.=) r.lock_group"
+										   "       AND e.state IN %s"
+										   "     ORDER BY e.lock_group, e.run_id LIMIT 1)"
+										   "   OPERATOR(pg_catalog.<) r.run_id"
+										   " FROM o CROSS JOIN LATERAL"
+										   "   (SELECT * FROM chunkbatch.runs q"
+										   "     WHERE q.owner_oid OPERATOR(pg_catalog.=) o.owner_oid"
+										   "       AND q.state IN %s"
+										   "     ORDER BY q.owner_oid, q.run_id LIMIT $1) r"
+										   " LEFT JOIN chunkbatch.jobs j ON j.job_id OPERATOR(pg_catalog.=) r.job_id"
+										   " WHERE o.owner_oid IS NOT NULL"
+										   "   AND r.origin_db OPERATOR(pg_catalog.=) $2"
+										   "   AND r.origin_system OPERATOR(pg_catalog.=) $3"
+										   " ORDER BY r.run_id",
+										   active, active, active, active));
+	}
 	cb_catalog_enter(&s);
-	cb_exec(psprintf("WITH g AS (SELECT DISTINCT lock_group FROM chunkbatch.runs"
-					 "   WHERE state IN %s),"
-					 " h AS (SELECT g.lock_group,"
-					 "   chunkbatch.group_holder_pid(g.lock_group) AS pid FROM g)"
-					 " SELECT r.run_id, r.owner_oid, r.job_name, r.lock_group, r.state,"
-					 "   j.on_group_busy OPERATOR(pg_catalog.=) 'skip'"
-					 "   AND r.chunks_done OPERATOR(pg_catalog.=) 0,"
-					 "   j.group_wait_timeout IS NOT NULL AND"
-					 "   r.chunks_done OPERATOR(pg_catalog.=) 0 AND"
-					 "   (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-)"
-					 "    COALESCE(r.waiting_since, r.queued_at))"
-					 "   OPERATOR(pg_catalog.>) j.group_wait_timeout,"
-					 "   COALESCE(h.pid, 0)"
-					 " FROM chunkbatch.runs r"
-					 " JOIN h ON h.lock_group OPERATOR(pg_catalog.=) r.lock_group"
-					 " LEFT JOIN chunkbatch.jobs j ON j.job_id OPERATOR(pg_catalog.=) r.job_id"
-					 " WHERE r.state IN %s ORDER BY r.run_id",
-					 active, active),
-			0, NULL, NULL, NULL, SPI_OK_SELECT);
+	cb_exec_saved(&plan, sql, 3, types, values, NULL, SPI_OK_SELECT);
 	for (i = 0; i < SPI_processed; i++)
 	{
 		MemoryContext old = MemoryContextSwitchTo(mcxt);
@@ -1138,7 +1199,7 @@ cb_catalog_run_queue(void)
 		ref->state = SPI_getvalue(tup, desc, 5);
 		ref->skip_if_busy = !col_isnull(i, 6) && DatumGetBool(col_datum(i, 6));
 		ref->wait_expired = !col_isnull(i, 7) && DatumGetBool(col_datum(i, 7));
-		ref->holder_pid = DatumGetInt32(col_datum(i, 8));
+		ref->behind_older = !col_isnull(i, 8) && DatumGetBool(col_datum(i, 8));
 		result = lappend(result, ref);
 		MemoryContextSwitchTo(old);
 	}
@@ -1185,17 +1246,17 @@ cb_catalog_fail_unstarted(int64 run_id, int sqlerrcode, const char *message)
  * Unfinished runs that were queued in another database or cluster (copied
  * by CREATE DATABASE ... TEMPLATE, restored from a dump, or carried over by
  * pg_upgrade) rest as paused here: nobody queued them in this database.
- * Done by the scheduler at each pass, and by cancel(), pause() and
- * resume() first, so that they never act on a copy as if it ran here.
- * Returns how many.
+ * Done for all runs (run_id 0) by the scheduler when it starts and every
+ * minute, and for their run by cancel(), pause() and resume() first, so
+ * that they never act on a copy as if it ran here.  Returns how many.
  */
 uint64
-cb_catalog_pause_copies(void)
+cb_catalog_pause_copies(int64 run_id)
 {
 	CbAsOwner	s;
-	Oid			types[2] = {OIDOID, INT8OID};
-	Datum		values[2] = {ObjectIdGetDatum(MyDatabaseId),
-	Int64GetDatum((int64) GetSystemIdentifier())};
+	Oid			types[3] = {OIDOID, INT8OID, INT8OID};
+	Datum		values[3] = {ObjectIdGetDatum(MyDatabaseId),
+		Int64GetDatum((int64) GetSystemIdentifier()), Int64GetDatum(run_id)};
 	uint64		n;
 
 	cb_catalog_enter(&s);
@@ -1206,10 +1267,11 @@ cb_catalog_pause_copies(void)
 					 " throttle_reason = NULL, throttled_since = NULL"
 					 " WHERE state IN %s"
 					 " AND (origin_db OPERATOR(pg_catalog.<>) $1"
-					 "      OR origin_system OPERATOR(pg_catalog.<>) $2)",
+					 "      OR origin_system OPERATOR(pg_catalog.<>) $2)"
+					 " AND ($3 OPERATOR(pg_catalog.=) 0 OR run_id OPERATOR(pg_catalog.=) $3)",
 					 cb_run_state_name(CB_RUN_PAUSED),
 					 cb_run_states_from(CB_RUN_PAUSED, CB_STATES_ACTIVE)),
-			2, types, values, NULL, SPI_OK_UPDATE);
+			3, types, values, NULL, SPI_OK_UPDATE);
 	n = SPI_processed;
 	cb_catalog_leave(&s);
 	return n;
@@ -1241,12 +1303,216 @@ cb_catalog_relink_owners(void)
 	cb_catalog_leave(&s);
 }
 
-/* Queued or active runs of one owner in this database. */
-int64
-cb_catalog_count_owner_active_runs(Oid owner)
+/* ----------------------------------------------------------------
+ * Jobs as dependents of roles and types (depend.c)
+ * ----------------------------------------------------------------
+ */
+
+/* The distinct owner roles of this database's jobs. */
+List *
+cb_catalog_job_owners(void)
 {
-	return count_runs(CB_STATES_ACTIVE, "owner_oid OPERATOR(pg_catalog.=) $1",
-					  OIDOID, ObjectIdGetDatum(owner));
+	CbAsOwner	s;
+	List	   *result = NIL;
+	uint64		i;
+	MemoryContext mcxt = CurrentMemoryContext;
+
+	cb_catalog_enter(&s);
+	cb_exec("SELECT DISTINCT owner_oid FROM chunkbatch.jobs"
+			" WHERE owner_oid OPERATOR(pg_catalog.<>) 0",
+			0, NULL, NULL, NULL, SPI_OK_SELECT);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		MemoryContext old = MemoryContextSwitchTo(mcxt);
+
+		result = lappend_oid(result, DatumGetObjectId(col_datum(i, 1)));
+		MemoryContextSwitchTo(old);
+	}
+	cb_catalog_leave(&s);
+	return result;
+}
+
+/*
+ * The jobs (as CbRunRef: job_id in run_id, name in job_name) owned by a
+ * role (by_type false) or keyed by a type (by_type true), by name.
+ */
+List *
+cb_catalog_jobs_depending_on(Oid oid, bool by_type)
+{
+	CbAsOwner	s;
+	List	   *result = NIL;
+	uint64		i;
+	MemoryContext mcxt = CurrentMemoryContext;
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(oid)};
+
+	cb_catalog_enter(&s);
+	cb_exec(by_type ?
+			"SELECT job_id, job_name FROM chunkbatch.jobs"
+			" WHERE cursor_type::pg_catalog.oid OPERATOR(pg_catalog.=) $1 ORDER BY job_name" :
+			"SELECT job_id, job_name FROM chunkbatch.jobs"
+			" WHERE owner_oid OPERATOR(pg_catalog.=) $1 ORDER BY job_name",
+			1, types, values, NULL, SPI_OK_SELECT);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		MemoryContext old = MemoryContextSwitchTo(mcxt);
+		CbRunRef   *ref = palloc0(sizeof(CbRunRef));
+
+		ref->run_id = DatumGetInt64(col_datum(i, 1));
+		ref->job_name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		result = lappend(result, ref);
+		MemoryContextSwitchTo(old);
+	}
+	cb_catalog_leave(&s);
+	return result;
+}
+
+/* The runs of a job that are not over yet (their ids, as int64 pointers). */
+List *
+cb_catalog_live_runs(int64 job_id)
+{
+	CbAsOwner	s;
+	List	   *result = NIL;
+	uint64		i;
+	MemoryContext mcxt = CurrentMemoryContext;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(job_id)};
+
+	cb_catalog_enter(&s);
+	cb_exec(psprintf("SELECT run_id FROM chunkbatch.runs"
+					 " WHERE job_id OPERATOR(pg_catalog.=) $1 AND state IN %s ORDER BY run_id",
+					 cb_run_states_sql(CB_STATES_LIVE)),
+			1, types, values, NULL, SPI_OK_SELECT);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		MemoryContext old = MemoryContextSwitchTo(mcxt);
+		int64	   *id = palloc(sizeof(int64));
+
+		*id = DatumGetInt64(col_datum(i, 1));
+		result = lappend(result, id);
+		MemoryContextSwitchTo(old);
+	}
+	cb_catalog_leave(&s);
+	return result;
+}
+
+/*
+ * REASSIGN OWNED BY from TO to: the jobs of "from", their runs and their
+ * dead letters now belong to "to".
+ */
+void
+cb_catalog_reassign_owner(Oid from, Oid to)
+{
+	CbAsOwner	s;
+	Oid			types[2] = {OIDOID, OIDOID};
+	Datum		values[2] = {ObjectIdGetDatum(from), ObjectIdGetDatum(to)};
+
+	cb_catalog_enter(&s);
+	cb_exec("WITH j AS (UPDATE chunkbatch.jobs SET owner_oid = $2,"
+			"   owner = pg_catalog.pg_get_userbyid($2)"
+			"   WHERE owner_oid OPERATOR(pg_catalog.=) $1 RETURNING 1),"
+			" r AS (UPDATE chunkbatch.runs SET owner_oid = $2,"
+			"   owner = pg_catalog.pg_get_userbyid($2)"
+			"   WHERE owner_oid OPERATOR(pg_catalog.=) $1 RETURNING 1),"
+			" d AS (UPDATE chunkbatch.dead_letters SET owner_oid = $2,"
+			"   owner = pg_catalog.pg_get_userbyid($2)"
+			"   WHERE owner_oid OPERATOR(pg_catalog.=) $1 RETURNING 1)"
+			" SELECT (SELECT pg_catalog.count(*) FROM j), (SELECT pg_catalog.count(*) FROM r),"
+			" (SELECT pg_catalog.count(*) FROM d)",
+			2, types, values, NULL, SPI_OK_SELECT);
+	cb_catalog_leave(&s);
+}
+
+/*
+ * The owner of a lock group: the owner of its oldest job (InvalidOid if it
+ * has none), with that job's name.  The
+ * jobs table is locked against concurrent changes of groups first, so
+ * that two roles cannot both found the same group.
+ */
+Oid
+cb_catalog_group_owner(const char *group, char **job_name)
+{
+	CbAsOwner	s;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(group)};
+	Oid			owner = InvalidOid;
+	MemoryContext mcxt = CurrentMemoryContext;
+
+	cb_catalog_enter(&s);
+	cb_exec("LOCK TABLE chunkbatch.jobs IN SHARE UPDATE EXCLUSIVE MODE",
+			0, NULL, NULL, NULL, SPI_OK_UTILITY);
+	cb_exec("SELECT owner_oid, job_name FROM chunkbatch.jobs"
+			" WHERE lock_group OPERATOR(pg_catalog.=) $1 ORDER BY job_id LIMIT 1",
+			1, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 1)
+	{
+		MemoryContext old = MemoryContextSwitchTo(mcxt);
+
+		owner = DatumGetObjectId(col_datum(0, 1));
+		*job_name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+		MemoryContextSwitchTo(old);
+	}
+	cb_catalog_leave(&s);
+	return owner;
+}
+
+/*
+ * A DBA's value of one of chunkbatch's per-role limits for one role: the
+ * setting of ALTER ROLE role IN DATABASE this one SET name = value, else
+ * of ALTER ROLE role SET name = value.  Returns "dflt" (the server's value)
+ * if the role has neither.
+ */
+int
+cb_catalog_role_limit(Oid role, const char *name, int dflt)
+{
+	CbAsOwner	s;
+	Oid			types[3] = {OIDOID, OIDOID, TEXTOID};
+	Datum		values[3] = {ObjectIdGetDatum(role), ObjectIdGetDatum(MyDatabaseId),
+	CStringGetTextDatum(name)};
+	int			result = dflt;
+
+	cb_catalog_enter(&s);
+	cb_exec("SELECT pg_catalog.substr(c, pg_catalog.length($3) OPERATOR(pg_catalog.+) 2)"
+			" FROM pg_catalog.pg_db_role_setting s,"
+			" LATERAL pg_catalog.unnest(s.setconfig) c"
+			" WHERE s.setrole OPERATOR(pg_catalog.=) $1"
+			" AND s.setdatabase IN (0, $2)"
+			" AND c OPERATOR(pg_catalog.^@) ($3 OPERATOR(pg_catalog.||) '=')"
+			" ORDER BY s.setdatabase DESC LIMIT 1",
+			3, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 1)
+	{
+		char	   *value = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		char	   *end;
+		long		v = strtol(value, &end, 10);
+
+		if (*end == '\0' && end != value && v >= -1 && v <= INT_MAX)
+			result = (int) v;
+	}
+	cb_catalog_leave(&s);
+	return result;
+}
+
+/*
+ * Queued or active runs of one owner in this database, counted up to
+ * "limit" (the index range scan stops there).
+ */
+int64
+cb_catalog_count_owner_active_runs(Oid owner, int64 limit)
+{
+	CbAsOwner	s;
+	Oid			types[2] = {OIDOID, INT8OID};
+	Datum		values[2] = {ObjectIdGetDatum(owner), Int64GetDatum(limit)};
+	int64		n;
+
+	cb_catalog_enter(&s);
+	cb_exec(psprintf("SELECT pg_catalog.count(*) FROM (SELECT 1 FROM chunkbatch.runs"
+					 " WHERE owner_oid OPERATOR(pg_catalog.=) $1 AND state IN %s"
+					 " LIMIT $2) s", cb_run_states_sql(CB_STATES_ACTIVE)),
+			2, types, values, NULL, SPI_OK_SELECT);
+	n = DatumGetInt64(col_datum(0, 1));
+	cb_catalog_leave(&s);
+	return n;
 }
 
 /*

@@ -73,18 +73,18 @@ _PG_init(void)
 
 	DefineCustomIntVariable("chunkbatch.max_workers_per_role",
 							"Maximum number of run workers the runs of one owner role may use at once.",
-							"Counted over all databases.  -1: chunkbatch.max_workers - 1 (at least 1), so that one role cannot take every worker.",
+							"Counted over all databases.  -1: chunkbatch.max_workers - 1 (at least 1), so that one role cannot take every worker.  ALTER ROLE ... SET gives one role its own value.",
 							&cb_max_workers_per_role,
 							-1, -1, 1000,
-							PGC_SIGHUP, 0,
+							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("chunkbatch.max_queued_runs_per_role",
 							"Maximum number of queued or active runs of one owner role in a database.",
-							"run() beyond it fails with 54000.  0: no limit.",
+							"run() beyond it fails with 54000.  0: no limit.  ALTER ROLE ... SET gives one role its own value.",
 							&cb_max_queued_per_role,
 							1000, 0, INT_MAX,
-							PGC_SIGHUP, 0,
+							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("chunkbatch.history_retention",

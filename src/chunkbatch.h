@@ -338,6 +338,7 @@ typedef struct CbRunRef
 	char	   *state;
 	bool		skip_if_busy;	/* its job says on_group_busy = 'skip' */
 	bool		wait_expired;	/* waited longer than group_wait_timeout */
+	bool		behind_older;	/* an older run of its group is not over */
 	int			holder_pid;		/* backend holding its group's lock, or 0 */
 } CbRunRef;
 
@@ -407,7 +408,7 @@ extern void cb_catalog_dead_letter(const CbRun *run, const char *key,
 extern uint64 cb_catalog_prune_history(int retention_min);
 
 extern List *cb_catalog_runs_in_states(CbRunStateSet states);
-extern List *cb_catalog_run_queue(void);
+extern List *cb_catalog_run_queue(int per_owner);
 extern bool cb_catalog_mark_interrupted(int64 run_id);
 extern void cb_catalog_fail_unstarted(int64 run_id, int sqlerrcode,
 								   const char *message);
@@ -421,10 +422,16 @@ typedef enum CbSchemaState
 
 extern CbSchemaState cb_catalog_schema_state(char **version);
 extern void cb_catalog_require_schema(void);
-extern uint64 cb_catalog_pause_copies(void);
+extern uint64 cb_catalog_pause_copies(int64 run_id);
 extern void cb_catalog_relink_owners(void);
 extern int64 cb_catalog_count_all_active_runs(void);
-extern int64 cb_catalog_count_owner_active_runs(Oid owner);
+extern int64 cb_catalog_count_owner_active_runs(Oid owner, int64 limit);
+extern int	cb_catalog_role_limit(Oid role, const char *name, int dflt);
+extern List *cb_catalog_job_owners(void);
+extern Oid	cb_catalog_group_owner(const char *group, char **job_name);
+extern List *cb_catalog_jobs_depending_on(Oid oid, bool by_type);
+extern List *cb_catalog_live_runs(int64 job_id);
+extern void cb_catalog_reassign_owner(Oid from, Oid to);
 
 /* An interval in milliseconds, a month counted as 30 days. */
 static inline double
@@ -511,6 +518,7 @@ extern int64 cb_group_lock_key(const char *group);
 extern bool cb_grouplock_try(CbRun *run);
 extern void cb_grouplock_release(CbRun *run);
 extern void cb_grouplock_wake_waiters(void);
+extern int	cb_grouplock_holder(const char *group);
 
 /* throttle.c */
 extern bool cb_throttle_wait_once(CbSlot *slot, long timeout_ms);
@@ -536,5 +544,13 @@ extern void cb_require_primary(const char *action);
 
 /* utility.c */
 extern void cb_utility_init(void);
+
+/* depend.c */
+extern void cb_depend_sync_owners(void);
+extern void cb_depend_check_drop_role(DropRoleStmt *stmt);
+extern List *cb_depend_drop_owned(DropOwnedStmt *stmt);
+extern void cb_depend_reassign_owned(ReassignOwnedStmt *stmt);
+extern List *cb_depend_drop_type(DropStmt *stmt);
+extern void cb_depend_signal(List *signal);
 
 #endif							/* CHUNKBATCH_H */

@@ -29,6 +29,8 @@
 #include "common/hashfn.h"
 #include "miscadmin.h"
 #include "storage/lock.h"
+#include "storage/proc.h"
+#include "storage/sinvaladt.h"
 #include "utils/builtins.h"
 
 #include "chunkbatch.h"
@@ -88,6 +90,27 @@ cb_grouplock_release(CbRun *run)
 	group_locktag(&tag, run->job.lock_group);
 	(void) LockRelease(&tag, ExclusiveLock, true);
 	cb_grouplock_wake_waiters();
+}
+
+/*
+ * The process holding a group's lock in this database, or 0: one look at
+ * the lock's own partition of the lock table (pg_locks would copy all of
+ * it).  -1 for a holder that is not a backend (a prepared transaction).
+ */
+int
+cb_grouplock_holder(const char *group)
+{
+	LOCKTAG		tag;
+	VirtualTransactionId *holders;
+	int			n;
+	PGPROC	   *proc;
+
+	group_locktag(&tag, group);
+	holders = GetLockConflicts(&tag, ExclusiveLock, &n);
+	if (n == 0 || !VirtualTransactionIdIsValid(holders[0]))
+		return 0;
+	proc = BackendIdGetProc(holders[0].backendId);
+	return (proc != NULL && proc->pid != 0) ? proc->pid : -1;
 }
 
 /* Wake every run worker waiting for a group, so it tries again now. */

@@ -56,6 +56,7 @@
 static int	MyDbIndex = -1;
 static bool leaving_idle = false;	/* exiting because there is no work */
 static TimestampTz last_prune = 0;
+static TimestampTz last_copy_check = 0;
 static Oid	MyDb = InvalidOid;
 static BackgroundWorkerHandle **worker_handles = NULL;
 
@@ -149,19 +150,43 @@ scheduler_owner_ok(CbRunRef *ref)
 
 /*
  * May the run's owner take one more worker?  Not beyond
- * chunkbatch.max_workers_per_role (by default one less than all of them),
- * so that one role's runs never hold every worker while another role's
- * run waits: the run stays queued, and the runs of other owners behind it
- * in the queue start meanwhile.
+ * chunkbatch.max_workers_per_role (the owner's own value if a DBA set one
+ * with ALTER ROLE; by default one less than all of them), so that one
+ * role's runs never hold every worker while another role's run waits: the
+ * run stays queued, and the runs of other owners behind it in the queue
+ * start meanwhile.  "limits" caches each owner's limit for one pass.
  */
-static bool
-scheduler_fair_share(const CbRunRef *ref)
+typedef struct OwnerLimit
 {
-	int			limit = cb_max_workers_per_role;
+	Oid			owner;
+	int			limit;
+} OwnerLimit;
 
-	if (limit < 0)
-		limit = Max(cb_slot_count() - 1, 1);
-	return cb_slots_of_owner(ref->owner) < limit;
+static bool
+scheduler_fair_share(const CbRunRef *ref, List **limits)
+{
+	ListCell   *lc;
+	OwnerLimit *ol = NULL;
+
+	foreach(lc, *limits)
+	{
+		if (((OwnerLimit *) lfirst(lc))->owner == ref->owner)
+		{
+			ol = lfirst(lc);
+			break;
+		}
+	}
+	if (ol == NULL)
+	{
+		ol = palloc(sizeof(OwnerLimit));
+		ol->owner = ref->owner;
+		ol->limit = cb_catalog_role_limit(ref->owner, "chunkbatch.max_workers_per_role",
+										  cb_max_workers_per_role);
+		if (ol->limit < 0)
+			ol->limit = Max(cb_slot_count() - 1, 1);
+		*limits = lappend(*limits, ol);
+	}
+	return cb_slots_of_owner(ref->owner) < ol->limit;
 }
 
 /* Claim a free slot and start a run worker; false if none could start. */
@@ -306,7 +331,10 @@ step_end(void)
 /*
  * Is the database's chunkbatch usable (installed, at this library's
  * version)?  If so, runs copied from another database rest as paused: they
- * are not ours to start.
+ * are not ours to start.  They are looked for when the scheduler starts and
+ * then every minute (a copy appears by CREATE DATABASE ... TEMPLATE, which
+ * starts a new scheduler, or by a restore); meanwhile the queue scan leaves
+ * them out.
  */
 static bool
 scheduler_check_database(void)
@@ -317,8 +345,15 @@ scheduler_check_database(void)
 
 	step_begin();
 	schema = cb_catalog_schema_state(&version);
-	if (schema == CB_SCHEMA_OK)
-		copies = cb_catalog_pause_copies();
+	if (schema == CB_SCHEMA_OK &&
+		TimestampDifferenceExceeds(last_copy_check, GetCurrentTimestamp(), 60 * 1000))
+	{
+		/* At start, also make sure that the jobs' owners cannot be dropped. */
+		if (last_copy_check == 0)
+			cb_depend_sync_owners();
+		copies = cb_catalog_pause_copies(0);
+		last_copy_check = GetCurrentTimestamp();
+	}
 	else if (schema == CB_SCHEMA_OLD)
 		ereport(LOG,
 				(errmsg("chunkbatch in database \"%s\" is at version %s; its runs wait for ALTER EXTENSION chunkbatch UPDATE",
@@ -373,30 +408,40 @@ scheduler_mark_interrupted(void)
 }
 
 /*
- * Start runs in queue order, at most one per group: a group is taken by a
- * run that has a worker, by any holder of its lock, or by an earlier run
- * of the queue.  Runs of taken groups wait without a worker, so a busy
- * group never holds up other groups.  Nothing starts while everything is
- * paused.  *queued: the queue was not empty; returns true if some run
- * waits for its group.
+ * How far the scheduler looks into each owner's runs: enough to find a
+ * startable run of the owner behind the ones that wait for their groups,
+ * while a pass costs the same with ten or a hundred thousand queued runs.
+ */
+#define CB_QUEUE_LOOKAHEAD	Max(64, 4 * cb_slot_count())
+
+/*
+ * Start runs in queue order, at most one per group: a group is taken by an
+ * older run of the group that is not over, by a run that has a worker, or
+ * by any holder of its lock.  Runs of taken groups wait without a worker,
+ * so a busy group never holds up other groups.  Only the oldest
+ * CB_QUEUE_LOOKAHEAD runs of each owner are looked at.  Nothing starts
+ * while everything is paused.  *queued: the queue was not empty; returns
+ * true if some run waits for its group.
  */
 static bool
 scheduler_start_runs(bool all_paused, bool *queued)
 {
 	List	   *runs;
 	List	   *taken = NIL;
+	List	   *limits = NIL;
 	ListCell   *lc;
 	bool		waiting = false;
 	bool		slots_full = false;
 
 	step_begin();
-	runs = cb_catalog_run_queue();
+	runs = cb_catalog_run_queue(CB_QUEUE_LOOKAHEAD);
 	*queued = (runs != NIL);
 	foreach(lc, runs)
 	{
 		CbRunRef   *ref = lfirst(lc);
 
-		if (cb_slot_has_run(MyDb, ref->run_id) || ref->holder_pid != 0)
+		if (cb_slot_has_run(MyDb, ref->run_id) ||
+			cb_run_state_in(ref->state, CB_STATES_EXECUTING))
 			taken = lappend(taken, ref->lock_group);
 	}
 	foreach(lc, runs)
@@ -406,14 +451,17 @@ scheduler_start_runs(bool all_paused, bool *queued)
 		if (cb_slot_has_run(MyDb, ref->run_id) ||
 			cb_run_state_in(ref->state, CB_STATES_EXECUTING))
 			continue;
-		if (group_taken(taken, ref->lock_group))
+		if (!ref->behind_older && !group_taken(taken, ref->lock_group))
+			ref->holder_pid = cb_grouplock_holder(ref->lock_group);
+		if (ref->behind_older || ref->holder_pid != 0 ||
+			group_taken(taken, ref->lock_group))
 		{
 			scheduler_group_busy(ref);
 			waiting = true;
 			continue;
 		}
 		taken = lappend(taken, ref->lock_group);
-		if (slots_full || all_paused || !scheduler_fair_share(ref))
+		if (slots_full || all_paused || !scheduler_fair_share(ref, &limits))
 			continue;
 		if (scheduler_owner_ok(ref) && !scheduler_launch(ref))
 			slots_full = true;

@@ -59,7 +59,17 @@ check_group_name(const CbJobSetting *s, const CbJob *job)
 	cb_check_name(s->name, *FIELD(job, s, char *));
 }
 
-/* A keyset cursor type needs a default btree ordering. */
+static char
+get_base_type_category(Oid typid)
+{
+	char		category;
+	bool		preferred;
+
+	get_type_category_preferred(getBaseType(typid), &category, &preferred);
+	return category;
+}
+
+/* A keyset cursor type needs a default btree ordering and a working input. */
 static void
 check_cursor_type(const CbJobSetting *s, const CbJob *job)
 {
@@ -71,6 +81,18 @@ check_cursor_type(const CbJobSetting *s, const CbJob *job)
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
 				 errmsg("cursor type cannot be the pseudo-type %s",
 						format_type_be(typid))));
+	/*
+	 * Checkpoints are stored as text and read back with the type's input
+	 * function; the internal-use types (pg_node_tree and the like) refuse
+	 * input, so a run could not resume.
+	 */
+	if (get_base_type_category(typid) == TYPCATEGORY_INTERNAL &&
+		getBaseType(typid) != CHAROID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("cursor type %s is for PostgreSQL's internal use and cannot be read back from a checkpoint",
+						format_type_be(typid)),
+				 errhint("Use a type with a default btree operator class, such as bigint, timestamptz or text.")));
 	tce = lookup_type_cache(typid, TYPECACHE_CMP_PROC);
 	if (!OidIsValid(tce->cmp_proc))
 		ereport(ERROR,

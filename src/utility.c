@@ -3,7 +3,9 @@
  * utility.c
  *	  The ProcessUtility hook: DROP EXTENSION chunkbatch (or DROP SCHEMA
  *	  chunkbatch CASCADE) is refused while the database has queued or
- *	  active runs.
+ *	  active runs; DROP ROLE, DROP OWNED, REASSIGN OWNED, DROP TYPE and
+ *	  DROP DOMAIN treat jobs as dependents of their owner and cursor type
+ *	  (depend.c).
  *
  * Dropping the extension under a running worker would end the run in the
  * middle, with nothing left to say how far it got.  Paused, stopped and
@@ -20,6 +22,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "commands/extension.h"
 #include "nodes/parsenodes.h"
 #include "tcop/utility.h"
@@ -78,14 +81,48 @@ check_no_active_runs(void)
 						 cb_run_states_sql(CB_STATES_ACTIVE))));
 }
 
+/* Is this a statement that depend.c must see, in a database using chunkbatch? */
+static bool
+concerns_jobs(Node *parsetree)
+{
+	if (!(IsA(parsetree, DropRoleStmt) || IsA(parsetree, DropOwnedStmt) ||
+		  IsA(parsetree, ReassignOwnedStmt) ||
+		  (IsA(parsetree, DropStmt) &&
+		   (((DropStmt *) parsetree)->removeType == OBJECT_TYPE ||
+			((DropStmt *) parsetree)->removeType == OBJECT_DOMAIN))))
+		return false;
+	return IsTransactionState() && !RecoveryInProgress() &&
+		cb_catalog_schema_state(NULL) == CB_SCHEMA_OK;
+}
+
 static void
 cb_process_utility(PlannedStmt *pstmt, const char *queryString,
 				   bool readOnlyTree, ProcessUtilityContext context,
 				   ParamListInfo params, QueryEnvironment *queryEnv,
 				   DestReceiver *dest, QueryCompletion *qc)
 {
-	if (drops_chunkbatch(pstmt->utilityStmt) && IsTransactionState())
+	Node	   *parsetree = pstmt->utilityStmt;
+	bool		jobs = concerns_jobs(parsetree);
+	List	   *signal = NIL;
+	bool		snapshot = false;
+
+	if (drops_chunkbatch(parsetree) && IsTransactionState())
 		check_no_active_runs();
+	if (jobs)
+	{
+		snapshot = !ActiveSnapshotSet();
+		if (snapshot)
+			PushActiveSnapshot(GetTransactionSnapshot());
+		if (IsA(parsetree, DropRoleStmt))
+			cb_depend_check_drop_role((DropRoleStmt *) parsetree);
+		else if (IsA(parsetree, DropOwnedStmt))
+			signal = cb_depend_drop_owned((DropOwnedStmt *) parsetree);
+		else if (IsA(parsetree, DropStmt))
+			signal = cb_depend_drop_type((DropStmt *) parsetree);
+		if (snapshot)
+			PopActiveSnapshot();
+		CommandCounterIncrement();
+	}
 
 	if (prev_utility_hook)
 		prev_utility_hook(pstmt, queryString, readOnlyTree, context, params,
@@ -93,6 +130,16 @@ cb_process_utility(PlannedStmt *pstmt, const char *queryString,
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
+
+	if (jobs && IsA(parsetree, ReassignOwnedStmt))
+	{
+		if (snapshot)
+			PushActiveSnapshot(GetTransactionSnapshot());
+		cb_depend_reassign_owned((ReassignOwnedStmt *) parsetree);
+		if (snapshot)
+			PopActiveSnapshot();
+	}
+	cb_depend_signal(signal);
 }
 
 void

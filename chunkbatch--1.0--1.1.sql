@@ -29,6 +29,7 @@ ALTER TABLE chunkbatch.runs ALTER COLUMN origin_db SET NOT NULL;
 ALTER TABLE chunkbatch.runs ALTER COLUMN origin_system SET NOT NULL;
 ALTER TABLE chunkbatch.runs ALTER COLUMN owner TYPE name USING owner::text;
 ALTER TABLE chunkbatch.runs ALTER COLUMN queued_by TYPE name USING queued_by::text;
+ALTER TABLE chunkbatch.runs ADD COLUMN recent_chunk_ms real[];
 
 /*
  * The scheduler's queue scans: each owner's oldest runs, and whether an
@@ -97,9 +98,9 @@ LANGUAGE C
 AS 'MODULE_PATHNAME', 'chunkbatch_jobs_changed';
 REVOKE EXECUTE ON FUNCTION chunkbatch.jobs_changed() FROM PUBLIC;
 CREATE TRIGGER jobs_owner_dependency AFTER INSERT OR UPDATE OF owner_oid OR DELETE
-    ON chunkbatch.jobs FOR EACH STATEMENT EXECUTE FUNCTION chunkbatch.jobs_changed();
+    ON chunkbatch.jobs FOR EACH ROW EXECUTE FUNCTION chunkbatch.jobs_changed();
 -- Record the owners of the jobs that 1.0 made.
-UPDATE chunkbatch.jobs SET owner_oid = owner_oid WHERE false;
+UPDATE chunkbatch.jobs SET owner_oid = owner_oid;
 
 /*
  * Everything a database's users defined or ran is dumped with it.  Runs
@@ -157,8 +158,13 @@ REVOKE ALL ON FUNCTION chunkbatch.pause_all(text), chunkbatch.resume_all(),
 GRANT EXECUTE ON FUNCTION chunkbatch.pause_all_state(), chunkbatch.run_states()
     TO PUBLIC;
 
-/* The status view names the emergency stop as what holds a queued run. */
-CREATE OR REPLACE VIEW chunkbatch.status WITH (security_invoker = true) AS
+/*
+ * The status view splits in two: status, one short line per run, and
+ * status_detail, everything (now also the emergency stop as what holds a
+ * queued run, and an elapsed time that stops while the run is paused).
+ */
+DROP VIEW chunkbatch.status;
+CREATE VIEW chunkbatch.status_detail WITH (security_invoker = true) AS
 SELECT r.run_id,
        r.job_name,
        CASE WHEN p.phase = 'waiting' THEN 'waiting'
@@ -198,8 +204,10 @@ SELECT r.run_id,
        r.cursor,
        r.queued_at,
        r.started_at,
-       pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-)
-           COALESCE(r.started_at, r.queued_at) AS elapsed,
+       CASE WHEN r.state OPERATOR(pg_catalog.=) 'paused'
+            THEN COALESCE(r.last_chunk_at, r.started_at, r.queued_at)
+            ELSE pg_catalog.clock_timestamp() END
+           OPERATOR(pg_catalog.-) COALESCE(r.started_at, r.queued_at) AS elapsed,
        CASE WHEN w.holder_pid IS NOT NULL OR w.ahead_run IS NOT NULL
             THEN COALESCE(hr.run_id, w.ahead_run) END AS waiting_for_run,
        CASE WHEN hr.run_id IS NULL THEN w.holder_pid END AS waiting_for_pid,
@@ -214,7 +222,9 @@ SELECT r.run_id,
        r.params,
        CASE WHEN hr.run_id IS NULL THEN
             (SELECT a.usename FROM pg_catalog.pg_stat_activity a
-              WHERE a.pid OPERATOR(pg_catalog.=) w.holder_pid) END AS waiting_for_role
+              WHERE a.pid OPERATOR(pg_catalog.=) w.holder_pid) END AS waiting_for_role,
+       r.recent_chunk_ms[pg_catalog.cardinality(r.recent_chunk_ms)] AS last_chunk_ms,
+       r.recent_chunk_ms
   FROM chunkbatch.runs r
   CROSS JOIN chunkbatch.pause_all_state() ps
   LEFT JOIN chunkbatch.progress() p ON p.run_id OPERATOR(pg_catalog.=) r.run_id
@@ -235,6 +245,59 @@ SELECT r.run_id,
   LEFT JOIN chunkbatch.progress() hr ON hr.pid OPERATOR(pg_catalog.=) w.holder_pid
  WHERE r.state IN ('queued', 'waiting', 'running', 'throttled', 'paused', 'interrupted')
  ORDER BY r.run_id;
+
+/*
+ * The last chunk durations as a sparkline (one block per chunk, scaled to
+ * the longest), for the status view.
+ */
+CREATE FUNCTION chunkbatch.sparkline(ms real[])
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.string_agg(pg_catalog.substr('▁▂▃▄▅▆▇█',
+               1 OPERATOR(pg_catalog.+) LEAST(7, pg_catalog.floor(
+                   COALESCE(u.v OPERATOR(pg_catalog./) NULLIF(m.top, 0), 0)
+                   OPERATOR(pg_catalog.*) 8)::int), 1), '' ORDER BY u.i)
+      FROM pg_catalog.unnest(ms) WITH ORDINALITY AS u(v, i),
+           (SELECT pg_catalog.max(x) AS top FROM pg_catalog.unnest(ms) AS x) m
+$$;
+
+/*
+ * What a DBA watches with \watch 1: one short line per queued, active or
+ * paused run (at most about 120 characters for a typical run).  Everything
+ * else is in status_detail.
+ */
+CREATE VIEW chunkbatch.status WITH (security_invoker = true) AS
+SELECT d.run_id,
+       pg_catalog.left(d.job_name, 24) AS job,
+       d.state,
+       CASE WHEN d.percent IS NOT NULL
+            THEN pg_catalog.repeat('█', (d.percent OPERATOR(pg_catalog./) 10)::int)
+                 OPERATOR(pg_catalog.||)
+                 pg_catalog.repeat('░', 10 OPERATOR(pg_catalog.-) (d.percent OPERATOR(pg_catalog./) 10)::int)
+                 OPERATOR(pg_catalog.||) pg_catalog.lpad(pg_catalog.round(d.percent)::text, 4)
+                 OPERATOR(pg_catalog.||) '%'
+            ELSE d.rows_done::text OPERATOR(pg_catalog.||) ' rows'
+       END AS progress,
+       d.rows_per_sec::bigint AS rows_s,
+       d.batch_size AS batch,
+       pg_catalog.round(d.last_chunk_ms)::bigint::text OPERATOR(pg_catalog.||) ' '
+           OPERATOR(pg_catalog.||) chunkbatch.sparkline(d.recent_chunk_ms) AS chunk_ms,
+       pg_catalog.date_trunc('second', d.elapsed) AS elapsed,
+       pg_catalog.date_trunc('second', d.eta) AS eta,
+       pg_catalog.left(
+           CASE WHEN d.waiting_for_run IS NOT NULL
+                THEN 'run ' OPERATOR(pg_catalog.||) d.waiting_for_run
+                WHEN d.waiting_for_pid IS NOT NULL
+                THEN 'pid ' OPERATOR(pg_catalog.||) d.waiting_for_pid
+                     OPERATOR(pg_catalog.||) COALESCE(' ' OPERATOR(pg_catalog.||) d.waiting_for_role, '')
+                ELSE d.throttle_reason
+           END, 30) AS waiting_on
+  FROM chunkbatch.status_detail d
+ ORDER BY d.run_id;
+GRANT EXECUTE ON FUNCTION chunkbatch.sparkline(real[]) TO PUBLIC;
+GRANT SELECT ON chunkbatch.status, chunkbatch.status_detail TO PUBLIC;
 
 /* groups names the role of an outside holder of a group lock. */
 CREATE OR REPLACE VIEW chunkbatch.groups WITH (security_invoker = true) AS
@@ -261,7 +324,33 @@ SELECT g.lock_group,
  ORDER BY g.lock_group;
 
 /*
- * pg_cron schedules.  A waiting cron job now uses CALL run_and_wait(),
+ * The name of job job_id, for the commands of pg_cron schedules: they refer
+ * to their job by id, so that a schedule that outlived its job never starts
+ * a later job of the same name.
+ */
+CREATE FUNCTION chunkbatch.job_name_of(job_id bigint)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    name text;
+BEGIN
+    SELECT j.job_name INTO name FROM chunkbatch.jobs j
+     WHERE j.job_id OPERATOR(pg_catalog.=) job_name_of.job_id;
+    IF name IS NULL THEN
+        RAISE EXCEPTION 'job % does not exist', job_id
+            USING ERRCODE = '42704',
+                  HINT = 'A schedule that refers to it outlived it: remove it with cron.unschedule().';
+    END IF;
+    RETURN name;
+END
+$$;
+GRANT EXECUTE ON FUNCTION chunkbatch.job_name_of(bigint) TO PUBLIC;
+
+/*
+ * pg_cron schedules.  Their commands name the job by id (job_name_of), and
+ * a waiting cron job now uses CALL run_and_wait(),
  * which commits between its looks at the run: it holds no snapshot while
  * the run executes.  Neither works on a standby.
  */
@@ -276,6 +365,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     cron_job text;
+    id bigint;
 BEGIN
     IF job_name IS NULL OR cron IS NULL OR params IS NULL OR wait IS NULL THEN
         RAISE EXCEPTION 'job_name, cron, params and wait must not be null'
@@ -297,19 +387,24 @@ BEGIN
     IF pg_catalog.jsonb_typeof(params) OPERATOR(pg_catalog.<>) 'object' THEN
         RAISE EXCEPTION 'params must be a JSON object' USING ERRCODE = '22023';
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM chunkbatch.jobs j
-                    WHERE j.job_name OPERATOR(pg_catalog.=) schedule.job_name) THEN
+    SELECT j.job_id INTO id FROM chunkbatch.jobs j
+     WHERE j.job_name OPERATOR(pg_catalog.=) schedule.job_name;
+    IF id IS NULL THEN
         RAISE EXCEPTION 'job "%" does not exist', job_name USING ERRCODE = '42704';
     END IF;
     cron_job := 'chunkbatch:' OPERATOR(pg_catalog.||) job_name;
-    /* A waiting cron job commits between its looks: it holds no snapshot. */
+    /*
+     * The command names the job by id: it never starts another job that
+     * takes the name later.  A waiting cron job commits between its looks:
+     * it holds no snapshot.
+     */
     RETURN cron.schedule(cron_job, cron,
         CASE WHEN wait
-             THEN pg_catalog.format('CALL chunkbatch.run_and_wait(%L, %L::jsonb, trigger => %L)',
-                                    job_name, params,
+             THEN pg_catalog.format('CALL chunkbatch.run_and_wait(chunkbatch.job_name_of(%s), %L::jsonb, trigger => %L)',
+                                    id, params,
                                     'pg_cron ' OPERATOR(pg_catalog.||) cron_job)
-             ELSE pg_catalog.format('SELECT chunkbatch.run(%L, %L::jsonb, trigger => %L)',
-                                    job_name, params,
+             ELSE pg_catalog.format('SELECT chunkbatch.run(chunkbatch.job_name_of(%s), %L::jsonb, trigger => %L)',
+                                    id, params,
                                     'pg_cron ' OPERATOR(pg_catalog.||) cron_job)
         END);
 END
@@ -344,6 +439,284 @@ BEGIN
     RETURN cron.unschedule('chunkbatch:' OPERATOR(pg_catalog.||) job_name);
 END
 $$;
+
+
+/*
+ * alter_job(..., reset => ARRAY['throttle_sql', ...]) sets optional
+ * settings back to their default.
+ */
+DROP FUNCTION chunkbatch.alter_job(text, text, integer, text, regtype, integer, boolean,
+                                   boolean, text, interval, integer, interval, interval,
+                                   interval, text, text, integer, integer, integer,
+                                   integer, double precision, interval, bigint, text, text);
+CREATE FUNCTION chunkbatch.alter_job(
+    job_name            text,
+    chunk_sql           text DEFAULT NULL,
+    batch_size          integer DEFAULT NULL,
+    lock_group          text DEFAULT NULL,
+    cursor_type         regtype DEFAULT NULL,
+    sleep_ms            integer DEFAULT NULL,
+    synchronous_commit  boolean DEFAULT NULL,
+    validate            boolean DEFAULT true,
+    on_group_busy       text DEFAULT NULL,
+    group_wait_timeout  interval DEFAULT NULL,
+    max_retries         integer DEFAULT NULL,
+    lock_timeout        interval DEFAULT NULL,
+    statement_timeout   interval DEFAULT NULL,
+    max_runtime         interval DEFAULT NULL,
+    on_error            text DEFAULT NULL,
+    keys_sql            text DEFAULT NULL,
+    max_dead_letters    integer DEFAULT NULL,
+    target_chunk_ms     integer DEFAULT NULL,
+    min_batch_size      integer DEFAULT NULL,
+    max_batch_size      integer DEFAULT NULL,
+    sleep_ratio         double precision DEFAULT NULL,
+    max_replica_lag     interval DEFAULT NULL,
+    max_replica_lag_bytes bigint DEFAULT NULL,
+    throttle_sql        text DEFAULT NULL,
+    count_sql           text DEFAULT NULL,
+    reset               text[] DEFAULT NULL)
+RETURNS void
+LANGUAGE C CALLED ON NULL INPUT VOLATILE
+AS 'MODULE_PATHNAME', 'chunkbatch_alter_job';
+GRANT EXECUTE ON FUNCTION chunkbatch.alter_job(text, text, integer, text, regtype, integer,
+    boolean, boolean, text, interval, integer, interval, interval, interval, text, text,
+    integer, integer, integer, integer, double precision, interval, bigint, text, text,
+    text[]) TO PUBLIC;
+
+/*
+ * Per job, from the runs kept in chunkbatch.runs (chunkbatch.history_retention
+ * bounds them): how many runs and how they ended, the last one, the last
+ * success and failure, rows, durations and rate.  The jobs are those the
+ * caller sees in chunkbatch.jobs or through their runs (pg_monitor members
+ * see every run, and so every job that has runs).
+ */
+CREATE VIEW chunkbatch.job_stats WITH (security_invoker = true) AS
+SELECT j.job_name,
+       j.owner,
+       s.runs,
+       s.succeeded,
+       s.failed,
+       s.cancelled,
+       s.active,
+       l.state AS last_state,
+       l.finished_at AS last_finished_at,
+       s.last_success_at,
+       f.finished_at AS last_failure_at,
+       f.sqlstate AS last_failure_sqlstate,
+       s.total_rows,
+       s.median_duration,
+       s.max_duration,
+       pg_catalog.round((s.finished_rows OPERATOR(pg_catalog./)
+           NULLIF(s.finished_secs, 0))::numeric, 1) AS mean_rows_per_sec
+  FROM (SELECT job_id, job_name, owner FROM chunkbatch.jobs
+         UNION
+        SELECT job_id, job_name, owner FROM chunkbatch.runs) j
+  CROSS JOIN LATERAL (
+       SELECT pg_catalog.count(*) AS runs,
+              pg_catalog.count(*) FILTER (WHERE r.state OPERATOR(pg_catalog.=) 'succeeded') AS succeeded,
+              pg_catalog.count(*) FILTER (WHERE r.state OPERATOR(pg_catalog.=) 'failed') AS failed,
+              pg_catalog.count(*) FILTER (WHERE r.state OPERATOR(pg_catalog.=) 'cancelled') AS cancelled,
+              pg_catalog.count(*) FILTER (WHERE r.state IN ('queued', 'waiting', 'running',
+                                                           'throttled', 'interrupted')) AS active,
+              pg_catalog.max(r.finished_at)
+                  FILTER (WHERE r.state OPERATOR(pg_catalog.=) 'succeeded') AS last_success_at,
+              COALESCE(pg_catalog.sum(r.rows_done), 0)::bigint AS total_rows,
+              pg_catalog.percentile_cont(0.5) WITHIN GROUP
+                  (ORDER BY r.finished_at OPERATOR(pg_catalog.-) r.started_at)
+                  FILTER (WHERE r.state OPERATOR(pg_catalog.=) 'succeeded') AS median_duration,
+              pg_catalog.max(r.finished_at OPERATOR(pg_catalog.-) r.started_at)
+                  FILTER (WHERE r.state OPERATOR(pg_catalog.=) 'succeeded') AS max_duration,
+              pg_catalog.sum(r.rows_done)
+                  FILTER (WHERE r.state OPERATOR(pg_catalog.=) 'succeeded')::float8 AS finished_rows,
+              pg_catalog.sum(extract(epoch FROM r.finished_at OPERATOR(pg_catalog.-) r.started_at))
+                  FILTER (WHERE r.state OPERATOR(pg_catalog.=) 'succeeded')::float8 AS finished_secs
+         FROM chunkbatch.runs r
+        WHERE r.job_id OPERATOR(pg_catalog.=) j.job_id) s
+  LEFT JOIN LATERAL (
+       SELECT r.state, r.finished_at FROM chunkbatch.runs r
+        WHERE r.job_id OPERATOR(pg_catalog.=) j.job_id
+        ORDER BY r.run_id DESC LIMIT 1) l ON true
+  LEFT JOIN LATERAL (
+       SELECT r.finished_at, r.sqlstate FROM chunkbatch.runs r
+        WHERE r.job_id OPERATOR(pg_catalog.=) j.job_id
+          AND r.state OPERATOR(pg_catalog.=) 'failed'
+        ORDER BY r.run_id DESC LIMIT 1) f ON true
+ ORDER BY j.job_name;
+GRANT SELECT ON chunkbatch.job_stats TO PUBLIC;
+
+/* One line on what each object is for (psql shows them with \d+ and \df+). */
+COMMENT ON SCHEMA chunkbatch IS 'chunkbatch: SQL batch jobs run by background workers, one committed chunk at a time';
+COMMENT ON TABLE chunkbatch.jobs IS 'Job definitions: chunk SQL, owner, batch size, group and settings (one row per job)';
+COMMENT ON COLUMN chunkbatch.jobs.job_id IS 'Identifier of the job';
+COMMENT ON COLUMN chunkbatch.jobs.job_name IS 'Name of the job, unique in the database';
+COMMENT ON COLUMN chunkbatch.jobs.owner IS 'Role that owns the job; its runs execute as this role';
+COMMENT ON COLUMN chunkbatch.jobs.chunk_sql IS 'Statement run once per chunk with $1 = batch size, $2 = cursor, $3 = params';
+COMMENT ON COLUMN chunkbatch.jobs.cursor_type IS 'Type of the keyset cursor ($2), or NULL for counting mode';
+COMMENT ON COLUMN chunkbatch.jobs.batch_size IS 'Rows per chunk (the starting size when target_chunk_ms is set)';
+COMMENT ON COLUMN chunkbatch.jobs.lock_group IS 'Lock group: runs of the same group never overlap';
+COMMENT ON COLUMN chunkbatch.jobs.sleep_ms IS 'Pause between chunks, in milliseconds';
+COMMENT ON COLUMN chunkbatch.jobs.synchronous_commit IS 'Whether chunk commits wait for the WAL flush';
+COMMENT ON COLUMN chunkbatch.jobs.search_path IS 'search_path the job SQL runs with (the creators at create_job)';
+COMMENT ON COLUMN chunkbatch.jobs.on_group_busy IS 'What a run does when its group is busy: wait or skip';
+COMMENT ON COLUMN chunkbatch.jobs.group_wait_timeout IS 'How long a run may wait for its group before it is skipped';
+COMMENT ON COLUMN chunkbatch.jobs.max_retries IS 'Retries of a chunk after a transient error';
+COMMENT ON COLUMN chunkbatch.jobs.lock_timeout IS 'lock_timeout of each chunk';
+COMMENT ON COLUMN chunkbatch.jobs.statement_timeout IS 'statement_timeout of each chunk';
+COMMENT ON COLUMN chunkbatch.jobs.max_runtime IS 'Time after which a run stops at its next chunk boundary';
+COMMENT ON COLUMN chunkbatch.jobs.on_error IS 'What a failing chunk does: fail the run, or isolate the bad keys';
+COMMENT ON COLUMN chunkbatch.jobs.keys_sql IS 'Query returning the keys of the next chunk, for on_error = isolate';
+COMMENT ON COLUMN chunkbatch.jobs.max_dead_letters IS 'Keys a run may isolate before it fails';
+COMMENT ON COLUMN chunkbatch.jobs.target_chunk_ms IS 'Chunk duration the adaptive batch size aims at';
+COMMENT ON COLUMN chunkbatch.jobs.min_batch_size IS 'Smallest adaptive batch size';
+COMMENT ON COLUMN chunkbatch.jobs.max_batch_size IS 'Largest adaptive batch size';
+COMMENT ON COLUMN chunkbatch.jobs.sleep_ratio IS 'Pause after each chunk as a fraction of its duration';
+COMMENT ON COLUMN chunkbatch.jobs.max_replica_lag IS 'Replay lag of standbys beyond which chunks wait';
+COMMENT ON COLUMN chunkbatch.jobs.max_replica_lag_bytes IS 'Replay lag in bytes beyond which chunks wait';
+COMMENT ON COLUMN chunkbatch.jobs.throttle_sql IS 'Query run before each chunk; true makes the chunk wait';
+COMMENT ON COLUMN chunkbatch.jobs.count_sql IS 'Query estimating the rows a run will process, for percent and ETA';
+COMMENT ON COLUMN chunkbatch.jobs.created_at IS 'When the job was created';
+COMMENT ON COLUMN chunkbatch.jobs.altered_at IS 'When the job was last altered';
+COMMENT ON COLUMN chunkbatch.jobs.owner_oid IS 'OID of the owner role (0 when no role of that name exists)';
+COMMENT ON TABLE chunkbatch.runs IS 'Runs of jobs, queued, active and finished (kept for chunkbatch.history_retention)';
+COMMENT ON COLUMN chunkbatch.runs.run_id IS 'Identifier of the run';
+COMMENT ON COLUMN chunkbatch.runs.job_id IS 'Job of the run';
+COMMENT ON COLUMN chunkbatch.runs.job_name IS 'Name of the job when the run was queued';
+COMMENT ON COLUMN chunkbatch.runs.owner IS 'Role the run executes as';
+COMMENT ON COLUMN chunkbatch.runs.lock_group IS 'Lock group the run holds while it executes';
+COMMENT ON COLUMN chunkbatch.runs.params IS 'JSON object passed to the chunk SQL as $3';
+COMMENT ON COLUMN chunkbatch.runs.state IS 'Run state (see chunkbatch.run_states())';
+COMMENT ON COLUMN chunkbatch.runs.queued_by IS 'Role that queued the run';
+COMMENT ON COLUMN chunkbatch.runs.trigger IS 'What queued the run: sql, pg_cron or a callers label';
+COMMENT ON COLUMN chunkbatch.runs.queued_at IS 'When the run was queued';
+COMMENT ON COLUMN chunkbatch.runs.waiting_since IS 'Since when the run waits for its group';
+COMMENT ON COLUMN chunkbatch.runs.group_wait_ms IS 'Time the run waited for its group before its first chunk';
+COMMENT ON COLUMN chunkbatch.runs.started_at IS 'When the run began its first chunk';
+COMMENT ON COLUMN chunkbatch.runs.finished_at IS 'When the run ended';
+COMMENT ON COLUMN chunkbatch.runs.cursor IS 'Checkpoint: the last committed key (keyset mode), as text';
+COMMENT ON COLUMN chunkbatch.runs.rows_done IS 'Rows processed by committed chunks';
+COMMENT ON COLUMN chunkbatch.runs.chunks_done IS 'Committed chunks';
+COMMENT ON COLUMN chunkbatch.runs.batch_size IS 'Current batch size';
+COMMENT ON COLUMN chunkbatch.runs.retries IS 'Chunk retries after transient errors';
+COMMENT ON COLUMN chunkbatch.runs.avg_chunk_ms IS 'Mean chunk duration';
+COMMENT ON COLUMN chunkbatch.runs.max_chunk_ms IS 'Longest chunk duration';
+COMMENT ON COLUMN chunkbatch.runs.last_chunk_at IS 'When the last chunk committed';
+COMMENT ON COLUMN chunkbatch.runs.worker_pid IS 'Process of the run worker, while it has one';
+COMMENT ON COLUMN chunkbatch.runs.sqlstate IS 'SQLSTATE of the error that ended the run';
+COMMENT ON COLUMN chunkbatch.runs.error IS 'Error that ended the run';
+COMMENT ON COLUMN chunkbatch.runs.error_detail IS 'Detail of the error that ended the run';
+COMMENT ON COLUMN chunkbatch.runs.error_chunk IS 'Chunk number at which the run failed';
+COMMENT ON COLUMN chunkbatch.runs.reason IS 'Why the run was skipped, stopped, paused or cancelled';
+COMMENT ON COLUMN chunkbatch.runs.start_attempts IS 'Times a worker tried to start the run';
+COMMENT ON COLUMN chunkbatch.runs.dead_letters IS 'Keys isolated into chunkbatch.dead_letters';
+COMMENT ON COLUMN chunkbatch.runs.lock_waiters_seen IS 'Times other sessions waited for the runs locks';
+COMMENT ON COLUMN chunkbatch.runs.throttled_since IS 'Since when the run waits before its next chunk';
+COMMENT ON COLUMN chunkbatch.runs.throttle_reason IS 'Why the run waits before its next chunk';
+COMMENT ON COLUMN chunkbatch.runs.throttled_ms IS 'Total time the run waited for throttles';
+COMMENT ON COLUMN chunkbatch.runs.total_estimate IS 'Rows the run will process, from the jobs count_sql';
+COMMENT ON COLUMN chunkbatch.runs.owner_oid IS 'OID of the role the run executes as';
+COMMENT ON COLUMN chunkbatch.runs.origin_db IS 'OID of the database where the run was queued';
+COMMENT ON COLUMN chunkbatch.runs.origin_system IS 'System identifier of the cluster where the run was queued';
+COMMENT ON COLUMN chunkbatch.runs.recent_chunk_ms IS 'Durations of the runs last 8 chunks, in milliseconds';
+COMMENT ON TABLE chunkbatch.dead_letters IS 'Keys that runs with on_error = isolate could not process, with their errors';
+COMMENT ON COLUMN chunkbatch.dead_letters.run_id IS 'Run that isolated the key';
+COMMENT ON COLUMN chunkbatch.dead_letters.job_name IS 'Name of the runs job';
+COMMENT ON COLUMN chunkbatch.dead_letters.owner IS 'Owner of the run';
+COMMENT ON COLUMN chunkbatch.dead_letters.key IS 'The key, as text';
+COMMENT ON COLUMN chunkbatch.dead_letters.sqlstate IS 'SQLSTATE of the keys error';
+COMMENT ON COLUMN chunkbatch.dead_letters.error IS 'Error of the key';
+COMMENT ON COLUMN chunkbatch.dead_letters.at IS 'When the key was isolated';
+COMMENT ON COLUMN chunkbatch.dead_letters.owner_oid IS 'OID of the owner of the run';
+COMMENT ON FUNCTION chunkbatch.resolve_owner() IS 'Trigger: resolves a restored rows owner by name';
+COMMENT ON FUNCTION chunkbatch.jobs_changed() IS 'Trigger: records the jobs owners in pg_shdepend';
+COMMENT ON FUNCTION chunkbatch.create_job(text, text, integer, text, regtype, integer, boolean, boolean, text, interval, integer, interval, interval, interval, text, text, integer, integer, integer, integer, double precision, interval, bigint, text, text) IS 'Create a job owned by the current role';
+COMMENT ON FUNCTION chunkbatch.alter_job(text, text, integer, text, regtype, integer, boolean, boolean, text, interval, integer, interval, interval, interval, text, text, integer, integer, integer, integer, double precision, interval, bigint, text, text, text[]) IS 'Change settings of a job (reset: back to their default); runs pick them up at their next chunk';
+COMMENT ON FUNCTION chunkbatch.drop_job(text) IS 'Drop a job that has no active runs, with its pg_cron schedules';
+COMMENT ON FUNCTION chunkbatch.run(text, jsonb, boolean, text) IS 'Queue a run of a job (and wait for it with wait => true); returns the run id';
+COMMENT ON PROCEDURE chunkbatch.run_and_wait(text, jsonb, text, bigint) IS 'Queue a run and wait for it, committing while it waits';
+COMMENT ON FUNCTION chunkbatch.wait(bigint, interval) IS 'Wait for a run to end or rest; returns its state';
+COMMENT ON FUNCTION chunkbatch.cancel(bigint) IS 'Cancel a run at its next chunk boundary';
+COMMENT ON FUNCTION chunkbatch.pause(bigint) IS 'Pause a run at its next chunk boundary';
+COMMENT ON FUNCTION chunkbatch.resume(bigint) IS 'Resume a paused, failed or stopped run from its checkpoint';
+COMMENT ON FUNCTION chunkbatch.group_lock_key(text) IS 'Advisory lock key of a lock group, for pg_advisory_lock';
+COMMENT ON FUNCTION chunkbatch.pause_all(text) IS 'Emergency stop: hold every run of the cluster at its next chunk';
+COMMENT ON FUNCTION chunkbatch.resume_all() IS 'End the emergency stop';
+COMMENT ON FUNCTION chunkbatch.pause_all_state() IS 'Whether the emergency stop is on, since when, by whom and why';
+COMMENT ON FUNCTION chunkbatch.run_states() IS 'Run states and the sets they belong to';
+COMMENT ON FUNCTION chunkbatch.progress() IS 'Live progress of this databases run workers, from shared memory';
+COMMENT ON FUNCTION chunkbatch.group_holder_pid(text) IS 'Process holding a lock groups lock, if any';
+COMMENT ON FUNCTION chunkbatch.job_name_of(bigint) IS 'Name of a job by id, for the commands of pg_cron schedules';
+COMMENT ON FUNCTION chunkbatch.sparkline(real[]) IS 'Chunk durations as a sparkline, for the status view';
+COMMENT ON FUNCTION chunkbatch.schedule(text, text, jsonb, boolean) IS 'Schedule a job with pg_cron';
+COMMENT ON FUNCTION chunkbatch.unschedule(text) IS 'Remove a jobs pg_cron schedule';
+COMMENT ON VIEW chunkbatch.status IS 'Queued, active and paused runs, one short line each (\watch 1); details in status_detail';
+COMMENT ON COLUMN chunkbatch.status.run_id IS 'Identifier of the run';
+COMMENT ON COLUMN chunkbatch.status.job IS 'Name of the job (first 24 characters)';
+COMMENT ON COLUMN chunkbatch.status.state IS 'Run state; starting while its worker begins';
+COMMENT ON COLUMN chunkbatch.status.progress IS 'Progress bar and percent when the total is known, else rows done';
+COMMENT ON COLUMN chunkbatch.status.rows_s IS 'Recent rows per second';
+COMMENT ON COLUMN chunkbatch.status.batch IS 'Current batch size';
+COMMENT ON COLUMN chunkbatch.status.chunk_ms IS 'Duration of the last chunk, and a sparkline of the last 8';
+COMMENT ON COLUMN chunkbatch.status.elapsed IS 'Time since the run started, stopped while it is paused';
+COMMENT ON COLUMN chunkbatch.status.eta IS 'Estimated time to completion';
+COMMENT ON COLUMN chunkbatch.status.waiting_on IS 'What the run waits for: a run of its group, an outside process, or a throttle';
+COMMENT ON VIEW chunkbatch.status_detail IS 'Queued, active and paused runs: everything about their progress, waits and throttles';
+COMMENT ON COLUMN chunkbatch.status_detail.run_id IS 'Identifier of the run';
+COMMENT ON COLUMN chunkbatch.status_detail.job_name IS 'Name of the job';
+COMMENT ON COLUMN chunkbatch.status_detail.state IS 'Run state; starting while its worker begins';
+COMMENT ON COLUMN chunkbatch.status_detail.lock_group IS 'Lock group of the run';
+COMMENT ON COLUMN chunkbatch.status_detail.rows_done IS 'Rows processed so far';
+COMMENT ON COLUMN chunkbatch.status_detail.chunks_done IS 'Chunks committed so far';
+COMMENT ON COLUMN chunkbatch.status_detail.batch_size IS 'Current batch size';
+COMMENT ON COLUMN chunkbatch.status_detail.rows_per_sec IS 'Recent rows per second';
+COMMENT ON COLUMN chunkbatch.status_detail.total_estimate IS 'Rows the run will process, from count_sql';
+COMMENT ON COLUMN chunkbatch.status_detail.percent IS 'Percent done, when total_estimate is known';
+COMMENT ON COLUMN chunkbatch.status_detail.progress IS 'Progress bar, when total_estimate is known';
+COMMENT ON COLUMN chunkbatch.status_detail.eta IS 'Estimated time to completion';
+COMMENT ON COLUMN chunkbatch.status_detail.current_chunk_ms IS 'Duration of the chunk in progress';
+COMMENT ON COLUMN chunkbatch.status_detail.avg_chunk_ms IS 'Mean chunk duration';
+COMMENT ON COLUMN chunkbatch.status_detail.max_chunk_ms IS 'Longest chunk duration';
+COMMENT ON COLUMN chunkbatch.status_detail.throttle_reason IS 'Why the run waits before its next chunk';
+COMMENT ON COLUMN chunkbatch.status_detail.throttled_for IS 'How long the run has waited before its next chunk';
+COMMENT ON COLUMN chunkbatch.status_detail.lock_waiters_seen IS 'Times other sessions waited for the runs locks';
+COMMENT ON COLUMN chunkbatch.status_detail.cursor IS 'Checkpoint: the last committed key';
+COMMENT ON COLUMN chunkbatch.status_detail.queued_at IS 'When the run was queued';
+COMMENT ON COLUMN chunkbatch.status_detail.started_at IS 'When the run began its first chunk';
+COMMENT ON COLUMN chunkbatch.status_detail.elapsed IS 'Time since the run started (or was queued); stops while it is paused';
+COMMENT ON COLUMN chunkbatch.status_detail.waiting_for_run IS 'Run of the same group this run waits for';
+COMMENT ON COLUMN chunkbatch.status_detail.waiting_for_pid IS 'Outside process holding the group lock this run waits for';
+COMMENT ON COLUMN chunkbatch.status_detail.group_wait IS 'How long the run waited (or waits) for its group';
+COMMENT ON COLUMN chunkbatch.status_detail.worker_pid IS 'Process of the run worker';
+COMMENT ON COLUMN chunkbatch.status_detail.retries IS 'Chunk retries after transient errors';
+COMMENT ON COLUMN chunkbatch.status_detail.trigger IS 'What queued the run';
+COMMENT ON COLUMN chunkbatch.status_detail.params IS 'Parameters of the run ($3)';
+COMMENT ON COLUMN chunkbatch.status_detail.waiting_for_role IS 'Role of the outside process holding the group lock';
+COMMENT ON COLUMN chunkbatch.status_detail.last_chunk_ms IS 'Duration of the last chunk';
+COMMENT ON COLUMN chunkbatch.status_detail.recent_chunk_ms IS 'Durations of the last 8 chunks';
+COMMENT ON VIEW chunkbatch.groups IS 'Lock groups with queued or active runs: holder and waiting runs';
+COMMENT ON COLUMN chunkbatch.groups.lock_group IS 'Name of the lock group';
+COMMENT ON COLUMN chunkbatch.groups.holder_run_id IS 'Run holding the group lock';
+COMMENT ON COLUMN chunkbatch.groups.holder_pid IS 'Process holding the group lock';
+COMMENT ON COLUMN chunkbatch.groups.waiting_run_ids IS 'Runs waiting for the group, in order';
+COMMENT ON COLUMN chunkbatch.groups.longest_wait IS 'Longest wait among them';
+COMMENT ON COLUMN chunkbatch.groups.holder_role IS 'Role of the process holding the group lock';
+COMMENT ON VIEW chunkbatch.job_stats IS 'Per job: runs and how they ended, last run, last success and failure, rows, durations, rate';
+COMMENT ON COLUMN chunkbatch.job_stats.job_name IS 'Name of the job';
+COMMENT ON COLUMN chunkbatch.job_stats.owner IS 'Owner of the job';
+COMMENT ON COLUMN chunkbatch.job_stats.runs IS 'Runs kept in chunkbatch.runs';
+COMMENT ON COLUMN chunkbatch.job_stats.succeeded IS 'Runs that succeeded';
+COMMENT ON COLUMN chunkbatch.job_stats.failed IS 'Runs that failed';
+COMMENT ON COLUMN chunkbatch.job_stats.cancelled IS 'Runs that were cancelled';
+COMMENT ON COLUMN chunkbatch.job_stats.active IS 'Runs queued or active now';
+COMMENT ON COLUMN chunkbatch.job_stats.last_state IS 'State of the latest run';
+COMMENT ON COLUMN chunkbatch.job_stats.last_finished_at IS 'When the latest run ended';
+COMMENT ON COLUMN chunkbatch.job_stats.last_success_at IS 'When the latest successful run ended';
+COMMENT ON COLUMN chunkbatch.job_stats.last_failure_at IS 'When the latest failed run ended';
+COMMENT ON COLUMN chunkbatch.job_stats.last_failure_sqlstate IS 'SQLSTATE of the latest failed run';
+COMMENT ON COLUMN chunkbatch.job_stats.total_rows IS 'Rows processed by all kept runs';
+COMMENT ON COLUMN chunkbatch.job_stats.median_duration IS 'Median duration of the successful runs';
+COMMENT ON COLUMN chunkbatch.job_stats.max_duration IS 'Longest successful run';
+COMMENT ON COLUMN chunkbatch.job_stats.mean_rows_per_sec IS 'Rows per second over the successful runs';
 
 /*
  * Wake this database's scheduler when the update commits: runs that waited

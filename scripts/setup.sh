@@ -17,7 +17,7 @@ CB_PG_CONFIG=$CB_PG_BIN/pg_config
 CB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CB_PACKAGES=(postgresql-$CB_PG_MAJOR postgresql-server-dev-$CB_PG_MAJOR
              postgresql-$CB_PG_MAJOR-cron libipc-run-perl perl make gcc
-             procps util-linux)
+             procps util-linux prometheus-postgres-exporter)
 
 cb_log() { printf '[chunkbatch] %s\n' "$*"; }
 cb_die() { printf '[chunkbatch] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -63,6 +63,14 @@ cb_stop_main_cluster() {
 cb_as_pg() {
     local path="$CB_PG_BIN:/usr/local/bin:/usr/bin:/bin"
     if cb_is_root; then
+        # From a directory the postgres user cannot enter (a checkout in
+        # /root), PostgreSQL's programs would complain that they cannot
+        # change back to it: start them from /tmp then.
+        if ! runuser -u postgres -- test -x "$PWD" 2>/dev/null; then
+            (cd /tmp && runuser -u postgres -- env PATH="$path" HOME=/var/lib/postgresql \
+                LANG="${LANG:-C.UTF-8}" "$@")
+            return
+        fi
         runuser -u postgres -- env PATH="$path" HOME=/var/lib/postgresql \
             LANG="${LANG:-C.UTF-8}" "$@"
     else

@@ -12,6 +12,11 @@
 #      regress    sql/*.sql      pg_regress --temp-instance
 #      isolation  specs/*.spec   pg_isolation_regress --temp-instance
 #      tap        t/*.pl         prove, one script at a time
+#      doctest    scripts/doctest.sh: every SQL block of the README and
+#                 the guides, in order, in a throwaway cluster
+#      package    scripts/package-test.sh (as root): builds the .deb,
+#                 installs it, runs make installcheck twice against a
+#                 Debian-managed cluster (pg_createcluster)
 #    A suite without files is skipped.
 # 4. prints the diffs and server logs of what failed, the duration, and as
 #    its last line:   chunkbatch: N passed, N failed
@@ -199,7 +204,7 @@ if [ ${#regress_files[@]} -eq 0 ]; then
     echo "no sql/*.sql: skipped"
 else
     rc=0
-    pg_make "$RES/regress.out" installcheck ISOLATION= TAP_TESTS= || rc=$?
+    pg_make "$RES/regress.out" installcheck TEMP_INSTANCE=1 ISOLATION= TAP_TESTS= || rc=$?
     mkdir -p "$RES/regress"
     cp -a regression.diffs regression.out tmp_check/log "$RES/regress/" 2>/dev/null || true
     names=("${regress_files[@]#sql/}")
@@ -215,7 +220,7 @@ if [ ${#iso_files[@]} -eq 0 ]; then
     echo "no specs/*.spec: skipped"
 else
     rc=0
-    pg_make "$RES/isolation.out" installcheck REGRESS= TAP_TESTS= || rc=$?
+    pg_make "$RES/isolation.out" installcheck TEMP_INSTANCE=1 REGRESS= TAP_TESTS= || rc=$?
     mkdir -p "$RES/isolation"
     cp -a output_iso/regression.diffs output_iso/regression.out tmp_check_iso/log \
         "$RES/isolation/" 2>/dev/null || true
@@ -235,7 +240,7 @@ for f in "${tap_files[@]}"; do
     script=${f#t/}
     echo "--- $f"
     rc=0
-    pg_make "$RES/tap-$script.out" installcheck REGRESS= ISOLATION= \
+    pg_make "$RES/tap-$script.out" installcheck REGRESS= ISOLATION= TAP_TESTS=1 \
         PROVE_TESTS="$f" PROVE_FLAGS=--verbose || rc=$?
     mkdir -p "$RES/tap/$script"
     cp -a tmp_check/log/. "$RES/tap/$script/" 2>/dev/null || true
@@ -245,5 +250,44 @@ for f in "${tap_files[@]}"; do
         done
     fi
 done
+
+# ---------------------------------------------------------------------------
+section "doctest: the SQL examples of the README and the guides"
+rc=0
+bash "$TREE/scripts/doctest.sh" > "$RES/doctest.out" 2>&1 || rc=$?
+grep -E '^(ok|not ok|#)' "$RES/doctest.out" | grep -v '^ok' | head -n 60 || true
+summary=$(grep -E '^doctest: [0-9]+ passed, [0-9]+ failed' "$RES/doctest.out" | tail -n 1)
+if [ -n "$summary" ]; then
+    echo "$summary"
+    n_ok=$(echo "$summary" | sed -E 's/^doctest: ([0-9]+) passed.*/\1/')
+    n_bad=$(echo "$summary" | sed -E 's/.*passed, ([0-9]+) failed.*/\1/')
+    PASSED=$((PASSED + n_ok))
+    FAILED=$((FAILED + n_bad))
+    [ "$n_bad" -eq 0 ] || FAILURES+=("doctest: $n_bad SQL block(s) of the documentation")
+fi
+if [ -z "$summary" ] || { [ "$rc" -ne 0 ] && [ "${n_bad:-0}" -eq 0 ]; }; then
+    FAILED=$((FAILED + 1))
+    FAILURES+=("doctest (scripts/doctest.sh, exit status $rc)")
+    show "$RES/doctest.out" 80 tail
+fi
+
+# ---------------------------------------------------------------------------
+section "package: the .deb, installed into a Debian-managed cluster"
+if ! cb_is_root; then
+    echo "not root: skipped (it installs a package and creates a cluster)"
+else
+    rc=0
+    bash "$TREE/scripts/package-test.sh" > "$RES/package.out" 2>&1 || rc=$?
+    grep -E '^\[chunkbatch\]|^    \./|^(Package|Version|Status):|^ok|^not ok|^test |tests passed' \
+        "$RES/package.out" | head -n 100 || true
+    if [ "$rc" -eq 0 ]; then
+        PASSED=$((PASSED + 1))
+        echo "package: 1 passed, 0 failed"
+    else
+        FAILED=$((FAILED + 1))
+        FAILURES+=("package test (scripts/package-test.sh, exit status $rc)")
+        show "$RES/package.out" 120 tail
+    fi
+fi
 
 DONE=1

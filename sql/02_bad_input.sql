@@ -67,6 +67,8 @@ SELECT expect_error($$SELECT chunkbatch.create_job('regress_bad_new', 'SELECT $2
 SELECT expect_error($$SELECT chunkbatch.create_job('regress_bad_new', 'SELECT $2', cursor_type => 'anyelement')$$);
 SELECT expect_error($$SELECT chunkbatch.create_job('regress_bad_new', 'SELECT $2', cursor_type => 'pg_node_tree')$$);
 SELECT expect_error($$SELECT chunkbatch.create_job('regress_bad_new', 'SELECT $2', cursor_type => 'cb_no_such_type')$$);
+-- a schedule whose job is gone (schedules name their job by id)
+SELECT expect_error($$SELECT chunkbatch.job_name_of(-1)$$);
 -- keyset chunk SQL that returns no key column, or keys of the wrong type
 SELECT expect_error($$SELECT chunkbatch.create_job('regress_bad_new', 'UPDATE cb_items SET counter = counter WHERE id > $2', cursor_type => 'bigint')$$);
 SELECT expect_error($$SELECT chunkbatch.create_job('regress_bad_new', 'SELECT FROM cb_items WHERE id > $2 LIMIT $1', cursor_type => 'bigint')$$);

@@ -29,7 +29,7 @@ SELECT count(*) AS remaining, count(*) FILTER (WHERE old) AS old_remaining,
        count(*) FILTER (WHERE id % 2 = 1) AS odd_remaining
   FROM cb_events;
 -- a finished run leaves the status view
-SELECT count(*) AS active FROM chunkbatch.status;
+SELECT count(*) AS active FROM chunkbatch.status_detail;
 
 --
 -- Keyset mode over bigint keys with gaps (3, 6, ..., 7500): every row is
@@ -153,13 +153,13 @@ SELECT wait_until(format($$SELECT state = 'running' AND chunks_done >= 2
                             FROM chunkbatch.runs WHERE run_id = %s$$, :slow_run));
 SELECT job_name, state, lock_group, batch_size, rows_done > 0 AS progressing,
        worker_pid IS NOT NULL AS has_worker, params
-  FROM chunkbatch.status WHERE run_id = :slow_run;
+  FROM chunkbatch.status_detail WHERE run_id = :slow_run;
 SELECT phase IN ('chunk', 'sleeping') AS working, pid IS NOT NULL AS has_pid,
        batch_size, chunks_done > 0 AS progressing
   FROM chunkbatch.progress() WHERE run_id = :slow_run;
 -- the worker holds the group's advisory lock, keyed by group_lock_key()
 SELECT count(*) AS group_lock_held
-  FROM pg_locks l JOIN chunkbatch.status s ON s.worker_pid = l.pid
+  FROM pg_locks l JOIN chunkbatch.status_detail s ON s.worker_pid = l.pid
  WHERE s.run_id = :slow_run AND l.locktype = 'advisory' AND l.granted
    AND l.mode = 'ExclusiveLock' AND l.objsubid = 1
    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
@@ -167,10 +167,10 @@ SELECT count(*) AS group_lock_held
    AND l.objid::bigint = chunkbatch.group_lock_key('regress-slow') & 4294967295;
 
 SELECT chunkbatch.run('regress_slow') AS slow_run2 \gset
-SELECT wait_until(format($$SELECT state = 'waiting' FROM chunkbatch.status
+SELECT wait_until(format($$SELECT state = 'waiting' FROM chunkbatch.status_detail
                             WHERE run_id = %s$$, :slow_run2));
 SELECT run_id = :slow_run AS first, run_id = :slow_run2 AS second, job_name, state
-  FROM chunkbatch.status ORDER BY run_id;
+  FROM chunkbatch.status_detail ORDER BY run_id;
 SELECT chunkbatch.wait(:slow_run2, '0.5 s') AS still;
 -- waiting without a timeout can be interrupted
 SET statement_timeout = '300ms';
@@ -189,7 +189,7 @@ SELECT state, rows_done = (SELECT n FROM cb_slow WHERE id = 1) AS checkpoint_mat
        chunks_done = rows_done AS one_row_per_chunk, sqlstate, error,
        worker_pid, finished_at IS NOT NULL AS finished
   FROM chunkbatch.runs WHERE run_id = :slow_run;
-SELECT count(*) AS active FROM chunkbatch.status;
+SELECT count(*) AS active FROM chunkbatch.status_detail;
 SELECT wait_until('SELECT NOT EXISTS (SELECT 1 FROM chunkbatch.progress())', '10 s') AS worker_gone;
 
 -- cancel a run that is still queued (by the current transaction)
@@ -211,7 +211,7 @@ SELECT chunkbatch.alter_job('regress_slow',
     chunk_sql => 'UPDATE cb_slow SET n = n + 1 WHERE id = 2 AND n < 3');
 SELECT pg_advisory_lock(chunkbatch.group_lock_key('regress-slow'));
 SELECT chunkbatch.run('regress_slow') AS slow_run4 \gset
-SELECT wait_until(format($$SELECT state = 'waiting' FROM chunkbatch.status
+SELECT wait_until(format($$SELECT state = 'waiting' FROM chunkbatch.status_detail
                             WHERE run_id = %s$$, :slow_run4));
 SELECT chunkbatch.wait(:slow_run4, '0.5 s') AS still;
 SELECT n FROM cb_slow WHERE id = 2;

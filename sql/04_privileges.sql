@@ -67,7 +67,7 @@ SELECT catalog_digest(:slow_run) AS digest_before \gset
 SET ROLE regress_cb_other;
 SELECT count(*) AS visible_jobs FROM chunkbatch.jobs;
 SELECT count(*) AS visible_runs FROM chunkbatch.runs;
-SELECT count(*) AS visible_status FROM chunkbatch.status;
+SELECT count(*) AS visible_status FROM chunkbatch.status_detail;
 SELECT count(*) AS visible_workers FROM chunkbatch.progress();
 SELECT expect_error($$SELECT chunkbatch.run('regress_priv_whoami', '{"tag": "by other"}')$$);
 SELECT expect_error($$SELECT chunkbatch.run('regress_priv_whoami', '{"tag": "by other"}', wait => true)$$);
@@ -95,7 +95,7 @@ SELECT count(*) AS whoami_rows FROM cb_whoami;
 SET ROLE regress_cb_member;
 SELECT job_name, owner FROM chunkbatch.jobs ORDER BY job_name;
 SELECT count(*) > 0 AS sees_runs FROM chunkbatch.runs WHERE run_id = :owner_run;
-SELECT job_name, state FROM chunkbatch.status;
+SELECT job_name, state FROM chunkbatch.status_detail;
 SELECT chunkbatch.run('regress_priv_whoami', '{"tag": "by member"}') AS member_run \gset
 SELECT chunkbatch.wait(:member_run, '60 s') AS state;
 SELECT state, owner, queued_by FROM chunkbatch.runs WHERE run_id = :member_run;
@@ -116,7 +116,7 @@ SET ROLE regress_cb_monitor;
 SELECT count(*) AS visible_jobs FROM chunkbatch.jobs;
 SELECT job_name, state FROM chunkbatch.runs
  WHERE job_name LIKE 'regress_priv%' ORDER BY run_id;
-SELECT job_name, state FROM chunkbatch.status;
+SELECT job_name, state FROM chunkbatch.status_detail;
 SELECT count(*) AS visible_workers FROM chunkbatch.progress() WHERE run_id = :slow_run;
 SELECT expect_error(format('SELECT chunkbatch.cancel(%s)', :slow_run));
 SELECT expect_error($$SELECT chunkbatch.run('regress_priv_whoami')$$);

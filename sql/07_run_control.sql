@@ -298,6 +298,30 @@ SELECT poison, counter, count(*) FROM cb_ctl_poison GROUP BY poison, counter ORD
 
 SELECT wait_idle();
 
+-- alter_job(..., reset => ...): a run held by its throttle_sql goes on at
+-- its next look once the setting is reset to its default (none).
+CREATE TABLE cb_ctl_reset (id int PRIMARY KEY, done boolean NOT NULL DEFAULT false);
+INSERT INTO cb_ctl_reset (id) SELECT generate_series(1, 30);
+SELECT chunkbatch.create_job('regress_ctl_reset',
+    $$UPDATE cb_ctl_reset SET done = true WHERE id IN (SELECT id FROM cb_ctl_reset WHERE NOT done ORDER BY id LIMIT $1)$$,
+    batch_size => 10, throttle_sql => 'SELECT true', count_sql => 'SELECT 30',
+    max_runtime => '1 hour') > 0 AS created;
+SELECT chunkbatch.run('regress_ctl_reset') AS reset_run \gset
+SELECT wait_until(format('SELECT state = %L FROM chunkbatch.runs WHERE run_id = %s', 'throttled', :reset_run));
+SELECT expect_error($$SELECT chunkbatch.alter_job('regress_ctl_reset', reset => ARRAY['no_such_setting'])$$);
+SELECT expect_error($$SELECT chunkbatch.alter_job('regress_ctl_reset', reset => ARRAY['batch_size'])$$);
+SELECT expect_error($$SELECT chunkbatch.alter_job('regress_ctl_reset', throttle_sql => 'SELECT false', reset => ARRAY['throttle_sql'])$$);
+SELECT expect_error($$SELECT chunkbatch.alter_job('regress_ctl_reset', reset => ARRAY[NULL])$$);
+SELECT chunkbatch.alter_job('regress_ctl_reset', reset => ARRAY['throttle_sql', 'count_sql', 'max_runtime']);
+SELECT throttle_sql, count_sql, max_runtime, lock_group FROM chunkbatch.jobs WHERE job_name = 'regress_ctl_reset';
+SELECT chunkbatch.wait(:reset_run, '60 s') AS state;
+SELECT rows_done, count(*) FILTER (WHERE done) AS done_rows
+  FROM chunkbatch.runs, cb_ctl_reset WHERE run_id = :reset_run GROUP BY rows_done;
+-- lock_group goes back to the job's name.
+SELECT chunkbatch.alter_job('regress_ctl_reset', lock_group => 'regress_ctl_other_group');
+SELECT chunkbatch.alter_job('regress_ctl_reset', reset => ARRAY['lock_group']);
+SELECT lock_group FROM chunkbatch.jobs WHERE job_name = 'regress_ctl_reset';
+
 -- Clean up.
 SELECT count(*) AS dropped
   FROM (SELECT chunkbatch.drop_job(job_name) FROM chunkbatch.jobs

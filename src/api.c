@@ -260,12 +260,17 @@ find_job(const char *job_name, CbJob *job, CbJobLock lock)
  * A lock group belongs to the owner of its oldest job: a job may join it
  * only if its owner has the privileges of that role (is a member of it),
  * so that no role can stall another role's jobs by squatting their group.
+ * Jobs joining the same group name wait for each other's transactions,
+ * so that two roles cannot both found it.
  */
 static void
 check_group_owner(const CbJob *job)
 {
 	char	   *first_job = NULL;
-	Oid			owner = cb_catalog_group_owner(job->lock_group, &first_job);
+	Oid			owner;
+
+	cb_grouplock_lock_name(job->lock_group);
+	owner = cb_catalog_group_owner(job->lock_group, &first_job);
 
 	if (OidIsValid(owner) && !has_privs_of_role(job->owner, owner))
 		ereport(ERROR,
@@ -283,8 +288,8 @@ check_group_owner(const CbJob *job)
  */
 #define ARG_NAME		0
 #define ARG_SQL			1
-#define ARG_CURSOR		4
 #define ARG_VALIDATE	7
+#define ARG_RESET		25		/* alter_job only */
 
 /* throttle_sql, count_sql and keys_sql, as the owner. */
 static void
@@ -378,6 +383,8 @@ chunkbatch_alter_job(PG_FUNCTION_ARGS)
 	find_job(name, &job, CB_JOB_FOR_UPDATE);
 	old_cursor_type = job.cursor_type;
 	cb_settings_apply_args(fcinfo, &job);
+	if (!PG_ARGISNULL(ARG_RESET))
+		cb_settings_reset(fcinfo, ARG_RESET, &job);
 	check_cursor_type_exists(&job);
 	check_group_owner(&job);
 	if (job.cursor_type != old_cursor_type &&
@@ -388,7 +395,7 @@ chunkbatch_alter_job(PG_FUNCTION_ARGS)
 						name),
 				 errdetail("The checkpoints of those runs hold keys of the old type."),
 				 errhint("Cancel the runs or wait for them to finish.")));
-	if (validate && (!PG_ARGISNULL(ARG_SQL) || !PG_ARGISNULL(ARG_CURSOR)))
+	if (validate && (!PG_ARGISNULL(ARG_SQL) || job.cursor_type != old_cursor_type))
 		cb_chunk_validate_sql(job.job_name, job.chunk_sql, job.cursor_type, job.owner,
 						   job.search_path);
 	if (validate)

@@ -751,10 +751,10 @@ TimestampTz
 cb_catalog_checkpoint(const CbRun *run, const CbCheckpoint *cp)
 {
 	CbAsOwner	s;
-	Oid			types[11] = {INT8OID, TEXTOID, INT8OID, INT8OID, INT4OID,
-	FLOAT8OID, FLOAT8OID, BOOLOID, INT4OID, INT8OID, INT8OID};
-	Datum		values[11];
-	char		nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[12] = {INT8OID, TEXTOID, INT8OID, INT8OID, INT4OID,
+	FLOAT8OID, FLOAT8OID, BOOLOID, INT4OID, INT8OID, INT8OID, FLOAT8OID};
+	Datum		values[12];
+	char		nulls[12] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	int			rc;
 	TimestampTz altered_at;
 
@@ -770,6 +770,7 @@ cb_catalog_checkpoint(const CbRun *run, const CbCheckpoint *cp)
 	values[8] = Int32GetDatum(cp->retries);
 	values[9] = Int64GetDatum(cp->dead_letters);
 	values[10] = Int64GetDatum(cp->lock_waiters_seen);
+	values[11] = Float8GetDatum(cp->last_chunk_ms);
 
 	cb_catalog_enter(&s);
 	if (checkpoint_plan == NULL)
@@ -783,6 +784,13 @@ cb_catalog_checkpoint(const CbRun *run, const CbCheckpoint *cp)
 									" dead_letters = $10, lock_waiters_seen = $11,"
 									" start_attempts = 0,"
 									" last_chunk_at = pg_catalog.clock_timestamp(),"
+		/* the last 8 chunk durations, for the status view's sparkline */
+									" recent_chunk_ms = CASE WHEN $12 OPERATOR(pg_catalog.>=) 0"
+									"   THEN (SELECT a[GREATEST(pg_catalog.cardinality(a)"
+									"     OPERATOR(pg_catalog.-) 7, 1):]"
+									"     FROM (SELECT pg_catalog.array_append(COALESCE(r.recent_chunk_ms,"
+									"       '{}'), $12::real) AS a) x)"
+									"   ELSE r.recent_chunk_ms END,"
 									" state = CASE WHEN $8 THEN '%s' ELSE r.state END,"
 									" finished_at = CASE WHEN $8 THEN pg_catalog.clock_timestamp() END,"
 									" worker_pid = CASE WHEN $8 THEN NULL ELSE r.worker_pid END"
@@ -791,7 +799,7 @@ cb_catalog_checkpoint(const CbRun *run, const CbCheckpoint *cp)
 									" AND j.job_id OPERATOR(pg_catalog.=) r.job_id"
 									" RETURNING COALESCE(j.altered_at, j.created_at)",
 									cb_run_state_name(CB_RUN_SUCCEEDED)),
-						   11, types);
+						   12, types);
 		if (plan == NULL || SPI_keepplan(plan) != 0)
 			elog(ERROR, "could not prepare checkpoint statement: %s",
 				 SPI_result_code_string(SPI_result));
@@ -1425,9 +1433,7 @@ cb_catalog_reassign_owner(Oid from, Oid to)
 
 /*
  * The owner of a lock group: the owner of its oldest job (InvalidOid if it
- * has none), with that job's name.  The
- * jobs table is locked against concurrent changes of groups first, so
- * that two roles cannot both found the same group.
+ * has none), with that job's name.
  */
 Oid
 cb_catalog_group_owner(const char *group, char **job_name)
@@ -1439,8 +1445,6 @@ cb_catalog_group_owner(const char *group, char **job_name)
 	MemoryContext mcxt = CurrentMemoryContext;
 
 	cb_catalog_enter(&s);
-	cb_exec("LOCK TABLE chunkbatch.jobs IN SHARE UPDATE EXCLUSIVE MODE",
-			0, NULL, NULL, NULL, SPI_OK_UTILITY);
 	cb_exec("SELECT owner_oid, job_name FROM chunkbatch.jobs"
 			" WHERE lock_group OPERATOR(pg_catalog.=) $1 ORDER BY job_id LIMIT 1",
 			1, types, values, NULL, SPI_OK_SELECT);

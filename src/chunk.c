@@ -588,6 +588,7 @@ chunk_body(CbChunkState *cs, MemoryContext chunk_ctx, CbChunkResult *res,
 	cp->avg_chunk_ms = (run->avg_chunk_ms * run->chunks_done + res->elapsed_ms) /
 		(run->chunks_done + 1);
 	cp->max_chunk_ms = Max(run->max_chunk_ms, res->elapsed_ms);
+	cp->last_chunk_ms = res->elapsed_ms;
 	cp->done = (res->processed == 0);
 	res->done = cp->done;
 	res->lock_waiters = chunk_has_lock_waiters();
@@ -908,6 +909,7 @@ cb_chunk_isolate(CbChunkState *cs, CbChunkResult *res)
 			cp.retries = run->retries;
 			cp.avg_chunk_ms = run->avg_chunk_ms;
 			cp.max_chunk_ms = run->max_chunk_ms;
+			cp.last_chunk_ms = -1;
 			cp.dead_letters = run->dead_letters + iso.dead;
 			cp.lock_waiters_seen = run->lock_waiters_seen;
 			cp.done = false;

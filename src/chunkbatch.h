@@ -27,6 +27,15 @@
 
 #define CB_EXTENSION_NAME	"chunkbatch"
 #define CB_SCHEMA_NAME		"chunkbatch"
+
+/*
+ * Transaction locks of chunkbatch's own, in the advisory lock space of the
+ * database but with a fourth key field that no SQL function uses
+ * (pg_advisory_lock uses 1 and 2): whoever changes the jobs of a group
+ * name, or of an owner role.
+ */
+#define CB_LOCKSPACE_GROUP_NAME	3
+#define CB_LOCKSPACE_OWNER		4
 #define CB_SCHEMA_VERSION	"1.1"	/* the SQL objects this library uses */
 #define CB_PAUSE_FILE		"chunkbatch_pause_all"	/* in the data directory */
 #define CB_MAX_DATABASES	64
@@ -321,6 +330,7 @@ typedef struct CbCheckpoint
 	int32		retries;
 	double		avg_chunk_ms;
 	double		max_chunk_ms;
+	double		last_chunk_ms;	/* < 0: not one timed chunk (isolation) */
 	int64		dead_letters;
 	int64		lock_waiters_seen;
 	bool		done;			/* the run succeeded with this chunk */
@@ -489,6 +499,7 @@ extern const CbJobSetting *cb_job_settings(int *n);
 extern void cb_check_name(const char *what, const char *name);
 extern void cb_settings_apply_args(FunctionCallInfo fcinfo, CbJob *job);
 extern void cb_settings_check_job(const CbJob *job);
+extern void cb_settings_reset(FunctionCallInfo fcinfo, int argno, CbJob *job);
 extern Oid	cb_setting_sqltype(const CbJobSetting *s);
 extern Datum cb_setting_to_datum(const CbJobSetting *s, const CbJob *job,
 								 bool *isnull);
@@ -519,6 +530,7 @@ extern bool cb_grouplock_try(CbRun *run);
 extern void cb_grouplock_release(CbRun *run);
 extern void cb_grouplock_wake_waiters(void);
 extern int	cb_grouplock_holder(const char *group);
+extern void cb_grouplock_lock_name(const char *group);
 
 /* throttle.c */
 extern bool cb_throttle_wait_once(CbSlot *slot, long timeout_ms);

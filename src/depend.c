@@ -7,10 +7,11 @@
  * Owner roles.  pg_shdepend, the one catalog that every database of the
  * cluster consults on DROP ROLE, holds one entry per distinct job owner of
  * each database: a privilege-type ('a') dependency of the owner_oid column
- * of chunkbatch.jobs on the role.  A statement trigger on chunkbatch.jobs
- * keeps the entries in step with the table, and every scheduler checks
- * them when it starts (a restore with triggers disabled, or pg_upgrade,
- * brings the jobs back without them).  So:
+ * of chunkbatch.jobs on the role.  A row trigger on chunkbatch.jobs keeps
+ * the entries in step with the table (changes of one role's jobs are
+ * serialized by a lock on that role only), and every scheduler checks them
+ * when it starts (a restore with triggers disabled, or pg_upgrade, brings
+ * the jobs back without them).  So:
  *
  * - DROP ROLE of a job owner fails in every database, as for the owner of
  *   a table: elsewhere with PostgreSQL's "1 object in database app", in the
@@ -54,12 +55,13 @@
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "parser/parse_type.h"
-#include "storage/lmgr.h"
+#include "storage/lock.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "chunkbatch.h"
@@ -75,28 +77,45 @@ jobs_relid(void)
 }
 
 /*
- * Make pg_shdepend hold exactly one entry per distinct owner of this
- * database's jobs.  Concurrent callers are serialized by a self-conflicting
- * lock on chunkbatch.jobs that does not block its readers or writers.
+ * Changes of one role's jobs are serialized by a transaction lock on the
+ * role, in a lock space of chunkbatch's own (no SQL function can take it),
+ * so that one role's open transaction never holds up another role.
+ * Returns false if dontWait and another transaction holds it.
  */
-void
-cb_depend_sync_owners(void)
+static bool
+lock_owner(Oid role, bool dontWait)
 {
-	Oid			relid = jobs_relid();
-	AttrNumber	attnum;
-	List	   *owners;
-	List	   *recorded = NIL;
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, role, CB_LOCKSPACE_OWNER);
+	if (LockAcquire(&tag, ExclusiveLock, false, dontWait) == LOCKACQUIRE_NOT_AVAIL)
+		return false;
+	/* See what the transaction that held it committed. */
+	InvalidateCatalogSnapshot();
+	return true;
+}
+
+/*
+ * Make pg_shdepend hold exactly one entry for the role if it owns jobs of
+ * this database, none if not.  Returns false (having done nothing) if
+ * dontWait and another transaction is changing the role's jobs.
+ */
+static bool
+sync_owner(Oid relid, AttrNumber attnum, Oid role, bool dontWait)
+{
+	bool		wanted;
+	bool		recorded = false;
 	Relation	sdep;
 	ScanKeyData key[4];
 	SysScanDesc scan;
 	HeapTuple	tup;
-	ListCell   *lc;
 
-	if (!OidIsValid(relid) ||
-		(attnum = get_attnum(relid, "owner_oid")) == InvalidAttrNumber)
-		return;
-	LockRelationOid(relid, ShareUpdateExclusiveLock);
-	owners = cb_catalog_job_owners();
+	if (!OidIsValid(role) || IsPinnedObject(AuthIdRelationId, role))
+		return true;			/* nothing to record: no role, or one never dropped */
+	if (!lock_owner(role, dontWait))
+		return false;
+	wanted = cb_catalog_jobs_depending_on(role, false) != NIL &&
+		SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(role));
 
 	sdep = table_open(SharedDependRelationId, RowExclusiveLock);
 	ScanKeyInit(&key[0], Anum_pg_shdepend_dbid, BTEqualStrategyNumber, F_OIDEQ,
@@ -112,26 +131,21 @@ cb_depend_sync_owners(void)
 	{
 		Form_pg_shdepend dep = (Form_pg_shdepend) GETSTRUCT(tup);
 
-		if (dep->refclassid != AuthIdRelationId || dep->deptype != SHARED_DEPENDENCY_ACL)
+		if (dep->refclassid != AuthIdRelationId || dep->refobjid != role ||
+			dep->deptype != SHARED_DEPENDENCY_ACL)
 			continue;
-		if (list_member_oid(owners, dep->refobjid) &&
-			!list_member_oid(recorded, dep->refobjid))
-			recorded = lappend_oid(recorded, dep->refobjid);
+		if (wanted && !recorded)
+			recorded = true;
 		else
 			CatalogTupleDelete(sdep, &tup->t_self);
 	}
 	systable_endscan(scan);
 
-	foreach(lc, owners)
+	if (wanted && !recorded)
 	{
-		Oid			role = lfirst_oid(lc);
 		Datum		values[Natts_pg_shdepend];
 		bool		nulls[Natts_pg_shdepend];
 
-		if (list_member_oid(recorded, role) ||
-			IsPinnedObject(AuthIdRelationId, role) ||
-			!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(role)))
-			continue;
 		shdepLockAndCheckObject(AuthIdRelationId, role);
 		memset(nulls, false, sizeof(nulls));
 		values[Anum_pg_shdepend_dbid - 1] = ObjectIdGetDatum(MyDatabaseId);
@@ -146,21 +160,101 @@ cb_depend_sync_owners(void)
 		heap_freetuple(tup);
 	}
 	table_close(sdep, RowExclusiveLock);
+	return true;
 }
 
-/* The statement trigger of chunkbatch.jobs (INSERT, UPDATE OF owner_oid, DELETE). */
+/* The roles that have an entry for this database's jobs. */
+static List *
+recorded_owners(Oid relid, AttrNumber attnum)
+{
+	List	   *roles = NIL;
+	Relation	sdep;
+	ScanKeyData key[4];
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	sdep = table_open(SharedDependRelationId, AccessShareLock);
+	ScanKeyInit(&key[0], Anum_pg_shdepend_dbid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(MyDatabaseId));
+	ScanKeyInit(&key[1], Anum_pg_shdepend_classid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(RelationRelationId));
+	ScanKeyInit(&key[2], Anum_pg_shdepend_objid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	ScanKeyInit(&key[3], Anum_pg_shdepend_objsubid, BTEqualStrategyNumber, F_INT4EQ,
+				Int32GetDatum(attnum));
+	scan = systable_beginscan(sdep, SharedDependDependerIndexId, true, NULL, 4, key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_shdepend dep = (Form_pg_shdepend) GETSTRUCT(tup);
+
+		if (dep->refclassid == AuthIdRelationId && dep->deptype == SHARED_DEPENDENCY_ACL)
+			roles = list_append_unique_oid(roles, dep->refobjid);
+	}
+	systable_endscan(scan);
+	table_close(sdep, AccessShareLock);
+	return roles;
+}
+
+static bool
+jobs_owner_column(Oid *relid, AttrNumber *attnum)
+{
+	*relid = jobs_relid();
+	*attnum = OidIsValid(*relid) ? get_attnum(*relid, "owner_oid") : InvalidAttrNumber;
+	return *attnum != InvalidAttrNumber;
+}
+
+/*
+ * Check every job owner's entry (and drop entries of roles that own no
+ * jobs any more), for a scheduler that starts: a restore with triggers
+ * disabled, or pg_upgrade, brings jobs back without them.  Never waits: a
+ * role whose jobs another transaction is changing is left to it.
+ */
+void
+cb_depend_sync_owners(void)
+{
+	Oid			relid;
+	AttrNumber	attnum;
+	ListCell   *lc;
+
+	if (!jobs_owner_column(&relid, &attnum))
+		return;
+	foreach(lc, list_concat_unique_oid(cb_catalog_job_owners(),
+									   recorded_owners(relid, attnum)))
+		(void) sync_owner(relid, attnum, lfirst_oid(lc), true);
+}
+
+/*
+ * The row trigger of chunkbatch.jobs (AFTER INSERT, UPDATE OF owner_oid,
+ * DELETE): the entries of the old and the new owner follow.
+ */
 Datum
 chunkbatch_jobs_changed(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Oid			relid;
+	AttrNumber	attnum;
+	bool		isnull;
+	Datum		d;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
-		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) ||
-		RelationGetRelid(trigdata->tg_relation) != jobs_relid())
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!jobs_owner_column(&relid, &attnum) ||
+		RelationGetRelid(trigdata->tg_relation) != relid)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("chunkbatch.jobs_changed() must be called as a statement trigger of chunkbatch.jobs")));
-	cb_depend_sync_owners();
+				 errmsg("chunkbatch.jobs_changed() must be called as an AFTER row trigger of chunkbatch.jobs")));
+	d = heap_getattr(trigdata->tg_trigtuple, attnum,
+					 RelationGetDescr(trigdata->tg_relation), &isnull);
+	if (!isnull)
+		(void) sync_owner(relid, attnum, DatumGetObjectId(d), false);
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+	{
+		d = heap_getattr(trigdata->tg_newtuple, attnum,
+						 RelationGetDescr(trigdata->tg_relation), &isnull);
+		if (!isnull)
+			(void) sync_owner(relid, attnum, DatumGetObjectId(d), false);
+	}
 	PG_RETURN_POINTER(NULL);
 }
 

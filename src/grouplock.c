@@ -113,6 +113,23 @@ cb_grouplock_holder(const char *group)
 	return (proc != NULL && proc->pid != 0) ? proc->pid : -1;
 }
 
+/*
+ * Serialize, until the end of the transaction, the changes of jobs that
+ * join a group, so that two roles cannot both found it (create_job,
+ * alter_job).  A lock of chunkbatch's own lock space: only jobs of this
+ * group name wait for it.
+ */
+void
+cb_grouplock_lock_name(const char *group)
+{
+	LOCKTAG		tag;
+	int64		key = cb_group_lock_key(group);
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (key >> 32), (uint32) key,
+						 CB_LOCKSPACE_GROUP_NAME);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+}
+
 /* Wake every run worker waiting for a group, so it tries again now. */
 void
 cb_grouplock_wake_waiters(void)

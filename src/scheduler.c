@@ -9,13 +9,18 @@
  * stands in the way of DROP DATABASE, ALTER DATABASE ... RENAME or CREATE
  * DATABASE ... TEMPLATE; run() wakes the launcher to start it again, and a
  * scheduler that dies while its database has work is replaced at once.
- * Each pass first pauses runs copied from another database (they belong
- * to the database they were queued in), then queues the runs handed over
- * by run(..., wait => true); then runs marked running whose worker is gone
- * become 'interrupted' (committed before any worker could look at them);
- * then queued, waiting and interrupted runs are started in queue order, at
- * most one per lock group, while worker slots are free and the emergency
- * stop (pause_all) is off.
+ * When it starts it checks the jobs' dependencies on their owners
+ * (depend.c), and when it starts and then every minute it pauses runs
+ * copied from another database (they belong to the database they were
+ * queued in).  Each pass queues the
+ * runs handed over by run(..., wait => true); then runs marked running
+ * whose worker is gone become 'interrupted' (committed before any worker
+ * could look at them); then queued, waiting and interrupted runs are
+ * started in queue order, at most one per lock group, while worker slots
+ * are free, the owner is within its share and the emergency stop
+ * (pause_all) is off.  A pass looks at each owner's oldest runs only, by
+ * index scans, so it costs the same with ten or a hundred thousand queued
+ * runs and with one or fifty thousand groups.
  *
  * The scheduler connects as the bootstrap superuser and runs only the fixed
  * statements of catalog.c.  Run workers connect as the job's owner; the
@@ -523,6 +528,13 @@ chunkbatch_scheduler_main(Datum main_arg)
 		proc_exit(0);
 	before_shmem_exit(scheduler_detach, (Datum) 0);
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
+	 * The queue scan takes each owner's oldest runs in index order; a
+	 * bitmap scan (chosen when an owner's count is underestimated) would
+	 * read and sort all of that owner's runs instead.
+	 */
+	SetConfigOption("enable_bitmapscan", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	pgstat_report_appname("chunkbatch scheduler");
 
 	worker_handles = MemoryContextAllocZero(TopMemoryContext,

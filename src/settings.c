@@ -23,6 +23,7 @@
 
 #include "catalog/pg_type.h"
 #include "mb/pg_wchar.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/lsyscache.h"
@@ -326,6 +327,77 @@ cb_settings_apply_args(FunctionCallInfo fcinfo, CbJob *job)
 	for (i = 0; i < lengthof(job_settings); i++)
 		if (!PG_ARGISNULL(job_settings[i].argno))
 			setting_from_arg(&job_settings[i], job, fcinfo);
+	cb_settings_check_job(job);
+}
+
+/*
+ * alter_job(..., reset => ARRAY[...]): set the named settings back to
+ * their default.  Only the settings whose default is "none" (the optional
+ * ones, shown as NULL in chunkbatch.jobs) can be reset; lock_group goes
+ * back to the job's name.  A setting may not be both given and reset.
+ */
+void
+cb_settings_reset(FunctionCallInfo fcinfo, int argno, CbJob *job)
+{
+	Datum	   *names;
+	bool	   *nulls;
+	int			n;
+	int			i;
+	int			k;
+
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(argno), TEXTOID, -1, false,
+					  TYPALIGN_INT, &names, &nulls, &n);
+	for (i = 0; i < n; i++)
+	{
+		char	   *name = nulls[i] ? "NULL" : TextDatumGetCString(names[i]);
+		const CbJobSetting *s = NULL;
+
+		for (k = 0; k < lengthof(job_settings); k++)
+			if (!nulls[i] && strcmp(job_settings[k].name, name) == 0)
+				s = &job_settings[k];
+		if (s == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown job setting \"%s\" in reset", name)));
+		if (s->required)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("job setting \"%s\" cannot be reset", name),
+					 errdetail("Only settings whose default is none can be reset."),
+					 errhint("Give it a value instead, e.g. %s => ...", name)));
+		if (!PG_ARGISNULL(s->argno))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("job setting \"%s\" is both given and reset", name)));
+		switch (s->kind)
+		{
+			case CB_SET_INT:
+				*FIELD(job, s, int32) = s->none;
+				break;
+			case CB_SET_INT64:
+				*FIELD(job, s, int64) = 0;
+				break;
+			case CB_SET_TYPE:
+				*FIELD(job, s, Oid) = InvalidOid;
+				break;
+			case CB_SET_NAME:
+				*FIELD(job, s, char *) = job->job_name;
+				break;
+			case CB_SET_SQL:
+				*FIELD(job, s, char *) = NULL;
+				break;
+			case CB_SET_INTERVAL:
+			case CB_SET_TIMEOUT:
+			case CB_SET_CHUNK_TIMEOUT:
+				*FIELD(job, s, Interval *) = NULL;
+				break;
+			case CB_SET_BOOL:
+			case CB_SET_FLOAT:
+			case CB_SET_CHOICE:
+				Assert(false);	/* all required */
+				break;
+		}
+	}
 	cb_settings_check_job(job);
 }
 

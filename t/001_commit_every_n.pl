@@ -6,7 +6,7 @@
 #   50 separate transactions of at most 1000 rows each;
 # - a keyset run over 120,000 rows with batch_size 5000 processes every row
 #   exactly once, in 24 or 25 chunks;
-# - a slow run is visible in pg_stat_activity and chunkbatch.status while it
+# - a slow run is visible in pg_stat_activity and chunkbatch.status_detail while it
 #   runs, with rows_done increasing;
 # - run(..., wait => true) returns the run id after success, and raises the
 #   run's own SQLSTATE when the run fails, keeping its checkpoint.
@@ -141,24 +141,24 @@ ok( $node->poll_query_until(
 ok( $node->poll_query_until(
 		'postgres',
 		"SELECT state = 'running' AND rows_done > 0
-           FROM chunkbatch.status WHERE run_id = $slow_run"),
-	'chunkbatch.status shows the run running with rows done');
+           FROM chunkbatch.status_detail WHERE run_id = $slow_run"),
+	'chunkbatch.status_detail shows the run running with rows done');
 my $rows_before = $node->safe_psql('postgres',
-	"SELECT rows_done FROM chunkbatch.status WHERE run_id = $slow_run");
+	"SELECT rows_done FROM chunkbatch.status_detail WHERE run_id = $slow_run");
 ok( $node->poll_query_until(
 		'postgres',
 		"SELECT state = 'running' AND rows_done > $rows_before
-           FROM chunkbatch.status WHERE run_id = $slow_run"),
-	"chunkbatch.status shows rows_done increasing beyond $rows_before");
+           FROM chunkbatch.status_detail WHERE run_id = $slow_run"),
+	"chunkbatch.status_detail shows rows_done increasing beyond $rows_before");
 is( $node->safe_psql(
 		'postgres',
 		"SELECT s.worker_pid = a.pid
-           FROM chunkbatch.status s
+           FROM chunkbatch.status_detail s
            JOIN pg_stat_activity a ON a.backend_type = 'chunkbatch run worker'
                                   AND a.application_name ~ '\\m$slow_run\\M'
           WHERE s.run_id = $slow_run"),
 	't',
-	'chunkbatch.status names the worker pid seen in pg_stat_activity');
+	'chunkbatch.status_detail names the worker pid seen in pg_stat_activity');
 
 is( $node->final_state($slow_run, '60s'),
 	'succeeded',
@@ -168,9 +168,9 @@ is( $node->once_count('slow_items'),
 	'slow run processed every row exactly once');
 is( $node->safe_psql(
 		'postgres',
-		"SELECT count(*) FROM chunkbatch.status WHERE run_id = $slow_run"),
+		"SELECT count(*) FROM chunkbatch.status_detail WHERE run_id = $slow_run"),
 	'0',
-	'a finished run leaves chunkbatch.status');
+	'a finished run leaves chunkbatch.status_detail');
 
 # ---------------------------------------------------------------------------
 # 4. run(..., wait => true)

@@ -160,8 +160,8 @@ is( $node->sql(
 	'0', 'bob cannot read the SQL of alice\'s jobs');
 is($node->sql(q{SELECT count(*) FROM chunkbatch.runs}, role => 'bob'),
 	'0', 'bob sees none of alice\'s runs');
-is($node->sql(q{SELECT count(*) FROM chunkbatch.status}, role => 'bob'),
-	'0', 'bob sees none of alice\'s runs in chunkbatch.status');
+is($node->sql(q{SELECT count(*) FROM chunkbatch.status_detail}, role => 'bob'),
+	'0', 'bob sees none of alice\'s runs in chunkbatch.status_detail');
 
 ($sqlstate, $stderr) =
   $node->sql_error(q{SELECT chunkbatch.run('alice_purge');}, role => 'bob');
@@ -233,8 +233,8 @@ is( $node->safe_psql(
 	'5',
 	'the superuser sees all of alice\'s runs');
 is($node->safe_psql($db,
-		"SELECT count(*) FROM chunkbatch.status WHERE run_id = $slow_run"),
-	'1', 'the superuser sees alice\'s active run in chunkbatch.status');
+		"SELECT count(*) FROM chunkbatch.status_detail WHERE run_id = $slow_run"),
+	'1', 'the superuser sees alice\'s active run in chunkbatch.status_detail');
 is($node->safe_psql($db, "SELECT chunkbatch.cancel($slow_run)"),
 	't', 'the superuser can cancel alice\'s run');
 is($node->final_state($slow_run, '60s'),

@@ -13,7 +13,7 @@
 # - the running run holds the group's session advisory lock across its chunk
 #   commits (pg_locks, and an outside session cannot take it);
 # - an outside session holding pg_advisory_lock(chunkbatch.group_lock_key('stats'))
-#   makes a run wait (state 'waiting', chunkbatch.status and chunkbatch.groups
+#   makes a run wait (state 'waiting', chunkbatch.status_detail and chunkbatch.groups
 #   name the holder's pid), nothing changes while it holds the lock, and the
 #   run proceeds after pg_advisory_unlock; a run of an on_group_busy => 'skip'
 #   job ends 'skipped' with a reason, and so does a run whose
@@ -182,11 +182,11 @@ ok( $node->poll_query_until(
 SELECT count(*) >= 2
    AND bool_and(s.waiting_for_run = g.holder_run_id)
    AND bool_and(s.waiting_for_pid IS NULL)
-  FROM chunkbatch.status s
+  FROM chunkbatch.status_detail s
   JOIN chunkbatch.groups g ON g.lock_group = s.lock_group
  WHERE s.lock_group = 'stats' AND s.state = 'waiting'
 }),
-	'chunkbatch.status: waiting runs name the holding run as waiting_for_run');
+	'chunkbatch.status_detail: waiting runs name the holding run as waiting_for_run');
 
 is(wait_all(\@seed, '60s'), join(',', ('succeeded') x 12),
 	'all 12 runs of the group succeed');
@@ -332,7 +332,7 @@ my $held_run = $node->queue_run('midnight');
 ok( $node->poll_run($held_run, "state = 'running' AND chunks_done >= 2"),
 	'a midnight run is running and has committed 2 chunks');
 is( $node->sql(
-		"SELECT count(*) FROM pg_locks l JOIN chunkbatch.status s ON s.worker_pid = l.pid
+		"SELECT count(*) FROM pg_locks l JOIN chunkbatch.status_detail s ON s.worker_pid = l.pid
           WHERE s.run_id = $held_run AND l.locktype = 'advisory' AND l.granted
             AND l.mode = 'ExclusiveLock' AND l.objsubid = 1
             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
@@ -362,9 +362,9 @@ ok( $node->poll_query_until(
             AND r.started_at IS NULL
             AND s.waiting_for_pid = $outside_pid AND s.waiting_for_run IS NULL
             AND s.group_wait > interval '0'
-           FROM chunkbatch.runs r JOIN chunkbatch.status s USING (run_id)
+           FROM chunkbatch.runs r JOIN chunkbatch.status_detail s USING (run_id)
           WHERE r.run_id = $waiting_run"),
-	'the run waits (state waiting) and chunkbatch.status names the outside holder\'s pid'
+	'the run waits (state waiting) and chunkbatch.status_detail names the outside holder\'s pid'
 );
 is( $node->sql(q{SELECT holder_pid, holder_run_id IS NULL, waiting_run_ids,
                 longest_wait > interval '0'

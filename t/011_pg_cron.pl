@@ -4,7 +4,8 @@
 #
 # - chunkbatch.schedule('job', '* * * * *') creates the cron job
 #   'chunkbatch:job', which queues a run at the next minute (trigger
-#   'pg_cron ...'); the cron job itself returns at once and succeeds;
+#   'pg_cron ...'); the cron job itself returns at once and succeeds; the
+#   cron commands name their job by id (chunkbatch.job_name_of(id));
 # - a failing job scheduled with wait => true shows 'failed' in
 #   cron.job_run_details, with the run's error, while the run is failed with
 #   SQLSTATE 23514;
@@ -108,6 +109,11 @@ is( $node->sql(
 	'cron.job has chunkbatch:cron_fail, waiting with CALL run_and_wait()');
 note('cron command: '
 	  . $node->sql(q{SELECT command FROM cron.job WHERE jobname = 'chunkbatch:cron_fail'}));
+is( $node->sql(
+		q{SELECT bool_and(c.command LIKE '%chunkbatch.job_name_of(' || j.job_id || ')%')
+            FROM cron.job c JOIN chunkbatch.jobs j ON c.jobname = 'chunkbatch:' || j.job_name
+           WHERE j.job_name IN ('job', 'cron_fail')}),
+	't', 'the cron commands name their job by id');
 
 my ($sqlstate, $stderr) = $node->sql_error(
 	q{SELECT chunkbatch.schedule('no_such_job', '* * * * *');});

@@ -115,7 +115,9 @@ BEGIN
                       || '#' || coalesce(a.application_name, ''), ';')
       INTO calls
       FROM pg_stat_activity a
-     WHERE a.query LIKE 'CALL chunkbatch.run\_and\_wait(''slow''%'
+     WHERE a.query LIKE 'CALL chunkbatch.run\_and\_wait(chunkbatch.job\_name\_of('
+                        || (SELECT j.job_id FROM chunkbatch.jobs j WHERE j.job_name = 'slow')
+                        || ')%'
        AND a.pid <> pg_backend_pid();
     IF st = 'running' AND calls IS NOT NULL THEN
       samples := samples || calls;

@@ -61,7 +61,7 @@ sub next_worker
                      WHEN s.state = 'running' AND s.worker_pid <> $not_pid
                      THEN s.worker_pid::text END
            FROM chunkbatch.runs r
-           LEFT JOIN chunkbatch.status s USING (run_id)
+           LEFT JOIN chunkbatch.status_detail s USING (run_id)
           WHERE r.run_id = $run",
 		qr/^(done|\d+)$/, $timeout);
 }
@@ -160,7 +160,7 @@ for (my $r = 1; $kills_landed < $target_kills && $r <= $max_runs; $r++)
 
 		# Kill only the run's current worker, while the run is running.
 		my $cur = $node->sql(
-			"SELECT s.worker_pid FROM chunkbatch.status s
+			"SELECT s.worker_pid FROM chunkbatch.status_detail s
               WHERE s.run_id = $run AND s.state = 'running'");
 		if ($cur ne $pid)
 		{
@@ -285,8 +285,8 @@ sub wait_mid_run
 	my $r = 103;
 	my $run = start_run($r);
 	ok(wait_mid_run($run), 'terminate: the run is in the middle');
-	my $pid = $node->sql("SELECT worker_pid FROM chunkbatch.status WHERE run_id = $run");
-	like($pid, qr/^\d+$/, 'terminate: chunkbatch.status names the worker');
+	my $pid = $node->sql("SELECT worker_pid FROM chunkbatch.status_detail WHERE run_id = $run");
+	like($pid, qr/^\d+$/, 'terminate: chunkbatch.status_detail names the worker');
 	my $log_offset = -s $node->logfile;
 	is($node->sql("SELECT pg_terminate_backend($pid)"), 't',
 		'terminate: pg_terminate_backend() of the worker');

@@ -246,10 +246,10 @@ cmp_ok($paused_rows, '<', 600, "the run paused in the middle ($paused_rows rows)
 is($node->sql(q{SELECT sum(counter) FROM pr_items}),
 	$paused_rows, 'the table matches the paused checkpoint');
 is( $node->sql("SELECT s.state, s.worker_pid IS NULL, r.finished_at IS NULL
-           FROM chunkbatch.status s JOIN chunkbatch.runs r USING (run_id)
+           FROM chunkbatch.status_detail s JOIN chunkbatch.runs r USING (run_id)
           WHERE run_id = $pr_run"),
 	'paused|t|t',
-	'chunkbatch.status lists the paused run without a worker, not finished');
+	'chunkbatch.status_detail lists the paused run without a worker, not finished');
 usleep(1_500_000);
 is( $node->sql(
 		"SELECT state, rows_done || '|' || coalesce(cursor, '')

@@ -10,7 +10,7 @@
 # - a knee (chunks above some size cost far more per row) is grown into at
 #   most once: later chunks stay at or below the last efficient size;
 # - throttle_sql returning true holds the run: state 'throttled' with the
-#   reason in chunkbatch.status, rows_done does not move for 1.5 s; returning
+#   reason in chunkbatch.status_detail, rows_done does not move for 1.5 s; returning
 #   false releases it, the run finishes, runs.throttled_ms counts the hold;
 #   an alter_job that replaces throttle_sql applies while the run waits;
 # - alter_job(batch_size => 25) during a run of batch 10: every chunk that
@@ -19,7 +19,7 @@
 # - an outside session blocked on a row that a chunk holds makes the next
 #   chunk half the size (then it grows back), and lock_waiters_seen counts it;
 #   every halved chunk follows a chunk that was waited for;
-# - count_sql: while running, chunkbatch.status shows total_estimate,
+# - count_sql: while running, chunkbatch.status_detail shows total_estimate,
 #   percent in (0, 100), a progress bar '[###.....]' matching the percent,
 #   and rows_per_sec and an ETA that describe this run (its worker slot was
 #   used by the runs before it);
@@ -224,7 +224,7 @@ my $th_run = $node->queue_run('gated');
 ok( $node->poll_query_until(
 		$db,
 		"SELECT state = 'running' AND rows_done > 0
-           FROM chunkbatch.status WHERE run_id = $th_run"),
+           FROM chunkbatch.status_detail WHERE run_id = $th_run"),
 	'the gated run is running with rows done');
 $node->sql(q{UPDATE gate SET hold = true});
 my $t_hold = time;
@@ -234,17 +234,17 @@ ok( $node->poll_run($th_run, "state NOT IN ('queued', 'waiting', 'running')"),
 	'the gated run leaves the running state');
 my $th_react = time - $t_hold;
 is( $node->sql("SELECT state, throttle_reason, throttled_for > '0'
-           FROM chunkbatch.status WHERE run_id = $th_run"),
+           FROM chunkbatch.status_detail WHERE run_id = $th_run"),
 	"throttled|throttle_sql returned true|t",
-	'chunkbatch.status shows the run throttled by throttle_sql, with throttled_for'
+	'chunkbatch.status_detail shows the run throttled by throttle_sql, with throttled_for'
 );
 my $th_rows = $node->sql(
-	"SELECT rows_done FROM chunkbatch.status WHERE run_id = $th_run");
+	"SELECT rows_done FROM chunkbatch.status_detail WHERE run_id = $th_run");
 my $th_log = $node->sql(q{SELECT count(*) FROM chunk_log WHERE job = 'gated'});
 usleep(1_500_000);
 is( $node->sql("SELECT state, rows_done, worker_pid IS NOT NULL,
                 throttled_for >= interval '1.5 s'
-           FROM chunkbatch.status WHERE run_id = $th_run"),
+           FROM chunkbatch.status_detail WHERE run_id = $th_run"),
 	"throttled|$th_rows|t|t",
 	"rows_done stays at $th_rows for 1.5 s while throttled, its worker waiting");
 is($node->sql(q{SELECT count(*) FROM chunk_log WHERE job = 'gated'}),
@@ -464,7 +464,7 @@ my $pr_run = $node->queue_run('progress');
 # Two chunks done (or the run over, which fails below).
 ok( $node->poll_query_until(
 		$db,
-		"SELECT COALESCE((SELECT rows_done >= 80 FROM chunkbatch.status
+		"SELECT COALESCE((SELECT rows_done >= 80 FROM chunkbatch.status_detail
                            WHERE run_id = $pr_run), true)"),
 	'the progress run has done two chunks');
 my ($pr_state, $pr_total, $pr_rows, $pr_pct, $pr_bar, $pr_eta, $pr_rate,
@@ -472,7 +472,7 @@ my ($pr_state, $pr_total, $pr_rows, $pr_pct, $pr_bar, $pr_eta, $pr_rate,
   = map { $_ // '' } split /\|/,
   $node->sql("SELECT state, total_estimate, rows_done, percent, progress,
               extract(epoch FROM eta), rows_per_sec, extract(epoch FROM elapsed)
-         FROM chunkbatch.status WHERE run_id = $pr_run");
+         FROM chunkbatch.status_detail WHERE run_id = $pr_run");
 is($pr_state, 'running', 'the progress run is running');
 is($pr_total, '1000', 'total_estimate is the count_sql result, 1000');
 ok($pr_pct > 0 && $pr_pct < 100,

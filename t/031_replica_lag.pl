@@ -95,12 +95,12 @@ sub throttled_by_lag
 	  or diag("run $run: $state $error");
 	my ($reason, $for_ok) = split /\|/,
 	  $primary->sql("SELECT throttle_reason, throttled_for > '0'
-             FROM chunkbatch.status WHERE run_id = $run");
+             FROM chunkbatch.status_detail WHERE run_id = $run");
 	$reason //= '';
 	$for_ok //= '';
 	like($reason, qr/^replica lag: standby standby is /,
-		"$what: chunkbatch.status gives replica lag as the reason");
-	is($for_ok, 't', "$what: chunkbatch.status shows throttled_for");
+		"$what: chunkbatch.status_detail gives replica lag as the reason");
+	is($for_ok, 't', "$what: chunkbatch.status_detail shows throttled_for");
 	my $lag = $primary->sql(q{SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)
                            || ' bytes, replay_lag ' || COALESCE(replay_lag::text, 'NULL')
                       FROM pg_stat_replication WHERE application_name = 'standby'});
@@ -110,7 +110,7 @@ sub throttled_by_lag
 		"$what: the reason gives a lag over the limit: $reason");
 	usleep(1_500_000);
 	is( $primary->sql("SELECT state, rows_done, worker_pid IS NOT NULL
-               FROM chunkbatch.status WHERE run_id = $run"),
+               FROM chunkbatch.status_detail WHERE run_id = $run"),
 		"throttled|$rows|t",
 		"$what: rows_done stays at $rows for 1.5 s while replay is paused");
 	cmp_ok($rows, '<', 20000, "$what: the throttled run is not finished");

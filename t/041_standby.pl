@@ -11,7 +11,7 @@
 #   pause_all(), resume_all(), schedule() and unschedule();  no chunkbatch
 #   process runs on the standby;
 # - on the standby, wait() on a run queued on the primary returns its final
-#   state once replayed, and chunkbatch.status shows the primary's active
+#   state once replayed, and chunkbatch.status_detail shows the primary's active
 #   run (without a local worker);
 # - a run(wait => true) attempted on the standby in a session that is then
 #   terminated leaves no trace: after the promotion, the runs are exactly
@@ -121,8 +121,8 @@ is( $standby->safe_psql(
            FROM chunkbatch.runs WHERE run_id = $run_a"),
 	'succeeded|50|50',
 	'standby: the replayed run and its rows');
-is($standby->safe_psql($db, 'SELECT count(*) FROM chunkbatch.status'),
-	'0', 'standby: chunkbatch.status works (nothing active)');
+is($standby->safe_psql($db, 'SELECT count(*) FROM chunkbatch.status_detail'),
+	'0', 'standby: chunkbatch.status_detail works (nothing active)');
 is( $primary->safe_psql(
 		$db, q{SELECT count(*) FROM pg_stat_activity
                 WHERE backend_type = 'chunkbatch launcher'}),
@@ -273,9 +273,9 @@ is( $standby->safe_psql(
 		$db,
 		"SELECT count(*), min(run_id), bool_and(state = 'running'),
                 bool_and(worker_pid IS NULL)
-           FROM chunkbatch.status"),
+           FROM chunkbatch.status_detail"),
 	"1|$slow_run|t|t",
-	'standby: chunkbatch.status shows the primary\'s run, without a local worker');
+	'standby: chunkbatch.status_detail shows the primary\'s run, without a local worker');
 my $runs_before = $standby->safe_psql($db,
 	q{SELECT string_agg(run_id || ':' || job_name, ',' ORDER BY run_id)
         FROM chunkbatch.runs});
@@ -343,7 +343,7 @@ is( $standby->once_count('j_items'),
 	'promoted: the job tried on the standby never executed again');
 is( $standby->safe_psql(
 		$db,
-		q{SELECT count(*) FROM chunkbatch.status}),
+		q{SELECT count(*) FROM chunkbatch.status_detail}),
 	'0', 'promoted: nothing is active');
 is($standby->safe_psql($db, 'SELECT paused FROM chunkbatch.pause_all_state()'),
 	'f', 'promoted: pause_all() tried on the standby did not pause anything');

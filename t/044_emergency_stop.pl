@@ -7,7 +7,7 @@
 #   (two in db1 in different groups, one in db2): within about a second
 #   every run is 'throttled' with throttle_reason 'all runs paused by
 #   chunkbatch.pause_all() ...: maintenance', and no chunk commits for 2 s;
-#   a run queued meanwhile stays queued and chunkbatch.status shows the
+#   a run queued meanwhile stays queued and chunkbatch.status_detail shows the
 #   pause as its throttle_reason; pause_all_state() says who paused and why.
 #   After resume_all() every run, the queued one too, succeeds and every row
 #   is processed exactly once;
@@ -150,7 +150,7 @@ is($node->safe_psql('db1', $held_sql_1),
 is( $node->safe_psql(
 		'db2',
 		"SELECT r.state, r.started_at IS NULL, s.throttle_reason LIKE $paused_like
-           FROM chunkbatch.runs r JOIN chunkbatch.status s USING (run_id)
+           FROM chunkbatch.runs r JOIN chunkbatch.status_detail s USING (run_id)
           WHERE run_id = $run_2q"),
 	'queued|t|t',
 	'the run queued during the pause stays queued, status shows the pause');

@@ -228,10 +228,10 @@ my $huge_run = $node->sql(q{SELECT chunkbatch.run('huge_estimate')}, db => 'app'
 ok( $node->poll_query_until(
 		'app',
 		"SELECT rows_per_sec > 0 AND total_estimate > 0
-           FROM chunkbatch.status WHERE run_id = $huge_run"),
+           FROM chunkbatch.status_detail WHERE run_id = $huge_run"),
 	'the run with a huge estimate has a rate');
 is( $node->sql(
-		"SELECT eta IS NULL, percent >= 0 FROM chunkbatch.status WHERE run_id = $huge_run",
+		"SELECT eta IS NULL, percent >= 0 FROM chunkbatch.status_detail WHERE run_id = $huge_run",
 		db => 'app'),
 	't|t', 'its ETA is NULL, not negative');
 $node->sql("SELECT chunkbatch.cancel($huge_run)", db => 'app');

@@ -3,8 +3,9 @@
 # The scheduler's cost does not grow with the queue.
 #
 # - draining trivial runs of one job costs the same per run with 200 and
-#   with 10,000 queued (within 1.5x; measured side by side and printed,
-#   with the scheduler's CPU time per dispatched run);
+#   with 10,000 queued (within 1.5x; the 200 and the first 500 of the
+#   10,000 measured side by side and printed, with the scheduler's CPU time
+#   per dispatched run);
 # - with 100,000 runs of role A queued in 50,000 groups, a run of role B
 #   starts within 1 s (three tries);
 # - queuing many runs in one statement costs one queue count, not one per
@@ -31,7 +32,8 @@ $node->sql(
 ALTER ROLE role_a SET chunkbatch.max_queued_runs_per_role = 200000;
 GRANT CREATE ON SCHEMA public TO role_a, role_b;});
 $node->sql(
-	q{SELECT chunkbatch.create_job('a_trivial', 'SELECT 1 WHERE $1 < 0')},
+	q{SELECT chunkbatch.create_job('a_trivial', 'SELECT 1 WHERE $1 < 0');
+SELECT chunkbatch.create_job('a_flood', 'SELECT 1 WHERE pg_sleep(0.2) IS NULL AND $1 > 0');},
 	role => 'role_a');
 $node->sql(q{SELECT chunkbatch.create_job('b_trivial', 'SELECT 1 WHERE $1 < 0')},
 	role => 'role_b');
@@ -57,10 +59,14 @@ sub scheduler_cpu_ms
 sub drain
 {
 	my ($n, $drain) = @_;
+	# The scheduler stays (scheduler_idle_exit): its CPU time is read from
+	# the same process before and after.  A first run starts it.
+	my $warm = $node->queue_run('a_trivial', role => 'role_a');
+	$node->final_state($warm, '30s') eq 'succeeded' or die 'the first run failed';
+	my $cpu0 = scheduler_cpu_ms();
 	my $first = $node->sql(
 		"SELECT min(r) FROM (SELECT chunkbatch.run('a_trivial') r FROM generate_series(1, $n)) s",
 		role => 'role_a');
-	my $cpu0 = scheduler_cpu_ms();
 	my $t0 = time();
 	ok( $node->poll_query_until(
 			'postgres',
@@ -73,15 +79,15 @@ sub drain
 }
 
 my ($per_200, $cpu_200) = drain(200, 200);
-my ($per_10k, $cpu_10k, $first_10k) = drain(10000, 2000);
+my ($per_10k, $cpu_10k, $first_10k) = drain(10000, 500);
 my $remaining = $node->sql(
 	"SELECT count(*) FROM chunkbatch.runs WHERE run_id >= $first_10k AND state IN ('queued', 'waiting')"
 );
-cmp_ok($remaining, '>=', 7000,
+cmp_ok($remaining, '>=', 9000,
 	"the 10,000 runs were measured while most of them were still queued ($remaining)");
 diag(
 	sprintf(
-		'drain per run: %.2f ms with 200 queued, %.2f ms with 10,000 queued (ratio %.2f); scheduler CPU per run: %.2f ms / %.2f ms',
+		'drain per run: %.2f ms with 200 queued, %.2f ms with 10,000 queued (ratio %.2f); scheduler CPU per run: %.2f / %.2f ms',
 		$per_200 * 1000, $per_10k * 1000, $per_10k / $per_200,
 		$cpu_200, $cpu_10k));
 cmp_ok($per_10k / $per_200, '<=', 1.5,
@@ -90,19 +96,23 @@ $node->sql(
 	"UPDATE chunkbatch.runs SET state = 'cancelled', finished_at = now() WHERE state IN ('queued', 'waiting')"
 );
 
-# 100,000 runs of A in one statement; then spread them over 50,000 groups
+# 100,000 runs of A (each 0.2 s long) in one statement; then spread them
+# over 50,000 groups
 # (as a superuser, directly: the groups are what the scheduler must cope
 # with).
 my $t0 = time();
 $node->sql(
-	q{SELECT count(chunkbatch.run('a_trivial')) FROM generate_series(1, 100000)},
+	q{SELECT count(chunkbatch.run('a_flood')) FROM generate_series(1, 100000)},
 	role => 'role_a');
 my $queue_secs = time() - $t0;
 diag(sprintf('100,000 runs queued by one statement in %.1f s', $queue_secs));
 ok($queue_secs < 60, 'queuing 100,000 runs in one statement takes less than a minute');
 $node->sql(
 	q{UPDATE chunkbatch.runs SET lock_group = 'g' || (run_id % 50000)
-       WHERE state = 'queued' AND job_name = 'a_trivial'});
+       WHERE state = 'queued' AND job_name = 'a_flood'});
+# The measures below are of a steady queue, not of the vacuum of those
+# 100,000 updated rows.
+$node->sql(q{VACUUM ANALYZE chunkbatch.runs});
 is( $node->sql(
 		q{SELECT count(DISTINCT lock_group) >= 49000 AND count(*) >= 95000
             FROM chunkbatch.runs WHERE state IN ('queued', 'waiting')}),

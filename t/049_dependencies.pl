@@ -18,6 +18,10 @@
 # - DROP SCHEMA CASCADE of the schema of a cursor type either fails
 #   cleanly, drops the job, or leaves a job that alter_job and run refuse
 #   with a proper SQLSTATE (not XX000);
+# - a role's open transaction after create_job does not hold up another
+#   role's create_job, alter_job, drop_job or runs;
+# - pg_shdepend entries removed by hand come back when the scheduler
+#   starts (after a restart), and DROP ROLE fails again;
 # - the server log holds no XX000 and no 'cache lookup failed'.
 use strict;
 use warnings;
@@ -319,6 +323,54 @@ else
 		diag('the run of kj2 ended: ' . ($end // 'not within 15 s'));
 	}
 }
+
+# ---------------------------------------------------------------------------
+# I. No role can hold up another's job changes: role x leaves a transaction
+# open after creating a job (its own group); role y creates, alters and drops
+# jobs meanwhile within 5 s, and its run succeeds.
+# ---------------------------------------------------------------------------
+$node->sql(q{CREATE ROLE x LOGIN; CREATE ROLE y LOGIN;}, db => 'app');
+my $x = $node->background_psql('app', extra_params => [ '-U', 'x' ]);
+$x->query_safe(
+	q{BEGIN; SELECT chunkbatch.create_job('x_job', 'SELECT 1 WHERE $1 < 0')});
+($sqlstate, $stderr) = $node->sql_error(
+	q{SET statement_timeout = '5s';
+SELECT chunkbatch.create_job('y_job', 'SELECT 1 WHERE $1 < 0');
+SELECT chunkbatch.alter_job('y_job', batch_size => 7);
+SELECT chunkbatch.create_job('y_job2', 'SELECT 1 WHERE $1 < 0');
+SELECT chunkbatch.drop_job('y_job2');},
+	db => 'app',
+	role => 'y');
+is($sqlstate, '', 'role y creates, alters and drops jobs while role x has a job change open')
+  or diag($stderr);
+my $y_run = $node->queue_run('y_job', db => 'app', role => 'y');
+is($node->final_state($y_run, '20s', db => 'app'),
+	'succeeded', '... and its run succeeds');
+$x->query_safe('ROLLBACK');
+$x->quit;
+
+# ---------------------------------------------------------------------------
+# J. A database whose dependency entries are missing (a restore with
+# triggers disabled, pg_upgrade) gets them back when its scheduler starts.
+# ---------------------------------------------------------------------------
+my $deps_of_y = q{SELECT count(*) FROM pg_shdepend
+   WHERE refobjid = 'y'::regrole AND classid = 'pg_class'::regclass
+     AND objid = 'chunkbatch.jobs'::regclass
+     AND dbid = (SELECT oid FROM pg_database WHERE datname = 'app')};
+is($node->sql($deps_of_y, db => 'app'), '1', 'role y\'s jobs have one pg_shdepend entry');
+$node->sql(
+	q{DELETE FROM pg_shdepend WHERE classid = 'pg_class'::regclass
+       AND objid = 'chunkbatch.jobs'::regclass
+       AND dbid = (SELECT oid FROM pg_database WHERE datname = 'app')},
+	db => 'app');
+is($node->sql($deps_of_y, db => 'app'), '0', 'the entries removed by hand');
+$node->restart;
+ok(defined $node->poll_for($deps_of_y, qr/^1$/, 30, db => 'app'),
+	'after a restart, the scheduler records role y\'s entry again');
+($sqlstate, $stderr) =
+  $node->sql_error(q{BEGIN; DROP ROLE y; ROLLBACK;}, db => 'other');
+is($sqlstate, '2BP01', '... and DROP ROLE y from another database fails again')
+  or diag($stderr);
 
 # ---------------------------------------------------------------------------
 # H. The server log.

@@ -545,6 +545,22 @@ SELECT j.job_name,
  ORDER BY j.job_name;
 GRANT SELECT ON chunkbatch.job_stats TO PUBLIC;
 
+/*
+ * The run that the calling chunk SQL belongs to (all NULL outside a run
+ * worker): for statements that record which run wrote a row, or that act
+ * on the schedule's tick rather than on now().
+ */
+CREATE FUNCTION chunkbatch.run_context(
+    OUT run_id bigint,
+    OUT job_name text,
+    OUT queued_at timestamptz,
+    OUT trigger text,
+    OUT chunk bigint)
+RETURNS record
+LANGUAGE C STABLE PARALLEL RESTRICTED
+AS 'MODULE_PATHNAME', 'chunkbatch_run_context';
+GRANT EXECUTE ON FUNCTION chunkbatch.run_context() TO PUBLIC;
+
 /* One line on what each object is for (psql shows them with \d+ and \df+). */
 COMMENT ON SCHEMA chunkbatch IS 'chunkbatch: SQL batch jobs run by background workers, one committed chunk at a time';
 COMMENT ON TABLE chunkbatch.jobs IS 'Job definitions: chunk SQL, owner, batch size, group and settings (one row per job)';
@@ -647,6 +663,7 @@ COMMENT ON FUNCTION chunkbatch.progress() IS 'Live progress of this databases ru
 COMMENT ON FUNCTION chunkbatch.group_holder_pid(text) IS 'Process holding a lock groups lock, if any';
 COMMENT ON FUNCTION chunkbatch.job_name_of(bigint) IS 'Name of a job by id, for the commands of pg_cron schedules';
 COMMENT ON FUNCTION chunkbatch.sparkline(real[]) IS 'Chunk durations as a sparkline, for the status view';
+COMMENT ON FUNCTION chunkbatch.run_context() IS 'The run that the calling chunk belongs to: id, job, queued time, trigger, chunk number';
 COMMENT ON FUNCTION chunkbatch.schedule(text, text, jsonb, boolean) IS 'Schedule a job with pg_cron';
 COMMENT ON FUNCTION chunkbatch.unschedule(text) IS 'Remove a jobs pg_cron schedule';
 COMMENT ON VIEW chunkbatch.status IS 'Queued, active and paused runs, one short line each (\watch 1); details in status_detail';

@@ -60,6 +60,7 @@ PG_FUNCTION_INFO_V1(chunkbatch_pause_all);
 PG_FUNCTION_INFO_V1(chunkbatch_resume_all);
 PG_FUNCTION_INFO_V1(chunkbatch_pause_all_state);
 PG_FUNCTION_INFO_V1(chunkbatch_wake_after_update);
+PG_FUNCTION_INFO_V1(chunkbatch_run_context);
 
 /* Set when this transaction queued a run: wake the launcher at commit. */
 static bool wake_at_commit = false;
@@ -1057,4 +1058,31 @@ chunkbatch_wake_after_update(PG_FUNCTION_ARGS)
 				 errmsg("chunkbatch_wake_after_update() can only be called by the extension's update script")));
 	wake_at_commit = true;
 	PG_RETURN_VOID();
+}
+
+/*
+ * The run that the calling chunk (or step) belongs to: its id, job, the
+ * time it was queued (a pg_cron schedule's tick), what queued it, and the
+ * number of the chunk in progress.  All NULL outside a run worker.
+ */
+Datum
+chunkbatch_run_context(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[5];
+	bool		nulls[5] = {true, true, true, true, true};
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (cb_current_run != NULL)
+	{
+		values[0] = Int64GetDatum(cb_current_run->run_id);
+		values[1] = CStringGetTextDatum(cb_current_run->job.job_name);
+		values[2] = TimestampTzGetDatum(cb_current_run->queued_at);
+		values[3] = CStringGetTextDatum(cb_current_run->trigger);
+		values[4] = Int64GetDatum(cb_current_run->chunks_done + 1);
+		memset(nulls, false, sizeof(nulls));
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc),
+													  values, nulls)));
 }

@@ -684,7 +684,7 @@ cb_catalog_claim_run(int64 run_id, CbRun *run)
 					 " AND origin_system OPERATOR(pg_catalog.=) $4"
 					 " RETURNING job_id, params, cursor, rows_done, chunks_done,"
 					 " batch_size, avg_chunk_ms, max_chunk_ms, retries, lock_group,"
-					 " dead_letters, start_attempts, lock_waiters_seen",
+					 " dead_letters, start_attempts, lock_waiters_seen, queued_at, trigger",
 					 cb_run_state_name(CB_RUN_WAITING),
 					 cb_run_states_from(CB_RUN_WAITING, CB_STATES_CLAIMABLE)),
 			4, types, values, NULL, SPI_OK_UPDATE_RETURNING);
@@ -711,6 +711,8 @@ cb_catalog_claim_run(int64 run_id, CbRun *run)
 		run->lock_waiters_seen = DatumGetInt64(col_datum(0, 13));
 		run->avg_chunk_ms = col_isnull(0, 7) ? 0 : DatumGetFloat8(col_datum(0, 7));
 		run->max_chunk_ms = col_isnull(0, 8) ? 0 : DatumGetFloat8(col_datum(0, 8));
+		run->queued_at = DatumGetTimestampTz(col_datum(0, 14));
+		run->trigger = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 15);
 		MemoryContextSwitchTo(old);
 	}
 

@@ -36,6 +36,7 @@
 #include "tcop/tcopprot.h"
 #include "pgstat.h"
 #include "storage/lock.h"
+#include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/guc.h"
@@ -273,6 +274,21 @@ cb_chunk_validate_select(const char *job_name, const char *what, const char *sql
 }
 
 /* Per-chunk settings, undone at the chunk's commit or abort. */
+/*
+ * A chunk's statement_timeout in milliseconds (0: none): the job's own,
+ * else what a session of its owner in this database gets (the server's
+ * value, or ALTER ROLE / ALTER DATABASE ... SET statement_timeout, which
+ * the worker took when it connected as the owner).  lock_timeout needs no
+ * such care: the job's own value is set per chunk, and otherwise the
+ * owner's applies by itself.
+ */
+static int
+chunk_statement_timeout_ms(const CbJob *job)
+{
+	return job->statement_timeout != NULL ?
+		(int) cb_interval_ms(job->statement_timeout) : StatementTimeout;
+}
+
 static void
 chunk_apply_settings(CbChunkState *cs)
 {
@@ -295,9 +311,8 @@ chunk_apply_settings(CbChunkState *cs)
 								 true, 0, false);
 	}
 	/* SPI in a background worker never arms statement_timeout: do it here. */
-	if (job->statement_timeout != NULL)
-		enable_timeout_after(STATEMENT_TIMEOUT,
-							 (int) cb_interval_ms(job->statement_timeout));
+	if (chunk_statement_timeout_ms(job) > 0)
+		enable_timeout_after(STATEMENT_TIMEOUT, chunk_statement_timeout_ms(job));
 }
 
 static void
@@ -678,12 +693,11 @@ cb_chunk_execute(CbChunkState *cs, CbChunkResult *res)
 
 	if (!res->ok)
 	{
-		Interval   *timeout = run->job.statement_timeout;
+		int			timeout = chunk_statement_timeout_ms(&run->job);
 
 		res->elapsed_ms = (double) (GetCurrentTimestamp() - start) / 1000.0;
 		res->timed_out = (res->error->sqlerrcode == ERRCODE_QUERY_CANCELED &&
-						  timeout != NULL &&
-						  res->elapsed_ms >= cb_interval_ms(timeout) * 0.95);
+						  timeout > 0 && res->elapsed_ms >= timeout * 0.95);
 		return;
 	}
 
@@ -725,10 +739,10 @@ isolate_try(CbIsolation *iso, int lo, int n, ErrorData **edata)
 	MemoryContextSwitchTo(oldcxt);
 	PG_TRY();
 	{
-		/* Each part gets the job's statement_timeout, not the whole split. */
-		if (cs->run->job.statement_timeout != NULL)
+		/* Each part gets the chunk's statement_timeout, not the whole split. */
+		if (chunk_statement_timeout_ms(&cs->run->job) > 0)
 			enable_timeout_after(STATEMENT_TIMEOUT,
-								 (int) cb_interval_ms(cs->run->job.statement_timeout));
+								 chunk_statement_timeout_ms(&cs->run->job));
 		iso->processed += chunk_run_statement(cs, n,
 											  lo == 0 ? cs->cursor : iso->keys[lo - 1],
 											  lo == 0 && cs->cursor_null,
@@ -931,6 +945,7 @@ cb_chunk_isolate(CbChunkState *cs, CbChunkResult *res)
 	if (!ok)
 		return;
 	res->ok = true;
+	res->isolated = true;
 	res->error = NULL;
 	res->processed = iso.processed;
 	chunk_advance(cs, &cp, lastkey, true);

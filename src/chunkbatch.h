@@ -301,6 +301,8 @@ typedef struct CbRun
 	int64		run_id;
 	CbJob		job;
 	Datum		params;			/* jsonb */
+	TimestampTz queued_at;
+	char	   *trigger;		/* what queued it: sql, pg_cron, a label */
 	char	   *cursor;			/* text form of the checkpoint, or NULL */
 	int64		rows_done;
 	int64		chunks_done;
@@ -362,6 +364,7 @@ typedef struct CbChunkResult
 	ErrorData  *error;			/* when !ok, in the caller's context */
 	bool		timed_out;		/* the job's statement_timeout ended it */
 	bool		lock_waiters;	/* other sessions waited for its locks */
+	bool		isolated;		/* committed without its poison rows */
 	TimestampTz job_altered_at; /* the job's altered_at, read at commit */
 } CbChunkResult;
 
@@ -402,6 +405,9 @@ extern bool cb_catalog_get_run(int64 run_id, bool for_update, CbRunRef *ref,
 extern bool cb_catalog_cancel_unowned(int64 run_id);
 
 extern bool cb_catalog_claim_run(int64 run_id, CbRun *run);
+
+/* The run this process executes (run workers only), for run_context(). */
+extern CbRun *cb_current_run;
 extern void cb_catalog_mark_started(int64 run_id);
 extern TimestampTz cb_catalog_checkpoint(const CbRun *run, const CbCheckpoint *cp);
 extern void cb_catalog_reload_job(CbJob *job);

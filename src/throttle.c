@@ -234,7 +234,8 @@ adaptive_size(const CbRun *run, const CbChunkResult *res)
  * Adaptive mode (target_chunk_ms): see adaptive_size(), within
  * [min_batch_size, max_batch_size] and at most a knee's ceiling; after a
  * knee, the ceiling or less if that chunk ran long.  A chunk that made other
- * sessions wait halves the size in both modes.
+ * sessions wait halves the size in both modes.  After a chunk whose poison
+ * rows were isolated the size stays.
  */
 int32
 cb_throttle_next_batch(CbRun *run, const CbChunkResult *res)
@@ -245,6 +246,13 @@ cb_throttle_next_batch(CbRun *run, const CbChunkResult *res)
 	double		lo = 1;
 	double		hi = run->full_batch_size;
 
+	/*
+	 * A chunk redone without its poison rows took the time of its failed
+	 * try and of the isolation: it says nothing of how fast chunks of this
+	 * size are, so it is no knee and teaches no rate.
+	 */
+	if (res->isolated)
+		return run->batch_size;
 	if (job->target_chunk_ms > 0 && adaptive_knee(run, res))
 		next = cur * job->target_chunk_ms / res->elapsed_ms;
 	else

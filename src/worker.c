@@ -35,6 +35,9 @@
 
 #include "chunkbatch.h"
 
+/* The run this worker executes, once claimed (see run_context()). */
+CbRun	   *cb_current_run = NULL;
+
 /* A run fails as a crash loop when this many workers died on it in a row. */
 #define CB_MAX_START_ATTEMPTS	3
 
@@ -440,7 +443,10 @@ worker_start(int64 run_id, CbRun *run, CbChunkState **cs, MemoryContext run_ctx)
 		PushActiveSnapshot(GetTransactionSnapshot());
 		claimed = cb_catalog_claim_run(run_id, run);
 		if (claimed)
+		{
 			*cs = cb_chunk_begin(run, run_ctx);
+			cb_current_run = run;
+		}
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 	}

@@ -759,6 +759,187 @@ RETURNS record
 LANGUAGE C STABLE PARALLEL RESTRICTED
 AS 'MODULE_PATHNAME', 'chunkbatch_run_context';
 
+/*
+ * What a run of a job would do, without doing it: the estimated rows and
+ * chunks (count_sql), the first chunk's plan with real parameters at its
+ * first size and at the largest adaptive sizing may reach, and warnings
+ * (plan changing shape between the sizes, sequential scans of large
+ * tables, no statement_timeout, triggers and cascading foreign keys that
+ * the chunk fires, the relations it locks and how).  With execute => true,
+ * one real chunk is executed and rolled back, for its rows and time.  As
+ * the job's owner, with its search_path, like a run; the caller needs the
+ * owner's privileges.
+ */
+CREATE FUNCTION chunkbatch.dry_run(
+    job_name text,
+    params jsonb DEFAULT '{}',
+    execute boolean DEFAULT false)
+RETURNS TABLE (item text, detail text)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j           record;
+    caller      text := current_user;
+    stmt        text := 'chunkbatch_dry_run_' OPERATOR(pg_catalog.||) pg_catalog.pg_backend_pid();
+    sizes       integer[];
+    sz          integer;
+    plan        jsonb;
+    shape       text;
+    first_shape text;
+    total       bigint;
+    n           bigint;
+    r           record;
+BEGIN
+    IF job_name IS NULL OR params IS NULL OR execute IS NULL THEN
+        RAISE EXCEPTION 'job_name, params and execute must not be null' USING ERRCODE = '22004';
+    END IF;
+    SELECT jb.* INTO j FROM chunkbatch.jobs jb
+     WHERE jb.job_name OPERATOR(pg_catalog.=) dry_run.job_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job "%" does not exist', job_name USING ERRCODE = '42704';
+    END IF;
+    IF NOT pg_catalog.pg_has_role(j.owner_oid, 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied for job "%"', job_name USING ERRCODE = '42501',
+            DETAIL = 'Only roles with the privileges of the job''s owner can use it.';
+    END IF;
+    sizes := ARRAY[j.batch_size];
+    IF j.target_chunk_ms IS NOT NULL AND j.max_batch_size OPERATOR(pg_catalog.>) j.batch_size THEN
+        sizes := sizes OPERATOR(pg_catalog.||) j.max_batch_size;
+    END IF;
+
+    /* As the owner, with the job's search_path, as a run worker would. */
+    EXECUTE pg_catalog.format('SET LOCAL ROLE %I', j.owner);
+    PERFORM pg_catalog.set_config('search_path', j.search_path, true);
+    BEGIN
+        EXECUTE pg_catalog.format('PREPARE %I (integer, %s, jsonb) AS %s', stmt,
+                                  COALESCE(j.cursor_type::text, 'text'), j.chunk_sql);
+
+        IF j.count_sql IS NOT NULL THEN
+            EXECUTE pg_catalog.format('PREPARE %I (integer, %s, jsonb) AS SELECT (%s)::bigint',
+                                      stmt OPERATOR(pg_catalog.||) '_count',
+                                      COALESCE(j.cursor_type::text, 'text'), j.count_sql);
+            EXECUTE pg_catalog.format('EXECUTE %I(%s, NULL, %L)', stmt OPERATOR(pg_catalog.||) '_count',
+                                      j.batch_size, params) INTO total;
+            EXECUTE pg_catalog.format('DEALLOCATE %I', stmt OPERATOR(pg_catalog.||) '_count');
+            item := 'estimate';
+            detail := pg_catalog.format('%s rows (count_sql), about %s chunks of %s rows',
+                                        total, pg_catalog.ceil(total::numeric / j.batch_size),
+                                        j.batch_size);
+            RETURN NEXT;
+        ELSE
+            item := 'estimate';
+            detail := 'none: the job has no count_sql';
+            RETURN NEXT;
+        END IF;
+
+        FOREACH sz IN ARRAY sizes LOOP
+            EXECUTE pg_catalog.format('EXPLAIN (FORMAT JSON) EXECUTE %I(%s, NULL, %L)',
+                                      stmt, sz, params) INTO plan;
+            shape := (SELECT pg_catalog.string_agg(v #>> '{}', ' > ')
+                        FROM jsonb_path_query(plan,
+                               'strict $.** ? (@.type() == "object" && exists(@."Node Type"))."Node Type"') v);
+            first_shape := COALESCE(first_shape, shape);
+            item := pg_catalog.format('plan at %s rows', sz);
+            detail := shape;
+            RETURN NEXT;
+            FOR r IN
+                SELECT DISTINCT v #>> '{}' AS rel
+                  FROM jsonb_path_query(plan, '$.** ? (@."Node Type" == "Seq Scan")."Relation Name"') v
+            LOOP
+                IF (SELECT c.reltuples FROM pg_catalog.pg_class c
+                     WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(pg_catalog.quote_ident(r.rel))) OPERATOR(pg_catalog.>) 10000 THEN
+                    item := 'warning';
+                    detail := pg_catalog.format('sequential scan of %s (a large table) at %s rows', r.rel, sz);
+                    RETURN NEXT;
+                END IF;
+            END LOOP;
+            IF shape OPERATOR(pg_catalog.<>) first_shape THEN
+                item := 'warning';
+                detail := pg_catalog.format('the plan changes shape between %s and %s rows: the chunk''s cost may not grow with its rows',
+                                            sizes[1], sz);
+                RETURN NEXT;
+            END IF;
+            IF sz OPERATOR(pg_catalog.=) sizes[1] THEN
+                FOR r IN
+                    SELECT DISTINCT v #>> '{}' AS rel
+                      FROM jsonb_path_query(plan, '$.** ? (@."Node Type" == "ModifyTable")."Relation Name"') v
+                LOOP
+                    item := 'locks';
+                    detail := pg_catalog.format('%s: ROW EXCLUSIVE, and row locks on the rows it changes', r.rel);
+                    RETURN NEXT;
+                    FOR item, detail IN
+                        SELECT 'warning', pg_catalog.format('trigger %s fires on %s', t.tgname, r.rel)
+                          FROM pg_catalog.pg_trigger t
+                         WHERE t.tgrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(pg_catalog.quote_ident(r.rel))
+                           AND NOT t.tgisinternal
+                        UNION ALL
+                        SELECT 'warning', pg_catalog.format('foreign key %s of %s cascades to it (%s)',
+                                   c.conname, c.conrelid::regclass,
+                                   CASE c.confdeltype WHEN 'c' THEN 'ON DELETE CASCADE'
+                                        WHEN 'n' THEN 'ON DELETE SET NULL'
+                                        ELSE 'ON DELETE SET DEFAULT' END)
+                          FROM pg_catalog.pg_constraint c
+                         WHERE c.contype OPERATOR(pg_catalog.=) 'f'
+                           AND c.confrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(pg_catalog.quote_ident(r.rel))
+                           AND c.confdeltype IN ('c', 'n', 'd')
+                    LOOP
+                        RETURN NEXT;
+                    END LOOP;
+                END LOOP;
+                FOR r IN
+                    SELECT DISTINCT v #>> '{}' AS rel
+                      FROM jsonb_path_query(plan, '$.** ? (@."Node Type" != "ModifyTable")."Relation Name"') v
+                LOOP
+                    item := 'locks';
+                    detail := pg_catalog.format('%s: ACCESS SHARE (read)', r.rel);
+                    RETURN NEXT;
+                END LOOP;
+            END IF;
+        END LOOP;
+
+        IF j.statement_timeout IS NULL
+           AND pg_catalog.current_setting('statement_timeout') OPERATOR(pg_catalog.=) '0' THEN
+            item := 'warning';
+            detail := 'no statement_timeout: neither the job nor its owner''s session limits a chunk';
+            RETURN NEXT;
+        END IF;
+
+        IF execute THEN
+            BEGIN
+                EXECUTE pg_catalog.format('EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE %I(%s, NULL, %L)',
+                                          stmt, j.batch_size, params) INTO plan;
+                n := CASE WHEN plan #>> '{0,Plan,Node Type}' OPERATOR(pg_catalog.=) 'ModifyTable'
+                          THEN (plan #>> '{0,Plan,Plans,0,Actual Rows}')::bigint
+                          ELSE (plan #>> '{0,Plan,Actual Rows}')::bigint END;
+                item := 'executed';
+                detail := pg_catalog.format('the first chunk: %s rows in %s ms, rolled back', n,
+                    pg_catalog.round((plan #>> '{0,Execution Time}')::numeric, 1));
+                -- roll the chunk back (caught below, never seen by the caller)
+                RAISE EXCEPTION USING ERRCODE = 'assert_failure';
+            EXCEPTION WHEN assert_failure THEN
+                RETURN NEXT;
+            END;
+        END IF;
+        EXECUTE pg_catalog.format('DEALLOCATE %I', stmt);
+    EXCEPTION WHEN OTHERS THEN
+        EXECUTE pg_catalog.format('SET LOCAL ROLE %I', caller);
+        BEGIN
+            EXECUTE pg_catalog.format('DEALLOCATE %I', stmt);
+        EXCEPTION WHEN invalid_sql_statement_name THEN
+            NULL;
+        END;
+        BEGIN
+            EXECUTE pg_catalog.format('DEALLOCATE %I', stmt OPERATOR(pg_catalog.||) '_count');
+        EXCEPTION WHEN invalid_sql_statement_name THEN
+            NULL;
+        END;
+        RAISE;
+    END;
+    EXECUTE pg_catalog.format('SET LOCAL ROLE %I', caller);
+END
+$$;
+
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA chunkbatch FROM PUBLIC;
 GRANT USAGE ON SCHEMA chunkbatch TO PUBLIC;
 GRANT EXECUTE ON FUNCTION
@@ -779,6 +960,7 @@ GRANT EXECUTE ON FUNCTION
     chunkbatch.job_name_of(bigint),
     chunkbatch.sparkline(real[]),
     chunkbatch.run_context(),
+    chunkbatch.dry_run(text, jsonb, boolean),
     chunkbatch.wait(bigint, interval),
     chunkbatch.cancel(bigint),
     chunkbatch.pause(bigint),
@@ -893,6 +1075,7 @@ COMMENT ON FUNCTION chunkbatch.progress() IS 'Live progress of this databases ru
 COMMENT ON FUNCTION chunkbatch.group_holder_pid(text) IS 'Process holding a lock groups lock, if any';
 COMMENT ON FUNCTION chunkbatch.job_name_of(bigint) IS 'Name of a job by id, for the commands of pg_cron schedules';
 COMMENT ON FUNCTION chunkbatch.sparkline(real[]) IS 'Chunk durations as a sparkline, for the status view';
+COMMENT ON FUNCTION chunkbatch.dry_run(text, jsonb, boolean) IS 'What a run of a job would do: estimate, plans at its chunk sizes, warnings, locks; optionally one chunk rolled back';
 COMMENT ON FUNCTION chunkbatch.run_context() IS 'The run that the calling chunk belongs to: id, job, queued time, trigger, chunk number';
 COMMENT ON FUNCTION chunkbatch.schedule(text, text, jsonb, boolean) IS 'Schedule a job with pg_cron';
 COMMENT ON FUNCTION chunkbatch.unschedule(text) IS 'Remove a jobs pg_cron schedule';

@@ -96,6 +96,26 @@ lock_owner(Oid role, bool dontWait)
 }
 
 /*
+ * A scan of this database's pg_shdepend entries on the owner_oid column of
+ * chunkbatch.jobs (every role's).
+ */
+static SysScanDesc
+owner_entries_scan(Relation sdep, Oid relid, AttrNumber attnum)
+{
+	ScanKeyData key[4];
+
+	ScanKeyInit(&key[0], Anum_pg_shdepend_dbid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(MyDatabaseId));
+	ScanKeyInit(&key[1], Anum_pg_shdepend_classid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(RelationRelationId));
+	ScanKeyInit(&key[2], Anum_pg_shdepend_objid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	ScanKeyInit(&key[3], Anum_pg_shdepend_objsubid, BTEqualStrategyNumber, F_INT4EQ,
+				Int32GetDatum(attnum));
+	return systable_beginscan(sdep, SharedDependDependerIndexId, true, NULL, 4, key);
+}
+
+/*
  * Make pg_shdepend hold exactly one entry for the role if it owns jobs of
  * this database, none if not.  Returns false (having done nothing) if
  * dontWait and another transaction is changing the role's jobs.
@@ -106,7 +126,6 @@ sync_owner(Oid relid, AttrNumber attnum, Oid role, bool dontWait)
 	bool		wanted;
 	bool		recorded = false;
 	Relation	sdep;
-	ScanKeyData key[4];
 	SysScanDesc scan;
 	HeapTuple	tup;
 
@@ -118,15 +137,7 @@ sync_owner(Oid relid, AttrNumber attnum, Oid role, bool dontWait)
 		SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(role));
 
 	sdep = table_open(SharedDependRelationId, RowExclusiveLock);
-	ScanKeyInit(&key[0], Anum_pg_shdepend_dbid, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(MyDatabaseId));
-	ScanKeyInit(&key[1], Anum_pg_shdepend_classid, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(RelationRelationId));
-	ScanKeyInit(&key[2], Anum_pg_shdepend_objid, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(relid));
-	ScanKeyInit(&key[3], Anum_pg_shdepend_objsubid, BTEqualStrategyNumber, F_INT4EQ,
-				Int32GetDatum(attnum));
-	scan = systable_beginscan(sdep, SharedDependDependerIndexId, true, NULL, 4, key);
+	scan = owner_entries_scan(sdep, relid, attnum);
 	while (HeapTupleIsValid(tup = systable_getnext(scan)))
 	{
 		Form_pg_shdepend dep = (Form_pg_shdepend) GETSTRUCT(tup);
@@ -169,20 +180,11 @@ recorded_owners(Oid relid, AttrNumber attnum)
 {
 	List	   *roles = NIL;
 	Relation	sdep;
-	ScanKeyData key[4];
 	SysScanDesc scan;
 	HeapTuple	tup;
 
 	sdep = table_open(SharedDependRelationId, AccessShareLock);
-	ScanKeyInit(&key[0], Anum_pg_shdepend_dbid, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(MyDatabaseId));
-	ScanKeyInit(&key[1], Anum_pg_shdepend_classid, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(RelationRelationId));
-	ScanKeyInit(&key[2], Anum_pg_shdepend_objid, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(relid));
-	ScanKeyInit(&key[3], Anum_pg_shdepend_objsubid, BTEqualStrategyNumber, F_INT4EQ,
-				Int32GetDatum(attnum));
-	scan = systable_beginscan(sdep, SharedDependDependerIndexId, true, NULL, 4, key);
+	scan = owner_entries_scan(sdep, relid, attnum);
 	while (HeapTupleIsValid(tup = systable_getnext(scan)))
 	{
 		Form_pg_shdepend dep = (Form_pg_shdepend) GETSTRUCT(tup);

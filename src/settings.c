@@ -369,34 +369,10 @@ cb_settings_reset(FunctionCallInfo fcinfo, int argno, CbJob *job)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("job setting \"%s\" is both given and reset", name)));
-		switch (s->kind)
-		{
-			case CB_SET_INT:
-				*FIELD(job, s, int32) = s->none;
-				break;
-			case CB_SET_INT64:
-				*FIELD(job, s, int64) = 0;
-				break;
-			case CB_SET_TYPE:
-				*FIELD(job, s, Oid) = InvalidOid;
-				break;
-			case CB_SET_NAME:
-				*FIELD(job, s, char *) = job->job_name;
-				break;
-			case CB_SET_SQL:
-				*FIELD(job, s, char *) = NULL;
-				break;
-			case CB_SET_INTERVAL:
-			case CB_SET_TIMEOUT:
-			case CB_SET_CHUNK_TIMEOUT:
-				*FIELD(job, s, Interval *) = NULL;
-				break;
-			case CB_SET_BOOL:
-			case CB_SET_FLOAT:
-			case CB_SET_CHOICE:
-				Assert(false);	/* all required */
-				break;
-		}
+		/* Its default is what a NULL column reads as; a group's, the job's name. */
+		cb_setting_from_datum(s, job, (Datum) 0, true, NULL);
+		if (s->kind == CB_SET_NAME)
+			*FIELD(job, s, char *) = job->job_name;
 	}
 	cb_settings_check_job(job);
 }

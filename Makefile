@@ -3,7 +3,7 @@ MODULE_big = chunkbatch
 OBJS = src/chunkbatch.o src/shmem.o src/launcher.o src/scheduler.o \
        src/worker.o src/chunk.o src/grouplock.o src/throttle.o \
        src/catalog.o src/api.o src/utility.o src/runstate.o src/errors.o \
-       src/settings.o src/depend.o
+       src/settings.o src/depend.o src/range.o src/steps.o
 EXTENSION = chunkbatch
 DATA = chunkbatch--1.0.sql chunkbatch--1.1.sql chunkbatch--1.0--1.1.sql
 PGFILEDESC = "chunkbatch - chunked SQL batch jobs in background workers"

@@ -15,6 +15,29 @@ ALTER TABLE chunkbatch.jobs ADD COLUMN owner_oid oid;
 UPDATE chunkbatch.jobs SET owner_oid = owner::oid;
 ALTER TABLE chunkbatch.jobs ALTER COLUMN owner_oid SET NOT NULL;
 ALTER TABLE chunkbatch.jobs ALTER COLUMN owner TYPE name USING owner::text;
+ALTER TABLE chunkbatch.jobs ADD COLUMN range_table text;
+ALTER TABLE chunkbatch.jobs ADD COLUMN range_key text;
+ALTER TABLE chunkbatch.jobs ADD COLUMN range_filter text;
+ALTER TABLE chunkbatch.jobs ADD COLUMN priority integer
+    CHECK (priority BETWEEN -1000 AND 1000);
+UPDATE chunkbatch.jobs SET priority = 0;
+ALTER TABLE chunkbatch.jobs ALTER COLUMN priority SET DEFAULT 0,
+    ALTER COLUMN priority SET NOT NULL;
+ALTER TABLE chunkbatch.jobs ADD COLUMN before_sql text[];
+ALTER TABLE chunkbatch.jobs ADD COLUMN after_sql text[];
+ALTER TABLE chunkbatch.jobs ADD COLUMN rebuild_indexes boolean;
+ALTER TABLE chunkbatch.jobs ADD COLUMN analyze_after boolean;
+ALTER TABLE chunkbatch.jobs ADD COLUMN vacuum_after boolean;
+UPDATE chunkbatch.jobs SET rebuild_indexes = false, analyze_after = false, vacuum_after = false;
+ALTER TABLE chunkbatch.jobs
+    ALTER COLUMN rebuild_indexes SET DEFAULT false,
+    ALTER COLUMN rebuild_indexes SET NOT NULL,
+    ALTER COLUMN analyze_after SET DEFAULT false,
+    ALTER COLUMN analyze_after SET NOT NULL,
+    ALTER COLUMN vacuum_after SET DEFAULT false,
+    ALTER COLUMN vacuum_after SET NOT NULL;
+ALTER TABLE chunkbatch.jobs
+    ADD CHECK (range_table IS NOT NULL OR (range_key IS NULL AND range_filter IS NULL));
 
 ALTER TABLE chunkbatch.runs ADD COLUMN owner_oid oid;
 ALTER TABLE chunkbatch.runs ADD COLUMN origin_db oid;
@@ -30,6 +53,20 @@ ALTER TABLE chunkbatch.runs ALTER COLUMN origin_system SET NOT NULL;
 ALTER TABLE chunkbatch.runs ALTER COLUMN owner TYPE name USING owner::text;
 ALTER TABLE chunkbatch.runs ALTER COLUMN queued_by TYPE name USING queued_by::text;
 ALTER TABLE chunkbatch.runs ADD COLUMN recent_chunk_ms real[];
+/* Added without a default, then filled: a fresh install has no "missing value". */
+ALTER TABLE chunkbatch.runs ADD COLUMN priority integer;
+UPDATE chunkbatch.runs SET priority = 0;
+ALTER TABLE chunkbatch.runs ALTER COLUMN priority SET DEFAULT 0,
+    ALTER COLUMN priority SET NOT NULL;
+ALTER TABLE chunkbatch.runs ADD COLUMN queued_with bigint;
+ALTER TABLE chunkbatch.runs ADD COLUMN steps text[];
+ALTER TABLE chunkbatch.runs ADD COLUMN steps_before integer;
+ALTER TABLE chunkbatch.runs ADD COLUMN steps_done integer;
+UPDATE chunkbatch.runs SET steps_done = 0;
+ALTER TABLE chunkbatch.runs ALTER COLUMN steps_done SET DEFAULT 0,
+    ALTER COLUMN steps_done SET NOT NULL;
+ALTER TABLE chunkbatch.runs ADD COLUMN statement_timeout interval;
+ALTER TABLE chunkbatch.runs ADD COLUMN lock_timeout interval;
 
 /*
  * The scheduler's queue scans: each owner's oldest runs, and whether an
@@ -39,7 +76,8 @@ ALTER TABLE chunkbatch.runs ADD COLUMN recent_chunk_ms real[];
 DROP INDEX chunkbatch.runs_active_idx;
 CREATE INDEX runs_owner_queue_idx ON chunkbatch.runs (owner_oid, run_id)
     WHERE state IN ('queued', 'waiting', 'running', 'throttled', 'interrupted');
-CREATE INDEX runs_group_queue_idx ON chunkbatch.runs (lock_group, run_id)
+CREATE INDEX runs_group_queue_idx
+    ON chunkbatch.runs (lock_group, (COALESCE(queued_with, run_id)), priority DESC, run_id)
     WHERE state IN ('queued', 'waiting', 'running', 'throttled', 'interrupted');
 CREATE INDEX runs_executing_idx ON chunkbatch.runs (run_id)
     WHERE state IN ('running', 'throttled');
@@ -224,7 +262,9 @@ SELECT r.run_id,
             (SELECT a.usename FROM pg_catalog.pg_stat_activity a
               WHERE a.pid OPERATOR(pg_catalog.=) w.holder_pid) END AS waiting_for_role,
        r.recent_chunk_ms[pg_catalog.cardinality(r.recent_chunk_ms)] AS last_chunk_ms,
-       r.recent_chunk_ms
+       r.recent_chunk_ms,
+       r.statement_timeout,
+       r.lock_timeout
   FROM chunkbatch.runs r
   CROSS JOIN chunkbatch.pause_all_state() ps
   LEFT JOIN chunkbatch.progress() p ON p.run_id OPERATOR(pg_catalog.=) r.run_id
@@ -238,9 +278,12 @@ SELECT r.run_id,
        SELECT chunkbatch.group_holder_pid(r.lock_group) AS holder_pid,
               (SELECT a.run_id FROM chunkbatch.runs a
                 WHERE a.lock_group OPERATOR(pg_catalog.=) r.lock_group
-                  AND a.run_id OPERATOR(pg_catalog.<) r.run_id
                   AND a.state IN ('queued', 'waiting', 'running', 'throttled', 'interrupted')
-                ORDER BY a.run_id LIMIT 1) AS ahead_run
+                  AND (COALESCE(a.queued_with, a.run_id), OPERATOR(pg_catalog.-) a.priority, a.run_id)
+                      OPERATOR(pg_catalog.<)
+                      (COALESCE(r.queued_with, r.run_id), OPERATOR(pg_catalog.-) r.priority, r.run_id)
+                ORDER BY COALESCE(a.queued_with, a.run_id), a.priority DESC, a.run_id
+                LIMIT 1) AS ahead_run
         WHERE r.state IN ('queued', 'waiting') OR p.phase = 'waiting') w ON true
   LEFT JOIN chunkbatch.progress() hr ON hr.pid OPERATOR(pg_catalog.=) w.holder_pid
  WHERE r.state IN ('queued', 'waiting', 'running', 'throttled', 'paused', 'interrupted')
@@ -475,6 +518,15 @@ CREATE FUNCTION chunkbatch.alter_job(
     max_replica_lag_bytes bigint DEFAULT NULL,
     throttle_sql        text DEFAULT NULL,
     count_sql           text DEFAULT NULL,
+    range_table         text DEFAULT NULL,
+    range_key           text DEFAULT NULL,
+    range_filter        text DEFAULT NULL,
+    priority            integer DEFAULT NULL,
+    before_sql          text[] DEFAULT NULL,
+    after_sql           text[] DEFAULT NULL,
+    rebuild_indexes     boolean DEFAULT NULL,
+    analyze_after       boolean DEFAULT NULL,
+    vacuum_after        boolean DEFAULT NULL,
     reset               text[] DEFAULT NULL)
 RETURNS void
 LANGUAGE C CALLED ON NULL INPUT VOLATILE
@@ -482,7 +534,58 @@ AS 'MODULE_PATHNAME', 'chunkbatch_alter_job';
 GRANT EXECUTE ON FUNCTION chunkbatch.alter_job(text, text, integer, text, regtype, integer,
     boolean, boolean, text, interval, integer, interval, interval, interval, text, text,
     integer, integer, integer, integer, double precision, interval, bigint, text, text,
-    text[]) TO PUBLIC;
+    text, text, text, integer, text[], text[], boolean, boolean, boolean, text[]) TO PUBLIC;
+
+/*
+ * Range mode (range_table, range_key, range_filter) and the order of runs
+ * of one group queued together (priority): create_job takes them too.
+ */
+DROP FUNCTION chunkbatch.create_job(text, text, integer, text, regtype, integer, boolean,
+                                    boolean, text, interval, integer, interval, interval,
+                                    interval, text, text, integer, integer, integer,
+                                    integer, double precision, interval, bigint, text, text);
+CREATE FUNCTION chunkbatch.create_job(
+    job_name            text,
+    chunk_sql           text,
+    batch_size          integer DEFAULT 1000,
+    lock_group          text DEFAULT NULL,
+    cursor_type         regtype DEFAULT NULL,
+    sleep_ms            integer DEFAULT 0,
+    synchronous_commit  boolean DEFAULT false,
+    validate            boolean DEFAULT true,
+    on_group_busy       text DEFAULT 'wait',
+    group_wait_timeout  interval DEFAULT NULL,
+    max_retries         integer DEFAULT 10,
+    lock_timeout        interval DEFAULT NULL,
+    statement_timeout   interval DEFAULT NULL,
+    max_runtime         interval DEFAULT NULL,
+    on_error            text DEFAULT 'fail',
+    keys_sql            text DEFAULT NULL,
+    max_dead_letters    integer DEFAULT NULL,
+    target_chunk_ms     integer DEFAULT NULL,
+    min_batch_size      integer DEFAULT 1,
+    max_batch_size      integer DEFAULT 1000000,
+    sleep_ratio         double precision DEFAULT 0,
+    max_replica_lag     interval DEFAULT NULL,
+    max_replica_lag_bytes bigint DEFAULT NULL,
+    throttle_sql        text DEFAULT NULL,
+    count_sql           text DEFAULT NULL,
+    range_table         text DEFAULT NULL,
+    range_key           text DEFAULT NULL,
+    range_filter        text DEFAULT NULL,
+    priority            integer DEFAULT 0,
+    before_sql          text[] DEFAULT NULL,
+    after_sql           text[] DEFAULT NULL,
+    rebuild_indexes     boolean DEFAULT false,
+    analyze_after       boolean DEFAULT false,
+    vacuum_after        boolean DEFAULT false)
+RETURNS bigint
+LANGUAGE C CALLED ON NULL INPUT VOLATILE
+AS 'MODULE_PATHNAME', 'chunkbatch_create_job';
+GRANT EXECUTE ON FUNCTION chunkbatch.create_job(text, text, integer, text, regtype, integer,
+    boolean, boolean, text, interval, integer, interval, interval, interval, text, text,
+    integer, integer, integer, integer, double precision, interval, bigint, text, text,
+    text, text, text, integer, text[], text[], boolean, boolean, boolean) TO PUBLIC;
 
 /*
  * Per job, from the runs kept in chunkbatch.runs (chunkbatch.history_retention
@@ -592,6 +695,13 @@ DECLARE
     total       bigint;
     n           bigint;
     r           record;
+    args        text;
+    first_args  text;
+    lo          text;
+    hi          text;
+    planner     text[] := ARRAY[pg_catalog.current_setting('enable_seqscan'),
+                                pg_catalog.current_setting('enable_sort'),
+                                pg_catalog.current_setting('enable_bitmapscan')];
 BEGIN
     IF job_name IS NULL OR params IS NULL OR execute IS NULL THEN
         RAISE EXCEPTION 'job_name, params and execute must not be null' USING ERRCODE = '22004';
@@ -614,8 +724,31 @@ BEGIN
     EXECUTE pg_catalog.format('SET LOCAL ROLE %I', j.owner);
     PERFORM pg_catalog.set_config('search_path', j.search_path, true);
     BEGIN
-        EXECUTE pg_catalog.format('PREPARE %I (integer, %s, jsonb) AS %s', stmt,
+        EXECUTE pg_catalog.format('PREPARE %I (%s, %s, jsonb) AS %s', stmt,
+                                  CASE WHEN j.range_table IS NULL THEN 'integer'
+                                       ELSE j.cursor_type::text END,
                                   COALESCE(j.cursor_type::text, 'text'), j.chunk_sql);
+        IF j.range_table IS NOT NULL THEN
+            /* The key search, planned as the worker plans it. */
+            EXECUTE pg_catalog.format(E'PREPARE %I (integer, %s, jsonb) AS SELECT pg_catalog.min(k)::text, pg_catalog.max(k)::text FROM (SELECT %I AS k FROM %s WHERE %I IS NOT NULL AND (\n%s\n) ORDER BY %I LIMIT $1) s',
+                                      stmt OPERATOR(pg_catalog.||) '_keys', j.cursor_type,
+                                      j.range_key, j.range_table, j.range_key,
+                                      COALESCE(j.range_filter, 'true'), j.range_key);
+            PERFORM pg_catalog.set_config('enable_seqscan', 'off', true),
+                    pg_catalog.set_config('enable_sort', 'off', true),
+                    pg_catalog.set_config('enable_bitmapscan', 'off', true);
+            EXECUTE pg_catalog.format('EXPLAIN (FORMAT JSON) EXECUTE %I(%s, NULL, %L)',
+                                      stmt OPERATOR(pg_catalog.||) '_keys', j.batch_size, params) INTO plan;
+            PERFORM pg_catalog.set_config('enable_seqscan', planner[1], true),
+                    pg_catalog.set_config('enable_sort', planner[2], true),
+                    pg_catalog.set_config('enable_bitmapscan', planner[3], true);
+            item := 'key search';
+            detail := (SELECT pg_catalog.string_agg(v #>> '{}', ' > ')
+                         FROM jsonb_path_query(plan,
+                                'strict $.** ? (@.type() == "object" && exists(@."Node Type"))."Node Type"') v)
+                      OPERATOR(pg_catalog.||) pg_catalog.format(' on %s.%I', j.range_table, j.range_key);
+            RETURN NEXT;
+        END IF;
 
         IF j.count_sql IS NOT NULL THEN
             EXECUTE pg_catalog.format('PREPARE %I (integer, %s, jsonb) AS SELECT (%s)::bigint',
@@ -636,14 +769,38 @@ BEGIN
         END IF;
 
         FOREACH sz IN ARRAY sizes LOOP
-            EXECUTE pg_catalog.format('EXPLAIN (FORMAT JSON) EXECUTE %I(%s, NULL, %L)',
-                                      stmt, sz, params) INTO plan;
+            IF j.range_table IS NULL THEN
+                args := pg_catalog.format('%s, NULL, %L', sz, params);
+            ELSE
+                /* The bounds of a first chunk of sz keys, found as a worker finds them. */
+                PERFORM pg_catalog.set_config('enable_seqscan', 'off', true),
+                        pg_catalog.set_config('enable_sort', 'off', true),
+                        pg_catalog.set_config('enable_bitmapscan', 'off', true);
+                EXECUTE pg_catalog.format('EXECUTE %I(%s, NULL, %L)',
+                                          stmt OPERATOR(pg_catalog.||) '_keys', sz, params)
+                   INTO lo, hi;
+                PERFORM pg_catalog.set_config('enable_seqscan', planner[1], true),
+                        pg_catalog.set_config('enable_sort', planner[2], true),
+                        pg_catalog.set_config('enable_bitmapscan', planner[3], true);
+                IF lo IS NULL THEN
+                    item := pg_catalog.format('plan at %s rows', sz);
+                    detail := 'none: no key of the table satisfies range_filter';
+                    RETURN NEXT;
+                    EXIT;
+                END IF;
+                args := pg_catalog.format('%L, %L, %L', lo, hi, params);
+            END IF;
+            first_args := COALESCE(first_args, args);
+            EXECUTE pg_catalog.format('EXPLAIN (FORMAT JSON) EXECUTE %I(%s)',
+                                      stmt, args) INTO plan;
             shape := (SELECT pg_catalog.string_agg(v #>> '{}', ' > ')
                         FROM jsonb_path_query(plan,
                                'strict $.** ? (@.type() == "object" && exists(@."Node Type"))."Node Type"') v);
             first_shape := COALESCE(first_shape, shape);
             item := pg_catalog.format('plan at %s rows', sz);
-            detail := shape;
+            detail := shape OPERATOR(pg_catalog.||)
+                CASE WHEN j.range_table IS NULL THEN ''
+                     ELSE pg_catalog.format(' (keys %s to %s)', lo, hi) END;
             RETURN NEXT;
             FOR r IN
                 SELECT DISTINCT v #>> '{}' AS rel
@@ -700,17 +857,47 @@ BEGIN
             END IF;
         END LOOP;
 
-        IF j.statement_timeout IS NULL
-           AND pg_catalog.current_setting('statement_timeout') OPERATOR(pg_catalog.=) '0' THEN
-            item := 'warning';
-            detail := 'no statement_timeout: neither the job nor its owner''s session limits a chunk';
+        /* The timeouts a chunk gets: the job's, else its owner's session's. */
+        FOR r IN
+            SELECT x.name, x.job_value::text AS job_value,
+                   (SELECT pg_catalog.split_part(c, '=', 2) OPERATOR(pg_catalog.||) ' (ALTER '
+                           OPERATOR(pg_catalog.||)
+                           CASE WHEN s.setdatabase OPERATOR(pg_catalog.=) 0 THEN 'ROLE'
+                                WHEN s.setrole OPERATOR(pg_catalog.=) 0 THEN 'DATABASE'
+                                ELSE 'ROLE ... IN DATABASE' END OPERATOR(pg_catalog.||) ')'
+                      FROM pg_catalog.pg_db_role_setting s, pg_catalog.unnest(s.setconfig) c
+                     WHERE s.setrole IN (j.owner_oid, 0)
+                       AND s.setdatabase IN (0, (SELECT d.oid FROM pg_catalog.pg_database d
+                                                  WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()))
+                       AND c LIKE x.name OPERATOR(pg_catalog.||) '=%'
+                     ORDER BY s.setrole OPERATOR(pg_catalog.<>) 0 AND s.setdatabase OPERATOR(pg_catalog.<>) 0 DESC,
+                              s.setrole OPERATOR(pg_catalog.<>) 0 DESC
+                     LIMIT 1) AS role_value,
+                   (SELECT st.reset_val FROM pg_catalog.pg_settings st
+                     WHERE st.name OPERATOR(pg_catalog.=) x.name) AS server_value
+              FROM (VALUES ('statement_timeout', j.statement_timeout),
+                           ('lock_timeout', j.lock_timeout)) x(name, job_value)
+        LOOP
+            item := 'timeouts';
+            detail := r.name OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||)
+                CASE WHEN r.job_value IS NOT NULL THEN r.job_value OPERATOR(pg_catalog.||) ' (the job''s)'
+                     WHEN r.role_value IS NOT NULL THEN r.role_value
+                     WHEN r.server_value OPERATOR(pg_catalog.<>) '0'
+                     THEN r.server_value OPERATOR(pg_catalog.||) ' ms (the server''s)'
+                     ELSE 'none' END;
             RETURN NEXT;
-        END IF;
+            IF r.name OPERATOR(pg_catalog.=) 'statement_timeout' AND r.job_value IS NULL
+               AND COALESCE(r.role_value, r.server_value) ~ '^0( |$)' THEN
+                item := 'warning';
+                detail := 'no statement_timeout: neither the job nor its owner''s session limits a chunk';
+                RETURN NEXT;
+            END IF;
+        END LOOP;
 
-        IF execute THEN
+        IF execute AND first_args IS NOT NULL THEN
             BEGIN
-                EXECUTE pg_catalog.format('EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE %I(%s, NULL, %L)',
-                                          stmt, j.batch_size, params) INTO plan;
+                EXECUTE pg_catalog.format('EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE %I(%s)',
+                                          stmt, first_args) INTO plan;
                 n := CASE WHEN plan #>> '{0,Plan,Node Type}' OPERATOR(pg_catalog.=) 'ModifyTable'
                           THEN (plan #>> '{0,Plan,Plans,0,Actual Rows}')::bigint
                           ELSE (plan #>> '{0,Plan,Actual Rows}')::bigint END;
@@ -724,6 +911,9 @@ BEGIN
             END;
         END IF;
         EXECUTE pg_catalog.format('DEALLOCATE %I', stmt);
+        IF j.range_table IS NOT NULL THEN
+            EXECUTE pg_catalog.format('DEALLOCATE %I', stmt OPERATOR(pg_catalog.||) '_keys');
+        END IF;
     EXCEPTION WHEN OTHERS THEN
         EXECUTE pg_catalog.format('SET LOCAL ROLE %I', caller);
         BEGIN
@@ -736,12 +926,224 @@ BEGIN
         EXCEPTION WHEN invalid_sql_statement_name THEN
             NULL;
         END;
+        BEGIN
+            EXECUTE pg_catalog.format('DEALLOCATE %I', stmt OPERATOR(pg_catalog.||) '_keys');
+        EXCEPTION WHEN invalid_sql_statement_name THEN
+            NULL;
+        END;
         RAISE;
     END;
     EXECUTE pg_catalog.format('SET LOCAL ROLE %I', caller);
 END
 $$;
 GRANT EXECUTE ON FUNCTION chunkbatch.dry_run(text, jsonb, boolean) TO PUBLIC;
+
+/*
+ * Declarative jobs: create_purge and create_update write a range-mode job
+ * (its statement, filter and count_sql, by range_job_sql) from a table, a
+ * condition and, for an update, a SET list, and create it with create_job,
+ * as the caller.
+ * SECURITY INVOKER and no pinned search_path: the job records the caller's
+ * search_path, which its condition may rely on.
+ */
+CREATE FUNCTION chunkbatch.range_job_sql(
+    action              text,
+    table_name          regclass,
+    set_sql             text,
+    where_sql           text,
+    key_column          text,
+    count_rows          boolean,
+    OUT chunk_sql       text,
+    OUT range_table     text,
+    OUT range_key       text,
+    OUT count_sql       text)
+LANGUAGE plpgsql CALLED ON NULL INPUT VOLATILE
+AS $$
+BEGIN
+    IF action IS NULL OR action NOT IN ('delete', 'update') THEN
+        RAISE EXCEPTION 'invalid action "%"', action
+            USING ERRCODE = '22023', HINT = 'Use ''delete'' or ''update''.';
+    END IF;
+    IF table_name IS NULL OR where_sql IS NULL OR count_rows IS NULL
+       OR (action OPERATOR(pg_catalog.=) 'update' AND set_sql IS NULL) THEN
+        IF where_sql IS NULL THEN
+            RAISE EXCEPTION 'where_sql must not be null' USING ERRCODE = '22004',
+                HINT = 'Use where_sql => ''true'' to process every row.';
+        END IF;
+        RAISE EXCEPTION '% must not be null',
+            CASE WHEN table_name IS NULL THEN 'table_name'
+                 WHEN count_rows IS NULL THEN 'count_rows'
+                 ELSE 'set_sql' END
+            USING ERRCODE = '22004';
+    END IF;
+    SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) INTO range_table
+      FROM pg_catalog.pg_class c
+      JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+     WHERE c.oid OPERATOR(pg_catalog.=) table_name;
+    range_key := key_column;
+    IF range_key IS NULL THEN
+        SELECT a.attname INTO range_key
+          FROM pg_catalog.pg_index i
+          JOIN pg_catalog.pg_attribute a
+            ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid
+           AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
+         WHERE i.indrelid OPERATOR(pg_catalog.=) table_name AND i.indisprimary
+           AND i.indnkeyatts OPERATOR(pg_catalog.=) 1;
+        IF range_key IS NULL THEN
+            RAISE EXCEPTION 'table % has no single-column primary key', range_table
+                USING ERRCODE = '42P10',
+                      HINT = 'Name a column that has a unique index of its own with key_column.';
+        END IF;
+    END IF;
+    IF action OPERATOR(pg_catalog.=) 'delete' THEN
+        chunk_sql := pg_catalog.format(E'DELETE FROM %s\nWHERE %s.%I BETWEEN $1 AND $2 AND (\n%s\n)',
+                                       range_table, range_table, range_key, where_sql);
+    ELSE
+        chunk_sql := pg_catalog.format(E'UPDATE %s SET\n%s\nWHERE %s.%I BETWEEN $1 AND $2 AND (\n%s\n)',
+                                       range_table, set_sql, range_table, range_key, where_sql);
+    END IF;
+    IF count_rows THEN
+        count_sql := pg_catalog.format(E'SELECT pg_catalog.count(*) FROM %s\nWHERE ($2 IS NULL OR %I OPERATOR(pg_catalog.>) $2) AND (\n%s\n)',
+                                       range_table, range_key, where_sql);
+    END IF;
+END
+$$;
+
+CREATE FUNCTION chunkbatch.create_purge(
+    job_name            text,
+    table_name          regclass,
+    where_sql           text,
+    key_column          text DEFAULT NULL,
+    batch_size          integer DEFAULT 1000,
+    lock_group          text DEFAULT NULL,
+    sleep_ms            integer DEFAULT 0,
+    synchronous_commit  boolean DEFAULT false,
+    validate            boolean DEFAULT true,
+    on_group_busy       text DEFAULT 'wait',
+    group_wait_timeout  interval DEFAULT NULL,
+    max_retries         integer DEFAULT 10,
+    lock_timeout        interval DEFAULT NULL,
+    statement_timeout   interval DEFAULT NULL,
+    max_runtime         interval DEFAULT NULL,
+    on_error            text DEFAULT 'fail',
+    max_dead_letters    integer DEFAULT NULL,
+    target_chunk_ms     integer DEFAULT NULL,
+    min_batch_size      integer DEFAULT 1,
+    max_batch_size      integer DEFAULT 1000000,
+    sleep_ratio         double precision DEFAULT 0,
+    max_replica_lag     interval DEFAULT NULL,
+    max_replica_lag_bytes bigint DEFAULT NULL,
+    throttle_sql        text DEFAULT NULL,
+    count_rows          boolean DEFAULT true,
+    priority            integer DEFAULT 0,
+    before_sql          text[] DEFAULT NULL,
+    after_sql           text[] DEFAULT NULL,
+    rebuild_indexes     boolean DEFAULT false,
+    analyze_after       boolean DEFAULT false,
+    vacuum_after        boolean DEFAULT false)
+RETURNS bigint
+LANGUAGE plpgsql CALLED ON NULL INPUT VOLATILE
+AS $$
+DECLARE
+    d record;
+BEGIN
+    d := chunkbatch.range_job_sql('delete', table_name, NULL,
+                                      where_sql, key_column, count_rows);
+    RETURN chunkbatch.create_job(
+        job_name => job_name, chunk_sql => d.chunk_sql, batch_size => batch_size,
+        lock_group => lock_group, sleep_ms => sleep_ms,
+        synchronous_commit => synchronous_commit, validate => validate,
+        on_group_busy => on_group_busy, group_wait_timeout => group_wait_timeout,
+        max_retries => max_retries, lock_timeout => lock_timeout,
+        statement_timeout => statement_timeout, max_runtime => max_runtime,
+        on_error => on_error, max_dead_letters => max_dead_letters,
+        target_chunk_ms => target_chunk_ms, min_batch_size => min_batch_size,
+        max_batch_size => max_batch_size, sleep_ratio => sleep_ratio,
+        max_replica_lag => max_replica_lag,
+        max_replica_lag_bytes => max_replica_lag_bytes,
+        throttle_sql => throttle_sql, count_sql => d.count_sql,
+        range_table => d.range_table, range_key => d.range_key,
+        range_filter => where_sql, priority => priority,
+        before_sql => before_sql, after_sql => after_sql,
+        rebuild_indexes => rebuild_indexes, analyze_after => analyze_after,
+        vacuum_after => vacuum_after);
+END
+$$;
+
+CREATE FUNCTION chunkbatch.create_update(
+    job_name            text,
+    table_name          regclass,
+    set_sql             text,
+    where_sql           text,
+    key_column          text DEFAULT NULL,
+    batch_size          integer DEFAULT 1000,
+    lock_group          text DEFAULT NULL,
+    sleep_ms            integer DEFAULT 0,
+    synchronous_commit  boolean DEFAULT false,
+    validate            boolean DEFAULT true,
+    on_group_busy       text DEFAULT 'wait',
+    group_wait_timeout  interval DEFAULT NULL,
+    max_retries         integer DEFAULT 10,
+    lock_timeout        interval DEFAULT NULL,
+    statement_timeout   interval DEFAULT NULL,
+    max_runtime         interval DEFAULT NULL,
+    on_error            text DEFAULT 'fail',
+    max_dead_letters    integer DEFAULT NULL,
+    target_chunk_ms     integer DEFAULT NULL,
+    min_batch_size      integer DEFAULT 1,
+    max_batch_size      integer DEFAULT 1000000,
+    sleep_ratio         double precision DEFAULT 0,
+    max_replica_lag     interval DEFAULT NULL,
+    max_replica_lag_bytes bigint DEFAULT NULL,
+    throttle_sql        text DEFAULT NULL,
+    count_rows          boolean DEFAULT true,
+    priority            integer DEFAULT 0,
+    before_sql          text[] DEFAULT NULL,
+    after_sql           text[] DEFAULT NULL,
+    rebuild_indexes     boolean DEFAULT false,
+    analyze_after       boolean DEFAULT false,
+    vacuum_after        boolean DEFAULT false)
+RETURNS bigint
+LANGUAGE plpgsql CALLED ON NULL INPUT VOLATILE
+AS $$
+DECLARE
+    d record;
+BEGIN
+    d := chunkbatch.range_job_sql('update', table_name, set_sql,
+                                      where_sql, key_column, count_rows);
+    RETURN chunkbatch.create_job(
+        job_name => job_name, chunk_sql => d.chunk_sql, batch_size => batch_size,
+        lock_group => lock_group, sleep_ms => sleep_ms,
+        synchronous_commit => synchronous_commit, validate => validate,
+        on_group_busy => on_group_busy, group_wait_timeout => group_wait_timeout,
+        max_retries => max_retries, lock_timeout => lock_timeout,
+        statement_timeout => statement_timeout, max_runtime => max_runtime,
+        on_error => on_error, max_dead_letters => max_dead_letters,
+        target_chunk_ms => target_chunk_ms, min_batch_size => min_batch_size,
+        max_batch_size => max_batch_size, sleep_ratio => sleep_ratio,
+        max_replica_lag => max_replica_lag,
+        max_replica_lag_bytes => max_replica_lag_bytes,
+        throttle_sql => throttle_sql, count_sql => d.count_sql,
+        range_table => d.range_table, range_key => d.range_key,
+        range_filter => where_sql, priority => priority,
+        before_sql => before_sql, after_sql => after_sql,
+        rebuild_indexes => rebuild_indexes, analyze_after => analyze_after,
+        vacuum_after => vacuum_after);
+END
+$$;
+GRANT EXECUTE ON FUNCTION
+    chunkbatch.range_job_sql(text, regclass, text, text, text, boolean),
+    chunkbatch.create_purge(text, regclass, text, text, integer, text, integer, boolean,
+                            boolean, text, interval, integer, interval, interval,
+                            interval, text, integer, integer, integer, integer,
+                            double precision, interval, bigint, text, boolean, integer,
+                            text[], text[], boolean, boolean, boolean),
+    chunkbatch.create_update(text, regclass, text, text, text, integer, text, integer,
+                             boolean, boolean, text, interval, integer, interval,
+                             interval, interval, text, integer, integer, integer,
+                             integer, double precision, interval, bigint, text,
+                             boolean, integer, text[], text[], boolean, boolean, boolean)
+    TO PUBLIC;
 
 /* One line on what each object is for (psql shows them with \d+ and \df+). */
 COMMENT ON SCHEMA chunkbatch IS 'chunkbatch: SQL batch jobs run by background workers, one committed chunk at a time';
@@ -776,6 +1178,15 @@ COMMENT ON COLUMN chunkbatch.jobs.count_sql IS 'Query estimating the rows a run 
 COMMENT ON COLUMN chunkbatch.jobs.created_at IS 'When the job was created';
 COMMENT ON COLUMN chunkbatch.jobs.altered_at IS 'When the job was last altered';
 COMMENT ON COLUMN chunkbatch.jobs.owner_oid IS 'OID of the owner role (0 when no role of that name exists)';
+COMMENT ON COLUMN chunkbatch.jobs.range_table IS 'Range mode: the driving table (qualified), or NULL';
+COMMENT ON COLUMN chunkbatch.jobs.range_key IS 'Range mode: the unique key column of range_table whose ranges the chunks process';
+COMMENT ON COLUMN chunkbatch.jobs.range_filter IS 'Range mode: condition on range_tables rows that the chunks process, or NULL for all';
+COMMENT ON COLUMN chunkbatch.jobs.priority IS 'Order among runs of one group queued in one transaction: higher starts first';
+COMMENT ON COLUMN chunkbatch.jobs.before_sql IS 'Steps run once per run before its first chunk, each one statement';
+COMMENT ON COLUMN chunkbatch.jobs.after_sql IS 'Steps run once per run after its last chunk, each one statement';
+COMMENT ON COLUMN chunkbatch.jobs.rebuild_indexes IS 'Drop the non-unique secondary indexes of the tables the chunk SQL writes before the chunks, rebuild them concurrently after';
+COMMENT ON COLUMN chunkbatch.jobs.analyze_after IS 'Range mode: ANALYZE range_table after the last chunk';
+COMMENT ON COLUMN chunkbatch.jobs.vacuum_after IS 'Range mode: VACUUM range_table after the last chunk';
 COMMENT ON TABLE chunkbatch.runs IS 'Runs of jobs, queued, active and finished (kept for chunkbatch.history_retention)';
 COMMENT ON COLUMN chunkbatch.runs.run_id IS 'Identifier of the run';
 COMMENT ON COLUMN chunkbatch.runs.job_id IS 'Job of the run';
@@ -816,6 +1227,13 @@ COMMENT ON COLUMN chunkbatch.runs.owner_oid IS 'OID of the role the run executes
 COMMENT ON COLUMN chunkbatch.runs.origin_db IS 'OID of the database where the run was queued';
 COMMENT ON COLUMN chunkbatch.runs.origin_system IS 'System identifier of the cluster where the run was queued';
 COMMENT ON COLUMN chunkbatch.runs.recent_chunk_ms IS 'Durations of the runs last 8 chunks, in milliseconds';
+COMMENT ON COLUMN chunkbatch.runs.priority IS 'Priority of its job when the run was queued';
+COMMENT ON COLUMN chunkbatch.runs.queued_with IS 'First run queued in the same transaction (NULL: this one); such runs of a group start by priority';
+COMMENT ON COLUMN chunkbatch.runs.steps IS 'The runs steps, fixed at its first start: before steps first (with saved index definitions)';
+COMMENT ON COLUMN chunkbatch.runs.steps_before IS 'How many of the steps run before the chunks';
+COMMENT ON COLUMN chunkbatch.runs.steps_done IS 'How many steps have completed';
+COMMENT ON COLUMN chunkbatch.runs.statement_timeout IS 'statement_timeout of each chunk of the run: the jobs, else its owners sessions (NULL: none)';
+COMMENT ON COLUMN chunkbatch.runs.lock_timeout IS 'lock_timeout of each chunk of the run: the jobs, else its owners sessions (NULL: none)';
 COMMENT ON TABLE chunkbatch.dead_letters IS 'Keys that runs with on_error = isolate could not process, with their errors';
 COMMENT ON COLUMN chunkbatch.dead_letters.run_id IS 'Run that isolated the key';
 COMMENT ON COLUMN chunkbatch.dead_letters.job_name IS 'Name of the runs job';
@@ -827,8 +1245,8 @@ COMMENT ON COLUMN chunkbatch.dead_letters.at IS 'When the key was isolated';
 COMMENT ON COLUMN chunkbatch.dead_letters.owner_oid IS 'OID of the owner of the run';
 COMMENT ON FUNCTION chunkbatch.resolve_owner() IS 'Trigger: resolves a restored rows owner by name';
 COMMENT ON FUNCTION chunkbatch.jobs_changed() IS 'Trigger: records the jobs owners in pg_shdepend';
-COMMENT ON FUNCTION chunkbatch.create_job(text, text, integer, text, regtype, integer, boolean, boolean, text, interval, integer, interval, interval, interval, text, text, integer, integer, integer, integer, double precision, interval, bigint, text, text) IS 'Create a job owned by the current role';
-COMMENT ON FUNCTION chunkbatch.alter_job(text, text, integer, text, regtype, integer, boolean, boolean, text, interval, integer, interval, interval, interval, text, text, integer, integer, integer, integer, double precision, interval, bigint, text, text, text[]) IS 'Change settings of a job (reset: back to their default); runs pick them up at their next chunk';
+COMMENT ON FUNCTION chunkbatch.create_job(text, text, integer, text, regtype, integer, boolean, boolean, text, interval, integer, interval, interval, interval, text, text, integer, integer, integer, integer, double precision, interval, bigint, text, text, text, text, text, integer, text[], text[], boolean, boolean, boolean) IS 'Create a job owned by the current role';
+COMMENT ON FUNCTION chunkbatch.alter_job(text, text, integer, text, regtype, integer, boolean, boolean, text, interval, integer, interval, interval, interval, text, text, integer, integer, integer, integer, double precision, interval, bigint, text, text, text, text, text, integer, text[], text[], boolean, boolean, boolean, text[]) IS 'Change settings of a job (reset: back to their default); runs pick them up at their next chunk';
 COMMENT ON FUNCTION chunkbatch.drop_job(text) IS 'Drop a job that has no active runs, with its pg_cron schedules';
 COMMENT ON FUNCTION chunkbatch.run(text, jsonb, boolean, text) IS 'Queue a run of a job (and wait for it with wait => true); returns the run id';
 COMMENT ON PROCEDURE chunkbatch.run_and_wait(text, jsonb, text, bigint) IS 'Queue a run and wait for it, committing while it waits';
@@ -846,6 +1264,9 @@ COMMENT ON FUNCTION chunkbatch.group_holder_pid(text) IS 'Process holding a lock
 COMMENT ON FUNCTION chunkbatch.job_name_of(bigint) IS 'Name of a job by id, for the commands of pg_cron schedules';
 COMMENT ON FUNCTION chunkbatch.sparkline(real[]) IS 'Chunk durations as a sparkline, for the status view';
 COMMENT ON FUNCTION chunkbatch.dry_run(text, jsonb, boolean) IS 'What a run of a job would do: estimate, plans at its chunk sizes, warnings, locks; optionally one chunk rolled back';
+COMMENT ON FUNCTION chunkbatch.range_job_sql(text, regclass, text, text, text, boolean) IS 'The statement, range and count_sql of a declarative delete or update job';
+COMMENT ON FUNCTION chunkbatch.create_purge(text, regclass, text, text, integer, text, integer, boolean, boolean, text, interval, integer, interval, interval, interval, text, integer, integer, integer, integer, double precision, interval, bigint, text, boolean, integer, text[], text[], boolean, boolean, boolean) IS 'Create a range-mode job that deletes the rows of a table matching a condition';
+COMMENT ON FUNCTION chunkbatch.create_update(text, regclass, text, text, text, integer, text, integer, boolean, boolean, text, interval, integer, interval, interval, interval, text, integer, integer, integer, integer, double precision, interval, bigint, text, boolean, integer, text[], text[], boolean, boolean, boolean) IS 'Create a range-mode job that updates the rows of a table matching a condition';
 COMMENT ON FUNCTION chunkbatch.run_context() IS 'The run that the calling chunk belongs to: id, job, queued time, trigger, chunk number';
 COMMENT ON FUNCTION chunkbatch.schedule(text, text, jsonb, boolean) IS 'Schedule a job with pg_cron';
 COMMENT ON FUNCTION chunkbatch.unschedule(text) IS 'Remove a jobs pg_cron schedule';
@@ -893,6 +1314,8 @@ COMMENT ON COLUMN chunkbatch.status_detail.params IS 'Parameters of the run ($3)
 COMMENT ON COLUMN chunkbatch.status_detail.waiting_for_role IS 'Role of the outside process holding the group lock';
 COMMENT ON COLUMN chunkbatch.status_detail.last_chunk_ms IS 'Duration of the last chunk';
 COMMENT ON COLUMN chunkbatch.status_detail.recent_chunk_ms IS 'Durations of the last 8 chunks';
+COMMENT ON COLUMN chunkbatch.status_detail.statement_timeout IS 'statement_timeout of each chunk (the jobs, else the owners); NULL: none or not started';
+COMMENT ON COLUMN chunkbatch.status_detail.lock_timeout IS 'lock_timeout of each chunk (the jobs, else the owners); NULL: none or not started';
 COMMENT ON VIEW chunkbatch.groups IS 'Lock groups with queued or active runs: holder and waiting runs';
 COMMENT ON COLUMN chunkbatch.groups.lock_group IS 'Name of the lock group';
 COMMENT ON COLUMN chunkbatch.groups.holder_run_id IS 'Run holding the group lock';

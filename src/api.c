@@ -289,8 +289,47 @@ check_group_owner(const CbJob *job)
  */
 #define ARG_NAME		0
 #define ARG_SQL			1
+#define ARG_CURSOR_TYPE	4
 #define ARG_VALIDATE	7
-#define ARG_RESET		25		/* alter_job only */
+#define ARG_RANGE_TABLE	25
+#define ARG_RANGE_KEY	26
+#define ARG_RANGE_FILTER 27
+#define ARG_RESET		34		/* alter_job only */
+
+/*
+ * A range-mode job's table and key, resolved as the owner: the cursor
+ * type is the key's type, so a cursor_type given with them must be it.
+ */
+static void
+resolve_range(FunctionCallInfo fcinfo, CbJob *job, bool validate)
+{
+	cb_range_resolve(job, validate);
+	if (!PG_ARGISNULL(ARG_CURSOR_TYPE) &&
+		PG_GETARG_OID(ARG_CURSOR_TYPE) != job->cursor_type)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("cursor_type %s of job \"%s\" is not the type of its range_key, %s",
+						format_type_be(PG_GETARG_OID(ARG_CURSOR_TYPE)),
+						job->job_name, format_type_be(job->cursor_type)),
+				 errhint("Leave cursor_type out: a range-mode job takes its key's type.")));
+}
+
+/* Does this alter_job call change (or reset) the job's range? */
+static bool
+range_changed(FunctionCallInfo fcinfo, const CbJob *old, const CbJob *job)
+{
+	return !PG_ARGISNULL(ARG_RANGE_TABLE) || !PG_ARGISNULL(ARG_RANGE_KEY) ||
+		!PG_ARGISNULL(ARG_RANGE_FILTER) ||
+		(old->range_table == NULL) != (job->range_table == NULL) ||
+		(old->range_filter == NULL) != (job->range_filter == NULL) ||
+		(job->range_table != NULL && !PG_ARGISNULL(ARG_CURSOR_TYPE));
+}
+
+static bool
+str_differs(const char *a, const char *b)
+{
+	return (a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0);
+}
 
 /* throttle_sql, count_sql and keys_sql, as the owner. */
 static void
@@ -355,15 +394,17 @@ chunkbatch_create_job(PG_FUNCTION_ARGS)
 	cb_settings_apply_args(fcinfo, &job);
 
 	check_owner_can_connect(job.owner);
+	cb_steps_check(&job);
 	if (cb_catalog_find_job(job.job_name, &existing, CB_JOB_FOR_UPDATE))
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("job \"%s\" already exists", job.job_name)));
 	check_group_owner(&job);
+	if (job.range_table != NULL)
+		resolve_range(fcinfo, &job, validate);
 	if (validate)
 	{
-		cb_chunk_validate_sql(job.job_name, job.chunk_sql, job.cursor_type, job.owner,
-						   job.search_path);
+		cb_chunk_validate_sql(&job, job.owner);
 		validate_selects(&job);
 	}
 
@@ -376,29 +417,37 @@ chunkbatch_alter_job(PG_FUNCTION_ARGS)
 	CbJob		job;
 	char	   *name = text_arg(fcinfo, ARG_NAME, "job_name");
 	bool		validate;
-	Oid			old_cursor_type;
+	CbJob		old;
 
 	cb_require_primary("alter a job");
 	require_arg(fcinfo, ARG_VALIDATE, "validate");
 	validate = PG_GETARG_BOOL(ARG_VALIDATE);
 	find_job(name, &job, CB_JOB_FOR_UPDATE);
-	old_cursor_type = job.cursor_type;
+	old = job;
 	cb_settings_apply_args(fcinfo, &job);
 	if (!PG_ARGISNULL(ARG_RESET))
 		cb_settings_reset(fcinfo, ARG_RESET, &job);
+	cb_steps_check(&job);
+	if (job.range_table != NULL && range_changed(fcinfo, &old, &job))
+		resolve_range(fcinfo, &job, validate);
+	else if (job.range_table == NULL && old.range_table != NULL &&
+			 PG_ARGISNULL(ARG_CURSOR_TYPE))
+		job.cursor_type = InvalidOid;	/* out of range mode: repeat mode */
 	check_cursor_type_exists(&job);
 	check_group_owner(&job);
-	if (job.cursor_type != old_cursor_type &&
+	if ((job.cursor_type != old.cursor_type ||
+		 str_differs(job.range_table, old.range_table) ||
+		 str_differs(job.range_key, old.range_key)) &&
 		cb_catalog_count_active_runs(job.job_id) > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_IN_USE),
-				 errmsg("cannot change the cursor type of job \"%s\" while it has active runs",
+				 errmsg("cannot change the cursor type or range of job \"%s\" while it has active runs",
 						name),
-				 errdetail("The checkpoints of those runs hold keys of the old type."),
+				 errdetail("The checkpoints of those runs hold keys of the old kind."),
 				 errhint("Cancel the runs or wait for them to finish.")));
-	if (validate && (!PG_ARGISNULL(ARG_SQL) || job.cursor_type != old_cursor_type))
-		cb_chunk_validate_sql(job.job_name, job.chunk_sql, job.cursor_type, job.owner,
-						   job.search_path);
+	if (validate && (!PG_ARGISNULL(ARG_SQL) || job.cursor_type != old.cursor_type ||
+					 (job.range_table == NULL) != (old.range_table == NULL)))
+		cb_chunk_validate_sql(&job, job.owner);
 	if (validate)
 		validate_selects(&job);
 	cb_catalog_update_job(&job);

@@ -31,6 +31,8 @@
 #include "commands/extension.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
@@ -537,15 +539,22 @@ catalog_notify(int64 run_id, const char *state, const char *sqlstate)
  * ----------------------------------------------------------------
  */
 /*
- * Queue a run of the job with the job's current batch size and group.
- * Returns 0 if the job does not exist (any more).
+ * Queue a run of the job with the job's current batch size, group and
+ * priority.  Runs queued in one transaction are queued together: they
+ * carry the first one's run_id in queued_with, and their group orders
+ * them by priority (see cb_catalog_run_queue).  Returns 0 if the job does
+ * not exist (any more).
  */
 int64
 cb_catalog_insert_run(int64 job_id, Datum params, Oid queued_by, const char *trigger)
 {
+	static LocalTransactionId first_lxid = InvalidLocalTransactionId;
+	static int64 first_run_id = 0;
+	bool		together = (first_lxid == MyProc->lxid);
 	CbAsOwner	s;
-	Oid			types[6] = {INT8OID, JSONBOID, OIDOID, TEXTOID, OIDOID, INT8OID};
-	Datum		values[6];
+	Oid			types[7] = {INT8OID, JSONBOID, OIDOID, TEXTOID, OIDOID, INT8OID, INT8OID};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	int64		run_id = 0;
 
 	values[0] = Int64GetDatum(job_id);
@@ -554,19 +563,26 @@ cb_catalog_insert_run(int64 job_id, Datum params, Oid queued_by, const char *tri
 	values[3] = CStringGetTextDatum(trigger);
 	values[4] = ObjectIdGetDatum(MyDatabaseId);
 	values[5] = Int64GetDatum((int64) GetSystemIdentifier());
+	values[6] = Int64GetDatum(first_run_id);
+	nulls[6] = together ? ' ' : 'n';
 	cb_catalog_enter(&s);
 	cb_exec("INSERT INTO chunkbatch.runs (job_id, job_name, owner_oid, owner,"
 			" lock_group, params, queued_by, trigger, batch_size, origin_db,"
-			" origin_system)"
+			" origin_system, priority, queued_with)"
 			" SELECT j.job_id, j.job_name, j.owner_oid,"
 			" pg_catalog.pg_get_userbyid(j.owner_oid), j.lock_group, $2,"
-			" pg_catalog.pg_get_userbyid($3), $4, j.batch_size, $5, $6"
+			" pg_catalog.pg_get_userbyid($3), $4, j.batch_size, $5, $6, j.priority, $7"
 			" FROM chunkbatch.jobs j WHERE j.job_id OPERATOR(pg_catalog.=) $1"
 			" RETURNING run_id",
-			6, types, values, NULL, SPI_OK_INSERT_RETURNING);
+			7, types, values, nulls, SPI_OK_INSERT_RETURNING);
 	if (SPI_processed == 1)
 		run_id = DatumGetInt64(col_datum(0, 1));
 	cb_catalog_leave(&s);
+	if (run_id != 0 && !together)
+	{
+		first_lxid = MyProc->lxid;
+		first_run_id = run_id;
+	}
 	return run_id;
 }
 
@@ -684,7 +700,8 @@ cb_catalog_claim_run(int64 run_id, CbRun *run)
 					 " AND origin_system OPERATOR(pg_catalog.=) $4"
 					 " RETURNING job_id, params, cursor, rows_done, chunks_done,"
 					 " batch_size, avg_chunk_ms, max_chunk_ms, retries, lock_group,"
-					 " dead_letters, start_attempts, lock_waiters_seen, queued_at, trigger",
+					 " dead_letters, start_attempts, lock_waiters_seen, queued_at, trigger,"
+					 " steps, steps_before, steps_done",
 					 cb_run_state_name(CB_RUN_WAITING),
 					 cb_run_states_from(CB_RUN_WAITING, CB_STATES_CLAIMABLE)),
 			4, types, values, NULL, SPI_OK_UPDATE_RETURNING);
@@ -713,6 +730,19 @@ cb_catalog_claim_run(int64 run_id, CbRun *run)
 		run->max_chunk_ms = col_isnull(0, 8) ? 0 : DatumGetFloat8(col_datum(0, 8));
 		run->queued_at = DatumGetTimestampTz(col_datum(0, 14));
 		run->trigger = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 15);
+		if (!col_isnull(0, 16))
+		{
+			Datum	   *elems;
+			int			n;
+			int			i;
+
+			deconstruct_array(DatumGetArrayTypeP(col_datum(0, 16)), TEXTOID, -1,
+							  false, TYPALIGN_INT, &elems, NULL, &n);
+			for (i = 0; i < n; i++)
+				run->steps = lappend(run->steps, TextDatumGetCString(elems[i]));
+			run->steps_before = DatumGetInt32(col_datum(0, 17));
+		}
+		run->steps_done = DatumGetInt32(col_datum(0, 18));
 		MemoryContextSwitchTo(old);
 	}
 
@@ -727,6 +757,64 @@ cb_catalog_claim_run(int64 run_id, CbRun *run)
 	run->job.lock_group = lock_group;
 	cb_catalog_leave(&s);
 	return true;
+}
+
+/* The steps fixed at the run's first start (see steps.c). */
+void
+cb_catalog_set_steps(const CbRun *run)
+{
+	CbAsOwner	s;
+	Oid			types[3] = {INT8OID, TEXTARRAYOID, INT4OID};
+	Datum		values[3];
+	Datum	   *elems = palloc(sizeof(Datum) * Max(list_length(run->steps), 1));
+	ListCell   *lc;
+	int			n = 0;
+
+	foreach(lc, run->steps)
+		elems[n++] = CStringGetTextDatum((char *) lfirst(lc));
+	values[0] = Int64GetDatum(run->run_id);
+	values[1] = PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[2] = Int32GetDatum(run->steps_before);
+	cb_catalog_enter(&s);
+	cb_exec("UPDATE chunkbatch.runs SET steps = $2, steps_before = $3, steps_done = 0"
+			" WHERE run_id OPERATOR(pg_catalog.=) $1",
+			3, types, values, NULL, SPI_OK_UPDATE);
+	cb_catalog_leave(&s);
+}
+
+/* The per-chunk timeouts the run's worker applies (0: none). */
+void
+cb_catalog_set_timeouts(int64 run_id, int statement_ms, int lock_ms)
+{
+	CbAsOwner	s;
+	Oid			types[3] = {INT8OID, INT4OID, INT4OID};
+	Datum		values[3] = {Int64GetDatum(run_id), Int32GetDatum(statement_ms),
+	Int32GetDatum(lock_ms)};
+
+	cb_catalog_enter(&s);
+	cb_exec("UPDATE chunkbatch.runs SET"
+			" statement_timeout = CASE WHEN $2 OPERATOR(pg_catalog.>) 0 THEN"
+			"   pg_catalog.make_interval(secs => $2 OPERATOR(pg_catalog./) 1000.0) END,"
+			" lock_timeout = CASE WHEN $3 OPERATOR(pg_catalog.>) 0 THEN"
+			"   pg_catalog.make_interval(secs => $3 OPERATOR(pg_catalog./) 1000.0) END"
+			" WHERE run_id OPERATOR(pg_catalog.=) $1",
+			3, types, values, NULL, SPI_OK_UPDATE);
+	cb_catalog_leave(&s);
+}
+
+/* A step completed: written in the step's (last) transaction. */
+void
+cb_catalog_step_done(int64 run_id, int32 steps_done)
+{
+	CbAsOwner	s;
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		values[2] = {Int64GetDatum(run_id), Int32GetDatum(steps_done)};
+
+	cb_catalog_enter(&s);
+	cb_exec("UPDATE chunkbatch.runs SET steps_done = $2, start_attempts = 0"
+			" WHERE run_id OPERATOR(pg_catalog.=) $1",
+			2, types, values, NULL, SPI_OK_UPDATE);
+	cb_catalog_leave(&s);
 }
 
 /* The run holds its group and begins its first chunk. */
@@ -836,9 +924,9 @@ cb_catalog_reload_job(CbJob *job)
 
 		job_from_row(&fresh, mcxt);
 		/*
-		 * Its statements, key type, group and on_error stay as it began, and
-		 * so does its owner: the identity the worker runs as (REASSIGN OWNED
-		 * takes effect at the next run).
+		 * Its statements, key type, range, group and on_error stay as it
+		 * began, and so does its owner: the identity the worker runs as
+		 * (REASSIGN OWNED takes effect at the next run).
 		 */
 		fresh.owner = job->owner;
 		fresh.owner_name = job->owner_name;
@@ -848,6 +936,9 @@ cb_catalog_reload_job(CbJob *job)
 		fresh.search_path = job->search_path;
 		fresh.keys_sql = job->keys_sql;
 		fresh.isolate = job->isolate;
+		fresh.range_table = job->range_table;
+		fresh.range_key = job->range_key;
+		fresh.range_filter = job->range_filter;
 		*job = fresh;
 	}
 	cb_catalog_leave(&s);
@@ -1135,8 +1226,9 @@ cb_catalog_runs_in_states(CbRunStateSet states)
 /*
  * The scheduler's view of the queue: the oldest "per_owner" queued or
  * active runs of each owner, oldest first, each with its group, its job's
- * group policy, and whether an older run of its group is still queued or
- * active.  The owners are found by a skip scan of runs_owner_queue_idx and
+ * group policy, and whether another run is ahead of it in its group: its
+ * group's queue is in run_id order, except that runs queued in one
+ * transaction (the same queued_with) go by priority, higher first.  The owners are found by a skip scan of runs_owner_queue_idx and
  * each owner's runs by a range scan of it, so the cost does not grow with
  * the length of the queue or the number of groups.  Runs copied from
  * another database are left out: they are not ours to start.
@@ -1179,8 +1271,10 @@ cb_catalog_run_queue(int per_owner)
 										   "   (SELECT e.run_id FROM chunkbatch.runs e"
 										   "     WHERE e.lock_group OPERATOR(pg_catalog.=) r.lock_group"
 										   "       AND e.state IN %s"
-										   "     ORDER BY e.lock_group, e.run_id LIMIT 1)"
-										   "   OPERATOR(pg_catalog.<) r.run_id"
+										   "     ORDER BY e.lock_group,"
+										   "       COALESCE(e.queued_with, e.run_id), e.priority DESC,"
+										   "       e.run_id LIMIT 1)"
+										   "   OPERATOR(pg_catalog.<>) r.run_id"
 										   " FROM o CROSS JOIN LATERAL"
 										   "   (SELECT * FROM chunkbatch.runs q"
 										   "     WHERE q.owner_oid OPERATOR(pg_catalog.=) o.owner_oid"

@@ -55,8 +55,10 @@ struct CbChunkState
 	MemoryContext run_ctx;		/* holds the cursor value */
 	SPIPlanPtr	plan;
 	SPIPlanPtr	keys_plan;		/* keys_sql, for on_error => 'isolate' */
-	Oid			argtypes[3];
-	bool		keyset;
+	Oid			argtypes[3];	/* size, cursor, params: count_sql, keys_sql */
+	Oid			stmt_argtypes[3];	/* the chunk statement's */
+	bool		keyset;			/* the cursor is a key (keyset or range mode) */
+	CbRange    *range;			/* range mode: the key search */
 	Datum		cursor;			/* $2, in run_ctx */
 	bool		cursor_null;
 	int16		typlen;
@@ -79,7 +81,13 @@ cb_chunk_begin(CbRun *run, MemoryContext run_ctx)
 	cs->argtypes[0] = INT4OID;
 	cs->argtypes[1] = cs->keyset ? cursor_type : TEXTOID;
 	cs->argtypes[2] = JSONBOID;
+	memcpy(cs->stmt_argtypes, cs->argtypes, sizeof(cs->argtypes));
 	cs->cursor_null = true;
+	if (run->job.range_table != NULL)
+	{
+		cs->range = cb_range_begin(&run->job, run_ctx);
+		cs->stmt_argtypes[0] = cursor_type;
+	}
 
 	if (cs->keyset)
 	{
@@ -114,15 +122,8 @@ cb_chunk_begin(CbRun *run, MemoryContext run_ctx)
 }
 
 /* Run parse analysis and privilege checks as another role. */
-typedef struct CbAsRole
-{
-	Oid			save_uid;
-	int			save_sec;
-	int			nestlevel;
-} CbAsRole;
-
-static void
-as_role_enter(CbAsRole *r, Oid role, const char *search_path)
+void
+cb_as_role_enter(CbAsRole *r, Oid role, const char *search_path)
 {
 	GetUserIdAndSecContext(&r->save_uid, &r->save_sec);
 	SetUserIdAndSecContext(role, r->save_sec | SECURITY_LOCAL_USERID_CHANGE);
@@ -131,8 +132,8 @@ as_role_enter(CbAsRole *r, Oid role, const char *search_path)
 							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 }
 
-static void
-as_role_leave(CbAsRole *r)
+void
+cb_as_role_leave(CbAsRole *r)
 {
 	AtEOXact_GUC(true, r->nestlevel);
 	SetUserIdAndSecContext(r->save_uid, r->save_sec);
@@ -195,21 +196,23 @@ first_column(Query *query)
 
 /*
  * Parse, analyze and check the privileges of chunk SQL, as the role that
- * will run it, with the three chunk parameter types.  In keyset mode the
- * statement must return keys of the cursor type as its first column.
+ * will run it, with the chunk parameter types: in keyset mode the
+ * statement must return keys of the cursor type as its first column; in
+ * range mode $1 and $2 are the bounds, of the key's type.
  */
 void
-cb_chunk_validate_sql(const char *job_name, const char *sql, Oid cursor_type,
-				   Oid owner, const char *search_path)
+cb_chunk_validate_sql(const CbJob *job, Oid owner)
 {
-	Oid			argtypes[3] = {INT4OID, OidIsValid(cursor_type) ? cursor_type : TEXTOID,
-	JSONBOID};
+	Oid			cursor_type = job->cursor_type;
+	bool		range = (job->range_table != NULL);
+	Oid			argtypes[3] = {range ? cursor_type : INT4OID,
+		OidIsValid(cursor_type) ? cursor_type : TEXTOID, JSONBOID};
 	CbAsRole	r;
 	Query	   *query;
 
-	as_role_enter(&r, owner, search_path);
-	query = analyze_one("chunk SQL", sql, argtypes, 3);
-	if (OidIsValid(cursor_type))
+	cb_as_role_enter(&r, owner, job->search_path);
+	query = analyze_one("chunk SQL", job->chunk_sql, argtypes, 3);
+	if (OidIsValid(cursor_type) && !range)
 	{
 		TargetEntry *first = first_column(query);
 
@@ -217,18 +220,18 @@ cb_chunk_validate_sql(const char *job_name, const char *sql, Oid cursor_type,
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("keyset chunk SQL of job \"%s\" must return the keys it processed",
-							job_name),
+							job->job_name),
 					 errhint("Return them as the first column, for example with RETURNING id.")));
 		if (exprType((Node *) first->expr) != cursor_type)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATATYPE_MISMATCH),
 					 errmsg("keyset chunk SQL of job \"%s\" returns keys of type %s, but the cursor type is %s",
-							job_name,
+							job->job_name,
 							format_type_be(exprType((Node *) first->expr)),
 							format_type_be(cursor_type))));
 	}
 	check_privileges(query);
-	as_role_leave(&r);
+	cb_as_role_leave(&r);
 }
 
 /*
@@ -250,7 +253,7 @@ cb_chunk_validate_select(const char *job_name, const char *what, const char *sql
 	Oid			type;
 	const char *want = OidIsValid(want_type) ? format_type_be(want_type) : "number";
 
-	as_role_enter(&r, owner, search_path);
+	cb_as_role_enter(&r, owner, search_path);
 	query = analyze_one(what, sql, argtypes, want_type == BOOLOID ? 0 : 3);
 	first = first_column(query);
 	if (query->rowMarks != NIL || query->hasModifyingCTE)
@@ -270,7 +273,7 @@ cb_chunk_validate_select(const char *job_name, const char *what, const char *sql
 				 errmsg("%s of job \"%s\" returns %s, not a %s",
 						what, job_name, format_type_be(type), want)));
 	check_privileges(query);
-	as_role_leave(&r);
+	cb_as_role_leave(&r);
 }
 
 /* Per-chunk settings, undone at the chunk's commit or abort. */
@@ -321,11 +324,15 @@ chunk_prepare(CbChunkState *cs)
 	SPIPlanPtr	plan;
 
 	/* Jobs created with validate => false are checked here, as the owner. */
-	cb_chunk_validate_sql(cs->run->job.job_name, cs->run->job.chunk_sql,
-					   cs->run->job.cursor_type,
-					   GetUserId(), cs->run->job.search_path);
-	plan = SPI_prepare_cursor(cs->run->job.chunk_sql, 3, cs->argtypes,
-							  CURSOR_OPT_CUSTOM_PLAN);
+	cb_chunk_validate_sql(&cs->run->job, GetUserId());
+
+	/*
+	 * A range statement's bounds are always given: its plan may be generic.
+	 * Others get custom plans, so that "$2 IS NULL OR key > $2" becomes a
+	 * plain range scan.
+	 */
+	plan = SPI_prepare_cursor(cs->run->job.chunk_sql, 3, cs->stmt_argtypes,
+							  cs->range ? 0 : CURSOR_OPT_CUSTOM_PLAN);
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed for chunk SQL: %s",
 			 SPI_result_code_string(SPI_result));
@@ -368,7 +375,7 @@ key_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 	CbChunkState *cs = kr->cs;
 
 	kr->started = true;
-	if (!cs->keyset)
+	if (!cs->keyset || cs->range)
 		return;
 	if (typeinfo->natts < 1)
 		key_column_missing(cs);
@@ -390,7 +397,7 @@ key_receive(TupleTableSlot *slot, DestReceiver *self)
 	bool		isnull;
 	Datum		key;
 
-	if (!cs->keyset)
+	if (!cs->keyset || cs->range)
 		return true;
 	key = slot_getattr(slot, 1, &isnull);
 	if (isnull ||
@@ -423,12 +430,13 @@ key_destroy(DestReceiver *self)
 }
 
 /*
- * Execute the chunk statement with $1 = size and $2 = the given cursor;
- * kr receives its rows.  Returns SPI_processed.
+ * Execute the chunk statement with $1 and $2 as given ($3 is the run's
+ * parameters): the size and the cursor (which may be NULL), or in range
+ * mode the bounds.  kr receives its rows.  Returns SPI_processed.
  */
 static uint64
-chunk_run_statement(CbChunkState *cs, int32 size, Datum cursor,
-					bool cursor_null, CbKeyReceiver *kr, MemoryContext key_ctx)
+chunk_run_statement(CbChunkState *cs, Datum arg1, Datum arg2, bool arg2_null,
+					CbKeyReceiver *kr, MemoryContext key_ctx)
 {
 	ParamListInfo params = makeParamList(3);
 	SPIExecuteOptions options;
@@ -436,15 +444,15 @@ chunk_run_statement(CbChunkState *cs, int32 size, Datum cursor,
 	int			i;
 	int			rc;
 
-	values[0] = Int32GetDatum(size);
-	values[1] = cursor;
+	values[0] = arg1;
+	values[1] = arg2;
 	values[2] = cs->run->params;
 	for (i = 0; i < 3; i++)
 	{
 		params->params[i].value = values[i];
-		params->params[i].isnull = (i == 1 && cursor_null);
+		params->params[i].isnull = (i == 1 && arg2_null);
 		params->params[i].pflags = PARAM_FLAG_CONST;
-		params->params[i].ptype = cs->argtypes[i];
+		params->params[i].ptype = cs->stmt_argtypes[i];
 	}
 	params->numParams = 3;
 
@@ -545,13 +553,75 @@ chunk_check_owner(const CbRun *run)
 						run->job.owner_name, run->job.job_name)));
 }
 
+/*
+ * Keyset and repeat mode: run the statement with $1 = the chunk size and
+ * $2 = the cursor; in keyset mode the greatest key it returned is the new
+ * cursor.  Returns false when it processed no row (the run is done).
+ */
+static bool
+chunk_keyset(CbChunkState *cs, MemoryContext chunk_ctx, CbChunkResult *res,
+			 Datum *newkey, bool *have_key)
+{
+	CbRun	   *run = cs->run;
+	CbKeyReceiver kr;
+
+	res->processed = chunk_run_statement(cs, Int32GetDatum(run->batch_size),
+										 cs->cursor, cs->cursor_null, &kr,
+										 chunk_ctx);
+	if (!cs->keyset || res->processed == 0)
+		return res->processed > 0;
+	if (!kr.started)
+		key_column_missing(cs);
+	if (!kr.found)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("keyset chunk SQL of job \"%s\" returned only NULL keys",
+						run->job.job_name)));
+	*have_key = true;
+	*newkey = kr.best;
+	if (!cs->cursor_null &&
+		DatumGetInt32(FunctionCall2Coll(&cs->cmp, cs->collation,
+										*newkey, cs->cursor)) <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("keyset cursor of job \"%s\" did not advance",
+						run->job.job_name),
+				 errdetail("The chunk returned no key greater than the cursor %s.",
+						   run->cursor),
+				 errhint("The chunk SQL must process only keys greater than $2.")));
+	return true;
+}
+
+/*
+ * Range mode: the next batch_size keys past the cursor that satisfy the
+ * filter give the bounds, $1 and $2 of the statement, and the last of them
+ * is the new cursor.  Returns false when no key is left (the run is done);
+ * a range whose rows the statement did not touch is no end.
+ */
+static bool
+chunk_range(CbChunkState *cs, MemoryContext chunk_ctx, CbChunkResult *res,
+			Datum *newkey, bool *have_key)
+{
+	CbKeyReceiver kr;
+	Datum		first;
+
+	if (!cb_range_bounds(cs->range, cs->run->batch_size, cs->cursor,
+						 cs->cursor_null, cs->run->params, &first, newkey,
+						 chunk_ctx))
+		return false;
+	res->processed = chunk_run_statement(cs, first, *newkey, false, &kr,
+										 chunk_ctx);
+	*have_key = true;
+	return true;
+}
+
 static void
 chunk_body(CbChunkState *cs, MemoryContext chunk_ctx, CbChunkResult *res,
 		   CbCheckpoint *cp, Datum *newkey, bool *have_key)
 {
 	CbRun	   *run = cs->run;
-	CbKeyReceiver kr;
 	TimestampTz start;
+	bool		more;
 
 	chunk_check_owner(run);
 	chunk_apply_settings(cs);
@@ -562,34 +632,11 @@ chunk_body(CbChunkState *cs, MemoryContext chunk_ctx, CbChunkResult *res,
 		chunk_prepare(cs);
 
 	start = GetCurrentTimestamp();
-	res->processed = chunk_run_statement(cs, run->batch_size, cs->cursor,
-										 cs->cursor_null, &kr, chunk_ctx);
+	*have_key = false;
+	more = cs->range ? chunk_range(cs, chunk_ctx, res, newkey, have_key) :
+		chunk_keyset(cs, chunk_ctx, res, newkey, have_key);
 	disable_timeout(STATEMENT_TIMEOUT, false);
 	chunk_test_fault("after_statement", run);
-
-	*have_key = false;
-	if (cs->keyset && res->processed > 0)
-	{
-		if (!kr.started)
-			key_column_missing(cs);
-		if (!kr.found)
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("keyset chunk SQL of job \"%s\" returned only NULL keys",
-							run->job.job_name)));
-		*have_key = true;
-		*newkey = kr.best;
-		if (!cs->cursor_null &&
-			DatumGetInt32(FunctionCall2Coll(&cs->cmp, cs->collation,
-											*newkey, cs->cursor)) <= 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_EXCEPTION),
-					 errmsg("keyset cursor of job \"%s\" did not advance",
-							run->job.job_name),
-					 errdetail("The chunk returned no key greater than the cursor %s.",
-							   run->cursor),
-					 errhint("The chunk SQL must process only keys greater than $2.")));
-	}
 	res->elapsed_ms = (double) (GetCurrentTimestamp() - start) / 1000.0;
 
 	cp->cursor = *have_key ?
@@ -604,8 +651,9 @@ chunk_body(CbChunkState *cs, MemoryContext chunk_ctx, CbChunkResult *res,
 		(run->chunks_done + 1);
 	cp->max_chunk_ms = Max(run->max_chunk_ms, res->elapsed_ms);
 	cp->last_chunk_ms = res->elapsed_ms;
-	cp->done = (res->processed == 0);
-	res->done = cp->done;
+	res->done = !more;
+	/* With steps after the chunks, the run succeeds after them. */
+	cp->done = !more && !cb_run_has_after_steps(run);
 	res->lock_waiters = chunk_has_lock_waiters();
 	cp->lock_waiters_seen = run->lock_waiters_seen + (res->lock_waiters ? 1 : 0);
 	res->job_altered_at = cb_catalog_checkpoint(run, cp);
@@ -713,7 +761,9 @@ cb_chunk_execute(CbChunkState *cs, CbChunkResult *res)
  * subtransaction; a failing part is halved until single keys remain,
  * which go to chunkbatch.dead_letters.  Every other row of the chunk is
  * committed with the checkpoint, past the whole chunk.  A bad row costs
- * about 2 * log2(chunk size) subtransactions.
+ * about 2 * log2(chunk size) subtransactions.  In range mode the keys come
+ * from the key search itself, and each part is the statement with the
+ * part's first and last key as its bounds.
  * ----------------------------------------------------------------
  */
 typedef struct CbIsolation
@@ -743,10 +793,15 @@ isolate_try(CbIsolation *iso, int lo, int n, ErrorData **edata)
 		if (chunk_statement_timeout_ms(&cs->run->job) > 0)
 			enable_timeout_after(STATEMENT_TIMEOUT,
 								 chunk_statement_timeout_ms(&cs->run->job));
-		iso->processed += chunk_run_statement(cs, n,
-											  lo == 0 ? cs->cursor : iso->keys[lo - 1],
-											  lo == 0 && cs->cursor_null,
-											  &kr, oldcxt);
+		if (cs->range)
+			iso->processed += chunk_run_statement(cs, iso->keys[lo],
+												  iso->keys[lo + n - 1], false,
+												  &kr, oldcxt);
+		else
+			iso->processed += chunk_run_statement(cs, Int32GetDatum(n),
+												  lo == 0 ? cs->cursor : iso->keys[lo - 1],
+												  lo == 0 && cs->cursor_null,
+												  &kr, oldcxt);
 		disable_timeout(STATEMENT_TIMEOUT, false);
 		ReleaseCurrentSubTransaction();
 		ok = true;
@@ -812,6 +867,13 @@ isolate_keys(CbIsolation *iso)
 	int			rc;
 	uint64		i;
 
+	if (cs->range)
+	{
+		iso->nkeys = cb_range_keys(cs->range, cs->run->batch_size, cs->cursor,
+								   cs->cursor_null, cs->run->params,
+								   &iso->keys, CurrentMemoryContext);
+		return;
+	}
 	if (cs->keys_plan == NULL)
 	{
 		SPIPlanPtr	plan;

@@ -293,6 +293,15 @@ typedef struct CbJob
 	int64		max_replica_lag_bytes;	/* 0: none */
 	char	   *throttle_sql;	/* true = wait before the next chunk */
 	char	   *count_sql;		/* estimate of the run's rows */
+	char	   *range_table;	/* range mode: the driving table, or NULL */
+	char	   *range_key;		/* its key column */
+	char	   *range_filter;	/* which of its rows to process, or NULL */
+	int32		priority;		/* order among runs of a group queued together */
+	List	   *before_sql;		/* steps before the first chunk (char *) */
+	List	   *after_sql;		/* steps after the last chunk (char *) */
+	bool		rebuild_indexes;	/* range mode: drop and rebuild indexes */
+	bool		analyze_after;	/* range mode: ANALYZE the table at the end */
+	bool		vacuum_after;	/* range mode: VACUUM the table at the end */
 	TimestampTz altered_at;		/* to notice alter_job during a run */
 } CbJob;
 
@@ -320,6 +329,10 @@ typedef struct CbRun
 	double		last_rate;		/* rows per ms of the last chunk with rows */
 	uint64		last_rows;
 	int32		ceiling;		/* largest size that ran efficiently, or 0 */
+	/* steps: fixed at the run's first start (steps.c) */
+	List	   *steps;			/* statements (char *), before steps first */
+	int32		steps_before;	/* how many of them run before the chunks */
+	int32		steps_done;		/* how many have completed */
 } CbRun;
 
 /* A run's checkpoint as written with each chunk. */
@@ -338,6 +351,13 @@ typedef struct CbCheckpoint
 	bool		done;			/* the run succeeded with this chunk */
 } CbCheckpoint;
 
+/* Has the run steps to run after its last chunk? */
+static inline bool
+cb_run_has_after_steps(const CbRun *run)
+{
+	return list_length(run->steps) > run->steps_before;
+}
+
 /* A run the scheduler (or an API call) looks at. */
 typedef struct CbRunRef
 {
@@ -350,7 +370,7 @@ typedef struct CbRunRef
 	char	   *state;
 	bool		skip_if_busy;	/* its job says on_group_busy = 'skip' */
 	bool		wait_expired;	/* waited longer than group_wait_timeout */
-	bool		behind_older;	/* an older run of its group is not over */
+	bool		behind_older;	/* another run is ahead of it in its group */
 	int			holder_pid;		/* backend holding its group's lock, or 0 */
 } CbRunRef;
 
@@ -409,6 +429,9 @@ extern bool cb_catalog_claim_run(int64 run_id, CbRun *run);
 /* The run this process executes (run workers only), for run_context(). */
 extern CbRun *cb_current_run;
 extern void cb_catalog_mark_started(int64 run_id);
+extern void cb_catalog_set_steps(const CbRun *run);
+extern void cb_catalog_set_timeouts(int64 run_id, int statement_ms, int lock_ms);
+extern void cb_catalog_step_done(int64 run_id, int32 steps_done);
 extern TimestampTz cb_catalog_checkpoint(const CbRun *run, const CbCheckpoint *cp);
 extern void cb_catalog_reload_job(CbJob *job);
 extern TimestampTz cb_catalog_set_throttled(int64 run_id, const char *reason,
@@ -483,7 +506,8 @@ typedef enum CbSettingKind
 	CB_SET_INTERVAL,			/* Interval *, NULL: none */
 	CB_SET_TIMEOUT,				/* Interval *, NULL or zero: none */
 	CB_SET_CHUNK_TIMEOUT,		/* the same, below INT_MAX ms */
-	CB_SET_CHOICE				/* one of two words, a bool field */
+	CB_SET_CHOICE,				/* one of two words, a bool field */
+	CB_SET_SQL_LIST				/* statements: a text[] column, a List field */
 } CbSettingKind;
 
 typedef struct CbJobSetting CbJobSetting;
@@ -522,13 +546,37 @@ extern void cb_chunk_execute(CbChunkState *cs, CbChunkResult *res);
 extern void cb_chunk_isolate(CbChunkState *cs, CbChunkResult *res);
 extern bool cb_chunk_error_is_transient(ErrorData *edata);
 extern int64 cb_chunk_count_estimate(CbChunkState *cs);
-extern void cb_chunk_validate_sql(const char *job_name, const char *sql,
-							   Oid cursor_type, Oid owner,
-							   const char *search_path);
+extern void cb_chunk_validate_sql(const CbJob *job, Oid owner);
 extern void cb_chunk_validate_select(const char *job_name, const char *what,
 								  const char *sql, Oid cursor_type,
 								  Oid want_type, Oid owner,
 								  const char *search_path);
+
+/* Running as another role, with a search_path (chunk.c) */
+typedef struct CbAsRole
+{
+	Oid			save_uid;
+	int			save_sec;
+	int			nestlevel;
+} CbAsRole;
+
+extern void cb_as_role_enter(CbAsRole *r, Oid role, const char *search_path);
+extern void cb_as_role_leave(CbAsRole *r);
+
+/* range.c */
+typedef struct CbRange CbRange;
+extern void cb_range_resolve(CbJob *job, bool validate);
+extern CbRange *cb_range_begin(const CbJob *job, MemoryContext run_ctx);
+extern bool cb_range_bounds(CbRange *r, int32 size, Datum lower, bool lower_null,
+							Datum run_params, Datum *first, Datum *last,
+							MemoryContext cxt);
+extern int	cb_range_keys(CbRange *r, int32 size, Datum lower, bool lower_null,
+						  Datum run_params, Datum **keys, MemoryContext cxt);
+
+/* steps.c */
+extern void cb_steps_check(const CbJob *job);
+extern void cb_steps_plan(CbRun *run, MemoryContext run_ctx);
+extern bool cb_steps_execute(CbRun *run, ErrorData **error);
 
 /* grouplock.c */
 extern int64 cb_group_lock_key(const char *group);

@@ -125,6 +125,17 @@ check_sleep_ratio(const CbJobSetting *s, const CbJob *job)
 				 errmsg("%s must be between 0 and 1000", s->name)));
 }
 
+static void
+check_priority(const CbJobSetting *s, const CbJob *job)
+{
+	int32		p = *FIELD(job, s, int32);
+
+	if (p < -1000 || p > 1000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be between -1000 and 1000", s->name)));
+}
+
 /* A setting that has a value unless set (NULL: none). */
 #define OPTIONAL(name, argno, kind, field, check) \
 	{name, argno, kind, offsetof(CbJob, field), check, NULL, NULL, 0, false, false}
@@ -168,6 +179,15 @@ static const CbJobSetting job_settings[] = {
 			 check_not_negative),
 	OPTIONAL("throttle_sql", 23, CB_SET_SQL, throttle_sql, NULL),
 	OPTIONAL("count_sql", 24, CB_SET_SQL, count_sql, NULL),
+	OPTIONAL("range_table", 25, CB_SET_SQL, range_table, NULL),
+	OPTIONAL("range_key", 26, CB_SET_SQL, range_key, NULL),
+	OPTIONAL("range_filter", 27, CB_SET_SQL, range_filter, NULL),
+	REQUIRED("priority", 28, CB_SET_INT, priority, check_priority),
+	OPTIONAL("before_sql", 29, CB_SET_SQL_LIST, before_sql, NULL),
+	OPTIONAL("after_sql", 30, CB_SET_SQL_LIST, after_sql, NULL),
+	REQUIRED("rebuild_indexes", 31, CB_SET_BOOL, rebuild_indexes, NULL),
+	REQUIRED("analyze_after", 32, CB_SET_BOOL, analyze_after, NULL),
+	REQUIRED("vacuum_after", 33, CB_SET_BOOL, vacuum_after, NULL),
 };
 
 const CbJobSetting *
@@ -254,6 +274,43 @@ timeout_value(const CbJobSetting *s, Interval *iv)
 	return ms == 0 ? NULL : iv;
 }
 
+/*
+ * Steps: an array of 1 to CB_MAX_STEPS statements, none NULL or empty (an
+ * empty array is none).
+ */
+#define CB_MAX_STEPS	32
+
+static List *
+sql_list_from_array(const CbJobSetting *s, ArrayType *arr)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			i;
+	List	   *list = NIL;
+
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a one-dimensional array", s->name)));
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	if (n > CB_MAX_STEPS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must have at most %d statements", s->name, CB_MAX_STEPS)));
+	for (i = 0; i < n; i++)
+	{
+		char	   *sql = nulls[i] ? NULL : TextDatumGetCString(elems[i]);
+
+		if (sql == NULL || sql[strspn(sql, " \t\r\n")] == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s must not contain an empty or NULL statement", s->name)));
+		list = lappend(list, sql);
+	}
+	return list;
+}
+
 /* Set one setting of *job from its (non-NULL) argument, and check it. */
 static void
 setting_from_arg(const CbJobSetting *s, CbJob *job, FunctionCallInfo fcinfo)
@@ -297,6 +354,9 @@ setting_from_arg(const CbJobSetting *s, CbJob *job, FunctionCallInfo fcinfo)
 		case CB_SET_TIMEOUT:
 		case CB_SET_CHUNK_TIMEOUT:
 			*FIELD(job, s, Interval *) = timeout_value(s, DatumGetIntervalP(arg));
+			break;
+		case CB_SET_SQL_LIST:
+			*FIELD(job, s, List *) = sql_list_from_array(s, DatumGetArrayTypeP(arg));
 			break;
 		case CB_SET_CHOICE:
 			{
@@ -386,12 +446,22 @@ cb_settings_check_job(const CbJob *job)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("min_batch_size %d is greater than max_batch_size %d",
 						job->min_batch_size, job->max_batch_size)));
-	if (job->isolate && (!OidIsValid(job->cursor_type) || job->keys_sql == NULL))
+	if (job->isolate && job->range_table == NULL &&
+		(!OidIsValid(job->cursor_type) || job->keys_sql == NULL))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("on_error => 'isolate' needs a keyset job with keys_sql"),
-				 errdetail("Poison rows are isolated by splitting a failed chunk by its keys, which keys_sql lists in key order."),
+				 errmsg("on_error => 'isolate' needs a range-mode job, or a keyset job with keys_sql"),
+				 errdetail("Poison rows are isolated by splitting a failed chunk by its keys, which range mode finds itself and keys_sql lists for a keyset job."),
 				 errhint("Set cursor_type and keys_sql, or use on_error => 'fail'.")));
+	if (job->range_table == NULL && (job->analyze_after || job->vacuum_after))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("analyze_after and vacuum_after need a range-mode job"),
+				 errdetail("They act on the job's range_table.")));
+	if (job->range_table == NULL && (job->range_key != NULL || job->range_filter != NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("range_key and range_filter need range_table")));
 }
 
 /* The SQL type of a setting's column, as catalog.c binds it. */
@@ -418,6 +488,8 @@ cb_setting_sqltype(const CbJobSetting *s)
 		case CB_SET_SQL:
 		case CB_SET_CHOICE:
 			return TEXTOID;
+		case CB_SET_SQL_LIST:
+			return TEXTARRAYOID;
 	}
 	return InvalidOid;			/* keep compiler quiet */
 }
@@ -453,6 +525,22 @@ cb_setting_to_datum(const CbJobSetting *s, const CbJob *job, bool *isnull)
 			return *isnull ? (Datum) 0 : CStringGetTextDatum(*FIELD(job, s, char *));
 		case CB_SET_CHOICE:
 			return CStringGetTextDatum(*FIELD(job, s, bool) ? s->choice_yes : s->choice_no);
+		case CB_SET_SQL_LIST:
+			{
+				List	   *list = *FIELD(job, s, List *);
+				Datum	   *elems;
+				ListCell   *lc;
+				int			i = 0;
+
+				*isnull = (list == NIL);
+				if (*isnull)
+					return (Datum) 0;
+				elems = palloc(sizeof(Datum) * list_length(list));
+				foreach(lc, list)
+					elems[i++] = CStringGetTextDatum((char *) lfirst(lc));
+				return PointerGetDatum(construct_array(elems, i, TEXTOID, -1, false,
+													   TYPALIGN_INT));
+			}
 	}
 	return (Datum) 0;			/* keep compiler quiet */
 }
@@ -495,6 +583,10 @@ cb_setting_from_datum(const CbJobSetting *s, CbJob *job, Datum d, bool isnull,
 			break;
 		case CB_SET_CHOICE:
 			*FIELD(job, s, bool) = !isnull && strcmp(text, s->choice_yes) == 0;
+			break;
+		case CB_SET_SQL_LIST:
+			*FIELD(job, s, List *) = isnull ? NIL :
+				sql_list_from_array(s, DatumGetArrayTypeP(d));
 			break;
 	}
 }

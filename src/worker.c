@@ -27,6 +27,7 @@
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
+#include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -319,7 +320,8 @@ worker_recover(CbRun *run, CbChunkState *cs, CbChunkResult *res,
 {
 	if (worker_retry(run, res, attempts, began))
 		return true;
-	if (run->job.isolate && run->job.keys_sql != NULL &&
+	if (run->job.isolate &&
+		(run->job.keys_sql != NULL || run->job.range_table != NULL) &&
 		!res->timed_out && !cb_chunk_error_is_transient(res->error) &&
 		worker_should_stop(run, began) == CB_GO)
 	{
@@ -394,6 +396,87 @@ worker_pace(CbRun *run, const CbChunkResult *res, ErrorData **error)
 	return worker_gate(run, error);
 }
 
+/*
+ * Run the run's steps up to (not including) step "upto", each in
+ * transactions of its own; false if the run ended instead (stopped, or
+ * failed by a step).  At the run's first start its steps are fixed first.
+ */
+static bool
+worker_steps(CbRun *run, int upto, TimestampTz began)
+{
+	MemoryContext step_ctx = AllocSetContextCreate(CurrentMemoryContext,
+												   "chunkbatch step",
+												   ALLOCSET_DEFAULT_SIZES);
+	bool		ok = true;
+
+	while (ok && run->steps_done < upto)
+	{
+		MemoryContext old = MemoryContextSwitchTo(step_ctx);
+		ErrorData  *error = NULL;
+		CbStop		stop = worker_should_stop(run, began);
+
+		if (stop != CB_GO)
+			worker_stop(run, stop);
+		else if (!cb_steps_execute(run, &error))
+			worker_fail(run, error, began);
+		ok = (stop == CB_GO && error == NULL);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(step_ctx);
+	}
+	MemoryContextDelete(step_ctx);
+	return ok;
+}
+
+/*
+ * The run's last chunk committed.  Without steps after it, that chunk's
+ * checkpoint recorded the success; otherwise the run succeeds after them.
+ */
+static void
+worker_succeed(CbRun *run, TimestampTz began)
+{
+	if (!cb_run_has_after_steps(run))
+		elog(LOG, "chunkbatch run %lld of job \"%s\" succeeded: %lld rows in %lld chunks",
+			 (long long) run->run_id, run->job.job_name,
+			 (long long) run->rows_done, (long long) run->chunks_done);
+	else if (worker_steps(run, list_length(run->steps), began))
+		worker_end_run(run, CB_RUN_SUCCEEDED, NULL, NULL);
+}
+
+/* At the run's first start, fix its steps (the index definitions first). */
+static bool
+worker_plan_steps(CbRun *run, TimestampTz began)
+{
+	const CbJob *job = &run->job;
+	MemoryContext old = CurrentMemoryContext;
+	ErrorData  *error = NULL;
+
+	if (run->steps != NIL || run->chunks_done > 0 ||
+		(job->before_sql == NIL && job->after_sql == NIL && !job->rebuild_indexes &&
+		 !job->analyze_after && !job->vacuum_after))
+		return true;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PG_TRY();
+	{
+		PushActiveSnapshot(GetTransactionSnapshot());
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		cb_steps_plan(run, RunContext);
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		error = cb_catch_error(old, true, true);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+	if (error != NULL)
+		worker_fail(run, error, began);
+	return error == NULL;
+}
+
 /* The run's total from count_sql, once, at its first start; best effort. */
 static void
 worker_estimate(CbRun *run, CbChunkState *cs)
@@ -446,6 +529,14 @@ worker_start(int64 run_id, CbRun *run, CbChunkState **cs, MemoryContext run_ctx)
 		{
 			*cs = cb_chunk_begin(run, run_ctx);
 			cb_current_run = run;
+			/* What a chunk gets: the job's, else its owner's session's. */
+			cb_catalog_set_timeouts(run_id,
+									run->job.statement_timeout ?
+									(int) cb_interval_ms(run->job.statement_timeout) :
+									StatementTimeout,
+									run->job.lock_timeout ?
+									(int) cb_interval_ms(run->job.lock_timeout) :
+									LockTimeout);
 		}
 		PopActiveSnapshot();
 		CommitTransactionCommand();
@@ -539,7 +630,9 @@ chunkbatch_worker_main(Datum main_arg)
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
 	if (!worker_start(args.run_id, &run, &cs, run_ctx) ||
-		!worker_take_group(&run, began))
+		!worker_take_group(&run, began) ||
+		!worker_plan_steps(&run, began) ||
+		!worker_steps(&run, run.steps_before, began))
 		proc_exit(0);
 	worker_estimate(&run, cs);
 	if (!worker_gate(&run, &error) && error != NULL)
@@ -573,9 +666,7 @@ chunkbatch_worker_main(Datum main_arg)
 		worker_publish(&run, CB_PHASE_SLEEPING, res.processed);
 		if (res.done)
 		{
-			elog(LOG, "chunkbatch run %lld of job \"%s\" succeeded: %lld rows in %lld chunks",
-				 (long long) run.run_id, run.job.job_name,
-				 (long long) run.rows_done, (long long) run.chunks_done);
+			worker_succeed(&run, began);
 			break;
 		}
 		if (!worker_pace(&run, &res, &error) && error != NULL)

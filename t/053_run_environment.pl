@@ -8,6 +8,8 @@
 #   ALTER ROLE ... SET, a chunk slower than it is cancelled (57014; at a
 #   batch size of 1 the run fails), and so with ALTER DATABASE ... SET;
 # - the job's own statement_timeout overrides it (the same run succeeds);
+# - the run records the statement_timeout its chunks got (runs and
+#   status_detail), and dry_run names it and where it comes from;
 # - without any, the slow chunks just run;
 # - chunkbatch.run_context() gives chunk SQL its run's id, job name, queued
 #   time, trigger and chunk number, equal to the run's row; outside a run
@@ -37,6 +39,14 @@ $node->sql(
 	role => 'app');
 
 # Three rows to flip, 0.3 s each; returns the run's final state and SQLSTATE.
+# The statement_timeout the last run recorded for its chunks.
+sub last_timeout
+{
+	return $node->sql(
+		q{SELECT coalesce(statement_timeout::text, 'none') FROM chunkbatch.runs
+           ORDER BY run_id DESC LIMIT 1});
+}
+
 sub flip
 {
 	$node->sql(q{UPDATE slow_items SET done = false;
@@ -50,23 +60,33 @@ INSERT INTO slow_items SELECT g FROM generate_series(1, 3) g ON CONFLICT DO NOTH
 }
 
 is(flip(), 'succeeded:', 'without any statement_timeout, the slow chunks run');
+is(last_timeout(), 'none', '... and the run records no statement_timeout');
 
 $node->sql(q{ALTER ROLE app SET statement_timeout = '100ms'});
+like(
+	$node->sql(
+		q{SELECT string_agg(item || ': ' || detail, E'\n') FROM chunkbatch.dry_run('slow_flip')},
+		role => 'app'),
+	qr/^timeouts: statement_timeout 100ms \(ALTER ROLE\)$/m,
+	'dry_run names the owner\'s statement_timeout and where it comes from');
 is(flip(), 'failed:57014',
 	'with ALTER ROLE app SET statement_timeout = 100ms, the owner\'s chunks are cancelled (57014)');
 like(
 	$node->sql(q{SELECT error FROM chunkbatch.runs ORDER BY run_id DESC LIMIT 1}),
 	qr/statement timeout/,
 	'... and the run\'s error says so');
+is(last_timeout(), '00:00:00.1', '... and the run records the 100 ms its chunks got');
 
 $node->sql(q{SELECT chunkbatch.alter_job('slow_flip', statement_timeout => '2s')}, role => 'app');
 is(flip(), 'succeeded:', 'the job\'s own statement_timeout overrides the role\'s');
+is(last_timeout(), '00:00:02', '... and the run records it');
 
 $node->sql(
 	q{SELECT chunkbatch.alter_job('slow_flip', reset => ARRAY['statement_timeout']);
 ALTER ROLE app RESET statement_timeout;
 ALTER DATABASE postgres SET statement_timeout = '100ms';});
 is(flip(), 'failed:57014', 'ALTER DATABASE ... SET statement_timeout applies too');
+is(last_timeout(), '00:00:00.1', '... and is recorded');
 $node->sql(q{ALTER DATABASE postgres RESET statement_timeout});
 is(flip(), 'succeeded:', 'reset everywhere, the slow chunks run again');
 
@@ -118,9 +138,18 @@ my $pz_run = $node->queue_run('poison_adaptive');
 is($node->final_state($pz_run, '120s'), 'succeeded', 'an adaptive run with 10 poison rows succeeds');
 is( $node->sql("SELECT rows_done || '|' || dead_letters FROM chunkbatch.runs WHERE run_id = $pz_run"),
 	'39990|10', '... with every other row done and the 10 poison keys set aside');
+# The chunks whose poison rows were set aside (the context of each "put
+# key" line), and the chunks after which a knee was taken: a knee may be
+# taken after an ordinary chunk (a loaded machine is noisy), never after an
+# isolated one.
 my $log = slurp_file($node->logfile, $log_offset);
-unlike($log, qr/run $pz_run of job "poison_adaptive": a chunk of \d+ rows ran at/,
-	'no isolated chunk was taken for a knee (no ceiling learned)');
+my %isolated = map { $_ => 1 }
+  ($log =~ /put key \d+ in dead_letters.*\n.*CONTEXT:  chunkbatch run $pz_run, chunk (\d+) of/g);
+my @knees = ($log =~
+	  /run $pz_run of job "poison_adaptive": a chunk of \d+ rows ran at.*\n.*CONTEXT:  chunkbatch run $pz_run of job "poison_adaptive", after chunk (\d+)/g);
+ok(scalar(keys %isolated) > 0, 'the log names the isolated chunks');
+is(join(',', grep { $isolated{$_} } @knees), '',
+	'no isolated chunk was taken for a knee (no ceiling learned from one)');
 
 $node->stop;
 done_testing();

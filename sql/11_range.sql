@@ -1,0 +1,96 @@
+--
+-- Range mode and declarative jobs: what create_purge and create_update
+-- write, bad tables, keys and filters (each a clear error that leaves the
+-- catalog as it was), the filter reading the run's parameters as $3, and
+-- alter_job on a range-mode job.
+--
+SELECT wait_idle();
+
+CREATE TABLE cb_rng (id bigint PRIMARY KEY, grp int NOT NULL, n int NOT NULL DEFAULT 0, u int);
+INSERT INTO cb_rng (id, grp) SELECT g, g % 5 FROM generate_series(1, 1000) g;
+CREATE TABLE cb_rng_nopk (a int, b int);
+CREATE TABLE cb_rng_comp (a int, b int, PRIMARY KEY (a, b));
+CREATE INDEX ON cb_rng (grp);
+CREATE UNIQUE INDEX cb_rng_partial ON cb_rng (u) WHERE u > 0;
+CREATE VIEW cb_rng_view AS SELECT * FROM cb_rng;
+
+SELECT chunkbatch.create_purge('regress_rng_purge', 'cb_rng', 'grp = 4', batch_size => 70) > 0 AS created;
+SELECT chunkbatch.create_update('regress_rng_upd', 'cb_rng', 'n = n + 1',
+    $$grp = ($3->>'grp')::int$$, batch_size => 30, priority => 5) > 0 AS created;
+SELECT job_name, cursor_type, range_table, range_key, range_filter, priority
+  FROM chunkbatch.jobs WHERE job_name LIKE 'regress\_purge' OR job_name = 'regress_rng_upd'
+ ORDER BY job_name;
+SELECT chunk_sql, count_sql FROM chunkbatch.jobs WHERE job_name = 'regress_rng_upd';
+SELECT * FROM chunkbatch.range_job_sql('delete', 'cb_rng', NULL, 'grp = 1', 'id', false);
+
+SELECT catalog_digest() AS before \gset
+-- bad tables and keys
+SELECT expect_error($$SELECT chunkbatch.create_purge('regress_x', 'cb_missing', 'true')$$);
+SELECT expect_error($$SELECT chunkbatch.create_purge('regress_x', NULL, 'true')$$);
+SELECT expect_error($$SELECT chunkbatch.create_purge('regress_x', 'cb_rng', NULL)$$);
+SELECT expect_error($$SELECT chunkbatch.create_update('regress_x', 'cb_rng', NULL, 'true')$$);
+SELECT expect_error($$SELECT chunkbatch.create_purge('regress_x', 'cb_rng_nopk', 'true')$$);
+SELECT expect_error($$SELECT chunkbatch.create_purge('regress_x', 'cb_rng_comp', 'true')$$);
+SELECT expect_error($$SELECT chunkbatch.create_purge('regress_x', 'cb_rng', 'true', key_column => 'grp')$$);
+SELECT expect_error($$SELECT chunkbatch.create_purge('regress_x', 'cb_rng', 'true', key_column => 'u')$$);
+SELECT expect_error($$SELECT chunkbatch.create_purge('regress_x', 'cb_rng', 'true', key_column => 'nope')$$);
+SELECT expect_error($$SELECT chunkbatch.create_purge('regress_x', 'cb_rng', 'true', key_column => 'ctid')$$);
+SELECT expect_error($$SELECT chunkbatch.create_purge('regress_x', 'cb_rng_view', 'true', key_column => 'id')$$);
+SELECT expect_error($$SELECT chunkbatch.range_job_sql('truncate', 'cb_rng', NULL, 'true', NULL, true)$$);
+-- bad filters
+SELECT expect_error($$SELECT chunkbatch.create_purge('regress_x', 'cb_rng', 'true) OR (true')$$);
+SELECT expect_error($$SELECT chunkbatch.create_purge('regress_x', 'cb_rng', 'true; DROP TABLE cb_rng')$$);
+SELECT expect_error($$SELECT chunkbatch.create_purge('regress_x', 'cb_rng', 'id > $1')$$);
+SELECT expect_error($$SELECT chunkbatch.create_purge('regress_x', 'cb_rng', 'nope = 1')$$);
+SELECT expect_error($$SELECT chunkbatch.create_purge('regress_x', 'cb_rng', '-- nothing')$$);
+SELECT expect_error($$SELECT chunkbatch.create_purge('regress_x', 'cb_rng', 'grp')$$);
+-- range settings of create_job
+SELECT expect_error($$SELECT chunkbatch.create_job('regress_x', 'DELETE FROM cb_rng WHERE id BETWEEN $1 AND $2', range_table => 'cb_rng')$$);
+SELECT expect_error($$SELECT chunkbatch.create_job('regress_x', 'DELETE FROM cb_rng WHERE id BETWEEN $1 AND $2', range_key => 'id')$$);
+SELECT expect_error($$SELECT chunkbatch.create_job('regress_x', 'DELETE FROM cb_rng WHERE id BETWEEN $1 AND $2', range_table => 'cb_rng', range_key => 'id', cursor_type => 'int')$$);
+SELECT expect_error($$SELECT chunkbatch.create_job('regress_x', 'DELETE FROM cb_rng WHERE nope BETWEEN $1 AND $2', range_table => 'cb_rng', range_key => 'id')$$);
+SELECT expect_error($$SELECT chunkbatch.create_job('regress_x', 'SELECT 1', priority => 5000)$$);
+SELECT expect_error($$SELECT chunkbatch.create_job('regress_x', 'SELECT 1', priority => NULL)$$);
+-- alter_job of a range-mode job
+SELECT expect_error($$SELECT chunkbatch.alter_job('regress_rng_purge', range_key => 'grp')$$);
+SELECT expect_error($$SELECT chunkbatch.alter_job('regress_rng_purge', range_filter => 'true) OR (true')$$);
+SELECT expect_error($$SELECT chunkbatch.alter_job('regress_rng_purge', cursor_type => 'text')$$);
+SELECT expect_error($$SELECT chunkbatch.alter_job('regress_rng_purge', reset => '{range_table}')$$);
+-- steps
+SELECT expect_error($$SELECT chunkbatch.create_job('regress_x', 'SELECT 1', before_sql => ARRAY['SELECT 1; SELECT 2'])$$);
+SELECT expect_error($$SELECT chunkbatch.create_job('regress_x', 'SELECT 1', after_sql => ARRAY['COMMIT'])$$);
+SELECT expect_error($$SELECT chunkbatch.create_job('regress_x', 'SELECT 1', after_sql => ARRAY['ANALYZE', NULL])$$);
+SELECT expect_error($$SELECT chunkbatch.create_job('regress_x', 'SELECT 1', after_sql => ARRAY['  '])$$);
+SELECT expect_error($$SELECT chunkbatch.create_job('regress_x', 'SELECT 1', after_sql => ARRAY[['ANALYZE'], ['VACUUM']])$$);
+SELECT expect_error($$SELECT chunkbatch.create_job('regress_x', 'SELECT 1', after_sql => ARRAY['ANALYZE (']) $$);
+SELECT expect_error($$SELECT chunkbatch.create_job('regress_x', 'SELECT 1', analyze_after => true)$$);
+SELECT expect_error($$SELECT chunkbatch.create_job('regress_x', 'SELECT 1', vacuum_after => NULL)$$);
+SELECT expect_error($$SELECT chunkbatch.create_purge('regress_x', 'cb_rng', 'true', analyze_after => NULL)$$);
+SELECT expect_error($$SELECT chunkbatch.alter_job('regress_rng_purge', before_sql => ARRAY['BEGIN'])$$);
+SELECT expect_error($$SELECT chunkbatch.alter_job('regress_rng_purge', reset => '{rebuild_indexes}')$$);
+SELECT catalog_digest() = :'before' AS catalog_unchanged;
+
+-- a declarative purge and an update whose filter reads $3
+SELECT chunkbatch.run('regress_rng_purge', wait => true) > 0 AS ran;
+SELECT count(*) FILTER (WHERE grp = 4) AS left_matching, count(*) AS left FROM cb_rng;
+SELECT chunkbatch.run('regress_rng_upd', '{"grp": 2}', wait => true) > 0 AS ran;
+SELECT grp, n, count(*) FROM cb_rng GROUP BY grp, n ORDER BY grp, n;
+SELECT job_name, state, rows_done, chunks_done, total_estimate, cursor, priority
+  FROM chunkbatch.runs WHERE job_name IN ('regress_rng_purge', 'regress_rng_upd') ORDER BY run_id;
+
+-- alter_job: a new filter and key check; leaving range mode needs new SQL
+SELECT chunkbatch.alter_job('regress_rng_purge', range_filter => 'grp = 3 AND n = 0');
+SELECT range_filter, cursor_type FROM chunkbatch.jobs WHERE job_name = 'regress_rng_purge';
+SELECT chunkbatch.alter_job('regress_rng_purge', chunk_sql => 'DELETE FROM cb_rng WHERE id IN (SELECT id FROM cb_rng WHERE grp = 3 LIMIT $1)',
+                            reset => '{range_table, range_key, range_filter, count_sql}');
+SELECT range_table, range_key, range_filter, cursor_type, count_sql FROM chunkbatch.jobs WHERE job_name = 'regress_rng_purge';
+
+-- steps are kept as given; reset removes them
+SELECT chunkbatch.alter_job('regress_rng_upd', after_sql => ARRAY['ANALYZE cb_rng', 'SELECT 1'],
+                            analyze_after => true);
+SELECT after_sql, analyze_after, rebuild_indexes FROM chunkbatch.jobs WHERE job_name = 'regress_rng_upd';
+SELECT chunkbatch.alter_job('regress_rng_upd', reset => '{after_sql}');
+SELECT after_sql FROM chunkbatch.jobs WHERE job_name = 'regress_rng_upd';
+SELECT chunkbatch.drop_job('regress_rng_purge'), chunkbatch.drop_job('regress_rng_upd');
+DROP VIEW cb_rng_view;
+DROP TABLE cb_rng, cb_rng_nopk, cb_rng_comp;

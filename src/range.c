@@ -1,0 +1,461 @@
+/*-------------------------------------------------------------------------
+ *
+ * range.c
+ *	  Range mode: a job's driving table, key and filter, checked when the
+ *	  job is created, and each chunk's key range, found by an index scan.
+ *
+ * A range-mode job names a table, a key column with a unique single-column
+ * btree index, and optionally a filter (a boolean SQL expression over the
+ * table's columns that may read the run's parameters as $3).  Before each
+ * chunk the worker reads, in key order, the next batch_size keys past the
+ * checkpoint that satisfy the filter; the first and the last of them are
+ * the chunk's bounds, $1 and $2 of the job's statement, and the last one
+ * becomes the checkpoint.  The run ends when no key is left.  The key
+ * search is always an index scan: it costs the same at the first chunk
+ * and at the last, however sparse the filter's matches are.
+ *
+ * Copyright (c) 2026, chunkbatch developers
+ *
+ * IDENTIFICATION
+ *	  src/range.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_type.h"
+#include "commands/defrem.h"
+#include "executor/executor.h"
+#include "miscadmin.h"
+#include "nodes/nodeFuncs.h"
+#include "parser/analyze.h"
+#include "parser/gramparse.h"
+#include "parser/parser.h"
+#include "parser/scanner.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/regproc.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+
+#include "chunkbatch.h"
+
+struct CbRange
+{
+	const CbJob *job;
+	SPIPlanPtr	plans[2];		/* the key search: first chunk, later ones */
+	Oid			argtypes[3];	/* int4 size, key lower bound, jsonb */
+	int16		typlen;
+	bool		typbyval;
+};
+
+/*
+ * A filter is one boolean expression: its parentheses balance, so that
+ * inside "... AND (filter)" it cannot close the parenthesis around it.
+ * Checked with PostgreSQL's own scanner, which knows strings, quoted
+ * identifiers, dollar quotes and comments.
+ */
+static void
+check_balanced(const char *what, const char *sql)
+{
+	core_yy_extra_type extra;
+	core_yyscan_t scanner = scanner_init(sql, &extra, &ScanKeywords,
+										 ScanKeywordTokens);
+	core_YYSTYPE val;
+	YYLTYPE		loc;
+	int			depth = 0;
+	int			tok;
+
+	while ((tok = core_yylex(&val, &loc, scanner)) != 0)
+	{
+		if (tok == '(' || tok == '[')
+			depth++;
+		else if (tok == ')' || tok == ']')
+			depth--;
+		if (depth < 0 || tok == ';')
+			break;
+	}
+	scanner_finish(scanner);
+	if (depth != 0 || tok == ';')
+		ereport(ERROR,
+				(errcode(ERRCODE_SYNTAX_ERROR),
+				 errmsg("%s must be one SQL expression", what),
+				 errdetail("Its parentheses do not balance, or it contains a semicolon.")));
+}
+
+/* Does the filter refer to a parameter other than $3? */
+static bool
+refers_to_chunk_param(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, ParamRef))
+		return ((ParamRef *) node)->number != 3;
+	return raw_expression_tree_walker(node, refers_to_chunk_param, context);
+}
+
+/* The filter parses as a WHERE condition and reads only $3. */
+static void
+check_filter(const CbJob *job)
+{
+	List	   *raw;
+	SelectStmt *sel;
+
+	check_balanced("range_filter", job->range_filter);
+	raw = raw_parser(psprintf("SELECT FROM t WHERE (\n%s\n)", job->range_filter),
+					 RAW_PARSE_DEFAULT);
+	if (list_length(raw) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYNTAX_ERROR),
+				 errmsg("range_filter must be one SQL expression")));
+	sel = (SelectStmt *) linitial_node(RawStmt, raw)->stmt;
+	if (!IsA(sel, SelectStmt) ||
+		sel->op != SETOP_NONE || list_length(sel->fromClause) != 1 ||
+		sel->groupClause != NIL || sel->havingClause != NULL ||
+		sel->sortClause != NIL || sel->limitCount != NULL ||
+		sel->lockingClause != NIL || sel->windowClause != NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYNTAX_ERROR),
+				 errmsg("range_filter must be one SQL expression")));
+	if (refers_to_chunk_param(sel->whereClause, NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_PARAMETER),
+				 errmsg("range_filter of job \"%s\" may refer only to $3, the run's parameters",
+						job->job_name),
+				 errdetail("$1 and $2 mean different things in the key search and in the statement.")));
+}
+
+/*
+ * A btree index that makes the key a range key: valid, unique, on the key
+ * column alone, with no predicate or expression, and in the column's
+ * default ordering (opclass and collation), which is the order the key
+ * search and the checkpoint use.
+ */
+static Oid
+index_am(Oid indexoid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(indexoid));
+	Oid			am = InvalidOid;
+
+	if (HeapTupleIsValid(tup))
+	{
+		am = ((Form_pg_class) GETSTRUCT(tup))->relam;
+		ReleaseSysCache(tup);
+	}
+	return am;
+}
+
+static bool
+index_fits(Oid indexoid, AttrNumber attnum, Oid keytype, Oid keycoll)
+{
+	HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
+	Form_pg_index idx;
+	bool		fits;
+	bool		isnull;
+	Datum		d;
+
+	if (!HeapTupleIsValid(tup))
+		return false;
+	idx = (Form_pg_index) GETSTRUCT(tup);
+	fits = idx->indisunique && idx->indisvalid && idx->indnkeyatts == 1 &&
+		idx->indkey.values[0] == attnum &&
+		heap_attisnull(tup, Anum_pg_index_indpred, NULL) &&
+		heap_attisnull(tup, Anum_pg_index_indexprs, NULL) &&
+		index_am(indexoid) == BTREE_AM_OID;
+	if (fits)
+	{
+		d = SysCacheGetAttr(INDEXRELID, tup, Anum_pg_index_indclass, &isnull);
+		fits = ((oidvector *) DatumGetPointer(d))->values[0] ==
+			GetDefaultOpClass(keytype, BTREE_AM_OID);
+		d = SysCacheGetAttr(INDEXRELID, tup, Anum_pg_index_indcollation, &isnull);
+		fits = fits && ((oidvector *) DatumGetPointer(d))->values[0] == keycoll;
+	}
+	ReleaseSysCache(tup);
+	return fits;
+}
+
+/*
+ * Resolve a range-mode job's table and key, as its owner with its
+ * search_path: the table is kept as a qualified name, and the cursor type
+ * becomes the key's type.  With validate, the filter is also checked
+ * against the table (columns, types, privileges).
+ */
+void
+cb_range_resolve(CbJob *job, bool validate)
+{
+	CbAsRole	r;
+	Oid			relid;
+	Relation	rel;
+	AttrNumber	attnum;
+	Form_pg_attribute att;
+	List	   *indexes;
+	ListCell   *lc;
+	bool		found = false;
+
+	if (job->range_key == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a range-mode job needs range_key, the key column of range_table")));
+	if (job->range_filter != NULL)
+		check_filter(job);
+
+	cb_as_role_enter(&r, job->owner, job->search_path);
+	relid = RangeVarGetRelid(makeRangeVarFromNameList(stringToQualifiedNameList(job->range_table)),
+							 AccessShareLock, false);
+	rel = relation_open(relid, NoLock);
+	if (rel->rd_rel->relkind != RELKIND_RELATION &&
+		rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("range_table \"%s\" is not a table", job->range_table)));
+	job->range_table = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+												  RelationGetRelationName(rel));
+
+	attnum = get_attnum(relid, job->range_key);
+	if (attnum == InvalidAttrNumber || attnum < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of table %s does not exist",
+						job->range_key, job->range_table)));
+	att = TupleDescAttr(RelationGetDescr(rel), attnum - 1);
+	indexes = RelationGetIndexList(rel);
+	foreach(lc, indexes)
+		found = found || index_fits(lfirst_oid(lc), attnum, att->atttypid,
+									att->attcollation);
+	if (!found)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_COLUMN_REFERENCE),
+				 errmsg("range_key \"%s\" of table %s has no unique btree index of its own",
+						job->range_key, job->range_table),
+				 errdetail("Range mode finds each chunk's keys by an index scan and needs every key to be unique."),
+				 errhint("Use the primary key, or create a unique index on that column alone.")));
+	job->cursor_type = att->atttypid;
+	relation_close(rel, NoLock);
+
+	if (validate && job->range_filter != NULL)
+	{
+		char	   *sql = psprintf("SELECT FROM %s WHERE (\n%s\n)", job->range_table,
+								   job->range_filter);
+		Oid			argtypes[3] = {INT4OID, job->cursor_type, JSONBOID};
+		Query	   *query;
+
+		query = parse_analyze_fixedparams(linitial_node(RawStmt, pg_parse_query(sql)),
+										  sql, argtypes, 3, NULL);
+		(void) ExecCheckRTPerms(query->rtable, true);
+	}
+	cb_as_role_leave(&r);
+}
+
+/* The key search: the next "size" keys past $2 that satisfy the filter. */
+static char *
+range_search_sql(const CbJob *job, bool first)
+{
+	const char *key = quote_identifier(job->range_key);
+
+	return psprintf("SELECT %s FROM %s WHERE %s %s%s%s%s ORDER BY %s LIMIT $1",
+					key, job->range_table, key,
+					first ? "IS NOT NULL" : "OPERATOR(pg_catalog.>) $2",
+					job->range_filter ? " AND (\n" : "",
+					job->range_filter ? job->range_filter : "",
+					job->range_filter ? "\n)" : "",
+					key);
+}
+
+CbRange *
+cb_range_begin(const CbJob *job, MemoryContext run_ctx)
+{
+	CbRange    *r = MemoryContextAllocZero(run_ctx, sizeof(CbRange));
+
+	r->job = job;
+	r->argtypes[0] = INT4OID;
+	r->argtypes[1] = job->cursor_type;
+	r->argtypes[2] = JSONBOID;
+	get_typlenbyval(job->cursor_type, &r->typlen, &r->typbyval);
+	return r;
+}
+
+/* Receives the keys of the search: the first and last, or all of them. */
+typedef struct CbRangeReceiver
+{
+	DestReceiver pub;
+	CbRange    *range;
+	MemoryContext cxt;
+	bool		collect;		/* keep every key */
+	int			n;
+	Datum		first;
+	Datum		last;
+	Datum	   *keys;
+	int			nalloc;
+} CbRangeReceiver;
+
+static Datum
+key_copy(CbRangeReceiver *rr, Datum key)
+{
+	MemoryContext old = MemoryContextSwitchTo(rr->cxt);
+	Datum		copy;
+
+	copy = rr->range->typlen == -1 ? PointerGetDatum(PG_DETOAST_DATUM_COPY(key)) :
+		datumCopy(key, rr->range->typbyval, rr->range->typlen);
+	MemoryContextSwitchTo(old);
+	return copy;
+}
+
+static bool
+range_receive(TupleTableSlot *slot, DestReceiver *self)
+{
+	CbRangeReceiver *rr = (CbRangeReceiver *) self;
+	bool		isnull;
+	Datum		key = slot_getattr(slot, 1, &isnull);
+
+	Assert(!isnull);
+	if (rr->collect)
+	{
+		if (rr->n == rr->nalloc)
+		{
+			rr->nalloc = Max(rr->nalloc * 2, 64);
+			rr->keys = rr->keys == NULL ?
+				MemoryContextAlloc(rr->cxt, sizeof(Datum) * rr->nalloc) :
+				repalloc(rr->keys, sizeof(Datum) * rr->nalloc);
+		}
+		rr->keys[rr->n] = key_copy(rr, key);
+	}
+	else if (rr->n == 0)
+		rr->first = key_copy(rr, key);
+	else
+	{
+		/* Only the last key is needed: keep one copy at a time. */
+		if (rr->n > 1 && !rr->range->typbyval)
+			pfree(DatumGetPointer(rr->last));
+		rr->last = key_copy(rr, key);
+	}
+	rr->n++;
+	return true;
+}
+
+/* The key column may have changed its type since the job was created. */
+static void
+range_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+	CbRangeReceiver *rr = (CbRangeReceiver *) self;
+	const CbJob *job = rr->range->job;
+
+	if (typeinfo->natts != 1 ||
+		TupleDescAttr(typeinfo, 0)->atttypid != job->cursor_type)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("range_key \"%s\" of table %s is no longer of type %s",
+						job->range_key, job->range_table,
+						format_type_be(job->cursor_type)),
+				 errhint("Set the job's range_key again with chunkbatch.alter_job().")));
+}
+
+static void
+range_nothing(DestReceiver *self)
+{
+}
+
+/*
+ * Run the key search (inside the caller's SPI connection) for up to size
+ * keys past lower.  Planned always as an ordered index scan: a sequential
+ * scan and sort could look cheaper to the planner for a large size, but
+ * would read the whole table at every chunk.
+ */
+static void
+range_search(CbRange *r, int32 size, Datum lower, bool lower_null,
+			 Datum run_params, CbRangeReceiver *rr)
+{
+	int			which = lower_null ? 0 : 1;
+	ParamListInfo params = makeParamList(3);
+	SPIExecuteOptions options;
+	int			nest;
+	int			rc;
+
+	if (r->plans[which] == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare_cursor(range_search_sql(r->job, lower_null),
+											  3, r->argtypes, CURSOR_OPT_GENERIC_PLAN);
+
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare the key search: %s",
+				 SPI_result_code_string(SPI_result));
+		r->plans[which] = plan;
+	}
+	params->params[0].value = Int32GetDatum(size);
+	params->params[1].value = lower;
+	params->params[2].value = run_params;
+	for (rc = 0; rc < 3; rc++)
+	{
+		params->params[rc].isnull = (rc == 1 && lower_null);
+		params->params[rc].pflags = PARAM_FLAG_CONST;
+		params->params[rc].ptype = r->argtypes[rc];
+	}
+	params->numParams = 3;
+
+	rr->pub.receiveSlot = range_receive;
+	rr->pub.rStartup = range_startup;
+	rr->pub.rShutdown = range_nothing;
+	rr->pub.rDestroy = range_nothing;
+	rr->pub.mydest = DestNone;
+	rr->range = r;
+
+	nest = NewGUCNestLevel();
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_sort", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	memset(&options, 0, sizeof(options));
+	options.params = params;
+	options.read_only = true;
+	options.dest = &rr->pub;
+	rc = SPI_execute_plan_extended(r->plans[which], &options);
+	AtEOXact_GUC(true, nest);
+	if (rc < 0)
+		elog(ERROR, "the key search failed: %s", SPI_result_code_string(rc));
+}
+
+/*
+ * The next chunk's bounds: the first and the last of the next size keys
+ * past lower, copied into cxt.  False when no key is left.
+ */
+bool
+cb_range_bounds(CbRange *r, int32 size, Datum lower, bool lower_null,
+				Datum run_params, Datum *first, Datum *last, MemoryContext cxt)
+{
+	CbRangeReceiver rr;
+
+	memset(&rr, 0, sizeof(rr));
+	rr.cxt = cxt;
+	range_search(r, size, lower, lower_null, run_params, &rr);
+	if (rr.n == 0)
+		return false;
+	*first = rr.first;
+	*last = rr.n > 1 ? rr.last : rr.first;
+	return true;
+}
+
+/* All the keys of the next chunk, in order, copied into cxt. */
+int
+cb_range_keys(CbRange *r, int32 size, Datum lower, bool lower_null,
+			  Datum run_params, Datum **keys, MemoryContext cxt)
+{
+	CbRangeReceiver rr;
+
+	memset(&rr, 0, sizeof(rr));
+	rr.cxt = cxt;
+	rr.collect = true;
+	range_search(r, size, lower, lower_null, run_params, &rr);
+	*keys = rr.keys;
+	return rr.n;
+}

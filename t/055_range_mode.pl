@@ -1,0 +1,208 @@
+# Copyright (c) 2026, chunkbatch developers
+#
+# Range mode and declarative jobs (create_purge, create_update):
+#
+# - on tables with a bigint, an int, a text and a uuid primary key, every
+#   matching row is processed exactly once (a per-row counter, or a delete
+#   log), non-matching rows are untouched, and each chunk is its own
+#   transaction of at most batch_size rows (a trigger logs the transaction
+#   of every row);
+# - a worker killed (SIGKILL, by the test fault) right after a chunk's
+#   commit, and another right before it, resume to every row exactly once;
+# - a filter that matches nothing over long stretches of keys does not end
+#   the run early: it ends only when no key is left, with no empty chunk;
+# - on_error => 'isolate' needs no keys_sql in range mode: the poison row
+#   goes to dead_letters, every other row is processed;
+# - dry_run on a declarative job shows the key search and an index scan;
+# - two runs of one group queued in one transaction start in priority
+#   order (and in queue order when their priorities are equal).
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use ChunkbatchNode;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = ChunkbatchNode->create('range_mode',
+	conf => ['restart_after_crash = on'], extension_in => ['postgres']);
+$node->sql(
+	q{CREATE ROLE app LOGIN;
+GRANT CREATE ON SCHEMA public TO app;
+CREATE TABLE chunk_log (tbl text, xid xid8, id text);
+GRANT INSERT ON chunk_log TO app;
+CREATE FUNCTION log_row() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO chunk_log VALUES (TG_TABLE_NAME, pg_current_xact_id(), OLD.id::text);
+    RETURN NULL;
+END $$;});
+
+# [table, key type, key expression of g, action]
+my @tables = (
+	[ 't_bigint', 'bigint', 'g * 3', 'update' ],
+	[ 't_int', 'int', 'g', 'purge' ],
+	[ 't_text', 'text', q{'k' || lpad(g::text, 6, '0')}, 'update' ],
+	[ 't_uuid', 'uuid', q{md5(g::text)::uuid}, 'purge' ]);
+my $rows = 12000;
+my $batch = 700;
+for my $t (@tables)
+{
+	my ($tbl, $type, $expr, $action) = @$t;
+	$node->sql(
+		qq{CREATE TABLE $tbl (id $type PRIMARY KEY, grp int NOT NULL, n int NOT NULL DEFAULT 0);
+INSERT INTO $tbl SELECT $expr, g FROM generate_series(1, $rows) g;
+ALTER TABLE $tbl OWNER TO app;
+CREATE TRIGGER ${tbl}_log AFTER UPDATE OR DELETE ON $tbl
+    FOR EACH ROW EXECUTE FUNCTION log_row();});
+	my $create =
+	  $action eq 'purge'
+	  ? "chunkbatch.create_purge('${tbl}_job', '$tbl', 'grp % 3 = 0', batch_size => $batch)"
+	  : "chunkbatch.create_update('${tbl}_job', '$tbl', 'n = n + 1', 'grp % 3 = 0', batch_size => $batch)";
+	$node->sql("SELECT $create", role => 'app');
+	my $run = $node->queue_run("${tbl}_job", role => 'app');
+	is($node->final_state($run, '120s'), 'succeeded', "$tbl ($type key, $action): the run succeeds");
+
+	my $matching = int($rows / 3);
+	is($node->sql("SELECT rows_done FROM chunkbatch.runs WHERE run_id = $run"),
+		$matching, "$tbl: rows_done is the number of matching rows");
+	if ($action eq 'update')
+	{
+		is( $node->sql(
+				qq{SELECT count(*) FILTER (WHERE grp % 3 = 0 AND n = 1) || '/' ||
+                      count(*) FILTER (WHERE grp % 3 = 0 AND n <> 1) || '/' ||
+                      count(*) FILTER (WHERE grp % 3 <> 0 AND n <> 0) FROM $tbl}),
+			"$matching/0/0",
+			"$tbl: every matching row updated exactly once, no other row touched");
+	}
+	else
+	{
+		is( $node->sql(
+				qq{SELECT count(*) FILTER (WHERE grp % 3 = 0) || '/' ||
+                      count(*) FILTER (WHERE grp % 3 <> 0) FROM $tbl}),
+			'0/' . ($rows - $matching),
+			"$tbl: every matching row deleted, every other row kept");
+	}
+	is( $node->sql(
+			qq{SELECT count(*) || '/' || count(DISTINCT id) FROM chunk_log
+                WHERE tbl = '$tbl'}),
+		"$matching/$matching", "$tbl: each matching row processed once");
+	my $expect_chunks = int(($matching + $batch - 1) / $batch);
+	is( $node->sql(
+			qq{SELECT count(*) || '/' || max(c) FROM
+                 (SELECT count(*) AS c FROM chunk_log WHERE tbl = '$tbl' GROUP BY xid) x}),
+		"$expect_chunks/$batch",
+		"$tbl: $expect_chunks transactions of at most $batch rows");
+}
+
+# SIGKILL of the worker after a chunk's commit, then before one.
+my $done_file = $node->data_dir . '/chunkbatch_test_fault.done';
+sub set_fault
+{
+	my ($point, $chunk) = @_;
+	$node->sql("ALTER SYSTEM SET chunkbatch.test_fault = '$point'");
+	$node->sql("ALTER SYSTEM SET chunkbatch.test_fault_chunk = $chunk");
+	$node->sql("SELECT pg_reload_conf()");
+	return $node->poll_for(
+		"SELECT current_setting('chunkbatch.test_fault') || '/'
+                || current_setting('chunkbatch.test_fault_chunk')",
+		qr/^\Q$point\/$chunk\E$/, 30);
+}
+$node->sql(
+	q{CREATE TABLE t_crash (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);
+INSERT INTO t_crash SELECT g FROM generate_series(1, 20000) g;
+ALTER TABLE t_crash OWNER TO app;});
+$node->sql(
+	q{SELECT chunkbatch.create_update('crash', 't_crash', 'n = n + 1', 'true', batch_size => 1000)},
+	role => 'app');
+my $round = 0;
+for my $point ('after_commit', 'before_commit')
+{
+	$round++;
+	unlink($done_file);
+	ok(set_fault($point, 4), "$point: the test fault is set for chunk 4");
+	my $run = $node->queue_run('crash', role => 'app');
+	# The crash restarts the server: poll from new sessions.
+	ok($node->poll_final_state($run), "$point: the run ended");
+	ok(-e $done_file, "$point: the worker killed itself at chunk 4");
+	is($node->sql("SELECT state FROM chunkbatch.runs WHERE run_id = $run"),
+		'succeeded', "$point: the run resumed and succeeded");
+	is( $node->sql(q{SELECT count(*) FILTER (WHERE n = } . $round . q{) || '/' || count(*) FROM t_crash}),
+		'20000/20000', "$point: every row processed exactly once");
+}
+$node->sql("ALTER SYSTEM RESET chunkbatch.test_fault");
+$node->sql("ALTER SYSTEM RESET chunkbatch.test_fault_chunk");
+$node->sql("SELECT pg_reload_conf()");
+
+# Long stretches without a match: no early end, no empty chunk.
+$node->sql(
+	q{CREATE TABLE t_sparse (id bigint PRIMARY KEY, hit boolean NOT NULL, n int NOT NULL DEFAULT 0);
+INSERT INTO t_sparse SELECT g, g <= 100 OR g BETWEEN 150001 AND 150101
+  FROM generate_series(1, 200000) g;
+ALTER TABLE t_sparse OWNER TO app;});
+$node->sql(q{SELECT chunkbatch.create_update('sparse', 't_sparse', 'n = n + 1', 'hit', batch_size => 50)},
+	role => 'app');
+my $run = $node->queue_run('sparse', role => 'app');
+is($node->final_state($run), 'succeeded', 'sparse matches: the run succeeds');
+is($node->sql("SELECT rows_done || '/' || chunks_done FROM chunkbatch.runs WHERE run_id = $run"),
+	'201/6', 'sparse matches: 201 rows in 5 chunks with rows, then the chunk that finds no key');
+is($node->sql(q{SELECT count(*) FILTER (WHERE hit AND n = 1) || '/' || count(*) FILTER (WHERE n <> 0 AND NOT hit) FROM t_sparse}),
+	'201/0', 'sparse matches: every match processed once, nothing else');
+
+# Poison rows are isolated by the range's own keys.
+$node->sql(
+	q{CREATE TABLE t_poison (id int PRIMARY KEY, v int NOT NULL CHECK (v < 100));
+INSERT INTO t_poison SELECT g, CASE WHEN g = 137 THEN 60 ELSE 0 END FROM generate_series(1, 1000) g;
+ALTER TABLE t_poison OWNER TO app;});
+$node->sql(
+	q{SELECT chunkbatch.create_update('poison', 't_poison', 'v = v + 50', 'true',
+                                   batch_size => 100, on_error => 'isolate')},
+	role => 'app');
+$run = $node->queue_run('poison', role => 'app');
+is($node->final_state($run), 'succeeded', 'isolate: the run succeeds');
+is($node->sql("SELECT string_agg(key, ',') FROM chunkbatch.dead_letters WHERE run_id = $run"),
+	'137', 'isolate: the poison key is in dead_letters');
+is($node->sql(q{SELECT count(*) FILTER (WHERE v = 50) || '/' || count(*) FILTER (WHERE v = 60) FROM t_poison}),
+	'999/1', 'isolate: every other row is processed, the poison row is not');
+
+# dry_run of a declarative job.
+my $report = $node->sql(
+	q{SELECT string_agg(item || ': ' || detail, E'\n') FROM chunkbatch.dry_run('sparse', execute => true)},
+	role => 'app');
+note($report);
+like($report, qr/^key search: .*Index (Only )?Scan on public\.t_sparse\.id$/m,
+	'dry_run shows the key search as an index scan');
+like($report, qr/^plan at 50 rows: ModifyTable > [A-Za-z >]*Index Scan \(keys 1 to 50\)$/m,
+	'and the statement over the first range as an index scan');
+unlike($report, qr/Seq Scan|plan changes shape/, 'and no sequential scan or plan change');
+like($report, qr/^executed: the first chunk: 50 rows in [\d.]+ ms, rolled back$/m,
+	'execute => true runs one chunk');
+is($node->sql(q{SELECT sum(n) FROM t_sparse}), '201', 'and rolls it back');
+
+# Order within a group: priority, then queue order.
+$node->sql(
+	q{CREATE TABLE t_prio (id int PRIMARY KEY, n int NOT NULL DEFAULT 0);
+INSERT INTO t_prio SELECT generate_series(1, 10);
+ALTER TABLE t_prio OWNER TO app;});
+$node->sql(
+	q{SELECT chunkbatch.create_update('nightly', 't_prio', 'n = n + 1', 'true', lock_group => 'stats');
+SELECT chunkbatch.create_update('five_min', 't_prio', 'n = n + 1', 'true', lock_group => 'stats',
+                                priority => 10);},
+	role => 'app');
+for my $case ([ 10, 'five_min', 'the higher priority' ], [ 0, 'nightly', 'queue order at equal priority' ])
+{
+	my ($prio, $first, $what) = @$case;
+	$node->sql("SELECT chunkbatch.alter_job('five_min', priority => $prio)", role => 'app');
+	my $ids = $node->sql(
+		q{BEGIN; SELECT chunkbatch.run('nightly') || ',' || chunkbatch.run('five_min'); COMMIT;},
+		role => 'app');
+	my ($a, $b) = split /,/, $ids;
+	is($node->final_state($a), 'succeeded', "$what: the first run succeeds");
+	is($node->final_state($b), 'succeeded', "$what: the second run succeeds");
+	is( $node->sql(
+			qq{SELECT job_name FROM chunkbatch.runs WHERE run_id IN ($a, $b)
+                ORDER BY started_at LIMIT 1}),
+		$first, "$what: $first starts first");
+}
+
+done_testing();

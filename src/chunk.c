@@ -568,6 +568,7 @@ chunk_keyset(CbChunkState *cs, MemoryContext chunk_ctx, CbChunkResult *res,
 	res->processed = chunk_run_statement(cs, Int32GetDatum(run->batch_size),
 										 cs->cursor, cs->cursor_null, &kr,
 										 chunk_ctx);
+	res->sized = res->processed;
 	if (!cs->keyset || res->processed == 0)
 		return res->processed > 0;
 	if (!kr.started)
@@ -593,10 +594,10 @@ chunk_keyset(CbChunkState *cs, MemoryContext chunk_ctx, CbChunkResult *res,
 }
 
 /*
- * Range mode: the next batch_size keys past the cursor that satisfy the
- * filter give the bounds, $1 and $2 of the statement, and the last of them
- * is the new cursor.  Returns false when no key is left (the run is done);
- * a range whose rows the statement did not touch is no end.
+ * Range mode: the next batch_size keys past the cursor give the bounds, $1
+ * and $2 of the statement, and the last of them is the new cursor; the
+ * chunk size counts keys.  Returns false when no key is left (the run is
+ * done); a range whose rows the statement did not touch is no end.
  */
 static bool
 chunk_range(CbChunkState *cs, MemoryContext chunk_ctx, CbChunkResult *res,
@@ -605,9 +606,10 @@ chunk_range(CbChunkState *cs, MemoryContext chunk_ctx, CbChunkResult *res,
 	CbKeyReceiver kr;
 	Datum		first;
 
-	if (!cb_range_bounds(cs->range, cs->run->batch_size, cs->cursor,
-						 cs->cursor_null, cs->run->params, &first, newkey,
-						 chunk_ctx))
+	res->sized = cb_range_bounds(cs->range, cs->run->batch_size, cs->cursor,
+								 cs->cursor_null, cs->run->params, &first,
+								 newkey, chunk_ctx);
+	if (res->sized == 0)
 		return false;
 	res->processed = chunk_run_statement(cs, first, *newkey, false, &kr,
 										 chunk_ctx);
@@ -1010,6 +1012,7 @@ cb_chunk_isolate(CbChunkState *cs, CbChunkResult *res)
 	res->isolated = true;
 	res->error = NULL;
 	res->processed = iso.processed;
+	res->sized = cs->range ? (uint64) iso.nkeys : iso.processed;
 	chunk_advance(cs, &cp, lastkey, true);
 }
 

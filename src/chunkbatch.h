@@ -379,7 +379,8 @@ typedef struct CbChunkResult
 {
 	bool		ok;				/* committed */
 	bool		done;			/* it was the run's last chunk */
-	uint64		processed;
+	uint64		processed;		/* rows: the statement's row count */
+	uint64		sized;			/* what the chunk size counts: rows, or keys */
 	double		elapsed_ms;
 	ErrorData  *error;			/* when !ok, in the caller's context */
 	bool		timed_out;		/* the job's statement_timeout ended it */
@@ -567,7 +568,7 @@ extern void cb_as_role_leave(CbAsRole *r);
 typedef struct CbRange CbRange;
 extern void cb_range_resolve(CbJob *job, bool validate);
 extern CbRange *cb_range_begin(const CbJob *job, MemoryContext run_ctx);
-extern bool cb_range_bounds(CbRange *r, int32 size, Datum lower, bool lower_null,
+extern int	cb_range_bounds(CbRange *r, int32 size, Datum lower, bool lower_null,
 							Datum run_params, Datum *first, Datum *last,
 							MemoryContext cxt);
 extern int	cb_range_keys(CbRange *r, int32 size, Datum lower, bool lower_null,

@@ -6,13 +6,20 @@
  *
  * A range-mode job names a table, a key column with a unique single-column
  * btree index, and optionally a filter (a boolean SQL expression over the
- * table's columns that may read the run's parameters as $3).  Before each
- * chunk the worker reads, in key order, the next batch_size keys past the
- * checkpoint that satisfy the filter; the first and the last of them are
- * the chunk's bounds, $1 and $2 of the job's statement, and the last one
- * becomes the checkpoint.  The run ends when no key is left.  The key
- * search is always an index scan: it costs the same at the first chunk
- * and at the last, however sparse the filter's matches are.
+ * table's columns that may read the run's parameters as $3, which the
+ * job's statement applies).  Before each chunk the worker reads the next
+ * batch_size keys past the checkpoint, in key order, by an index-only scan
+ * of the key's index; the first and the last of them are the chunk's
+ * bounds, $1 and $2 of the job's statement, and the last one becomes the
+ * checkpoint.  The run ends when no key is left.
+ *
+ * The key search does not apply the filter: it would read each row's heap
+ * tuple once to find the keys and the statement a second time to process
+ * them, and where nothing matches over a long stretch of keys a filtered
+ * search would scan the whole stretch in one chunk (past any
+ * statement_timeout).  Unfiltered, each chunk's work is bounded by
+ * batch_size keys, every row is read once (by the statement), and the
+ * search costs the same at the first chunk as at the last.
  *
  * Copyright (c) 2026, chunkbatch developers
  *
@@ -256,18 +263,15 @@ cb_range_resolve(CbJob *job, bool validate)
 	cb_as_role_leave(&r);
 }
 
-/* The key search: the next "size" keys past $2 that satisfy the filter. */
+/* The key search: the next "size" keys past $2 ($3 is unused). */
 static char *
 range_search_sql(const CbJob *job, bool first)
 {
 	const char *key = quote_identifier(job->range_key);
 
-	return psprintf("SELECT %s FROM %s WHERE %s %s%s%s%s ORDER BY %s LIMIT $1",
+	return psprintf("SELECT %s FROM %s WHERE %s %s ORDER BY %s LIMIT $1",
 					key, job->range_table, key,
 					first ? "IS NOT NULL" : "OPERATOR(pg_catalog.>) $2",
-					job->range_filter ? " AND (\n" : "",
-					job->range_filter ? job->range_filter : "",
-					job->range_filter ? "\n)" : "",
 					key);
 }
 
@@ -366,9 +370,10 @@ range_nothing(DestReceiver *self)
 
 /*
  * Run the key search (inside the caller's SPI connection) for up to size
- * keys past lower.  Planned always as an ordered index scan: a sequential
- * scan and sort could look cheaper to the planner for a large size, but
- * would read the whole table at every chunk.
+ * keys past lower.  Planned always as an ordered scan of the key's index
+ * (index-only where the visibility map allows): a sequential scan and sort
+ * could look cheaper to the planner for a large size, but would read the
+ * whole table at every chunk.
  */
 static void
 range_search(CbRange *r, int32 size, Datum lower, bool lower_null,
@@ -427,9 +432,10 @@ range_search(CbRange *r, int32 size, Datum lower, bool lower_null,
 
 /*
  * The next chunk's bounds: the first and the last of the next size keys
- * past lower, copied into cxt.  False when no key is left.
+ * past lower, copied into cxt.  Returns how many keys there are (0: none
+ * is left).
  */
-bool
+int
 cb_range_bounds(CbRange *r, int32 size, Datum lower, bool lower_null,
 				Datum run_params, Datum *first, Datum *last, MemoryContext cxt)
 {
@@ -439,10 +445,10 @@ cb_range_bounds(CbRange *r, int32 size, Datum lower, bool lower_null,
 	rr.cxt = cxt;
 	range_search(r, size, lower, lower_null, run_params, &rr);
 	if (rr.n == 0)
-		return false;
+		return 0;
 	*first = rr.first;
 	*last = rr.n > 1 ? rr.last : rr.first;
-	return true;
+	return rr.n;
 }
 
 /* All the keys of the next chunk, in order, copied into cxt. */

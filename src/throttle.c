@@ -134,7 +134,8 @@ cb_throttle_sleep(CbSlot *slot, int sleep_ms)
 #define CB_KNEE_MIN_SHARE	0.25
 
 /*
- * Learn from a chunk of res->processed rows that took res->elapsed_ms: the
+ * Learn from a chunk of res->sized rows (or keys, in range mode) that took
+ * res->elapsed_ms: the
  * decaying averages of rows and of milliseconds per chunk, whose ratio is
  * the run's rate, and the last chunk's size and rate.  Kept in fixed mode
  * too, so that a switch to adaptive sizing by alter_job starts from them.
@@ -142,10 +143,10 @@ cb_throttle_sleep(CbSlot *slot, int sleep_ms)
 static void
 rate_learn(CbRun *run, const CbChunkResult *res)
 {
-	double		rows = (double) res->processed;
+	double		rows = (double) res->sized;
 	double		ms = res->elapsed_ms;
 
-	if (res->processed == 0 || ms <= 0)
+	if (res->sized == 0 || ms <= 0)
 		return;
 	if (run->avg_ms > 0)
 	{
@@ -158,7 +159,7 @@ rate_learn(CbRun *run, const CbChunkResult *res)
 		run->avg_ms = ms;
 	}
 	run->last_rate = rows / ms;
-	run->last_rows = res->processed;
+	run->last_rows = res->sized;
 }
 
 /*
@@ -177,10 +178,10 @@ adaptive_knee(CbRun *run, const CbChunkResult *res)
 	double		ms = res->elapsed_ms;
 	double		rate;
 
-	if (run->last_rate <= 0 || res->processed <= run->last_rows || ms <= 0 ||
+	if (run->last_rate <= 0 || res->sized <= run->last_rows || ms <= 0 ||
 		ms < CB_KNEE_MIN_SHARE * run->job.target_chunk_ms)
 		return false;
-	rate = (double) res->processed / ms;
+	rate = (double) res->sized / ms;
 	if (rate >= CB_KNEE_SLOWDOWN * run->last_rate)
 		return false;
 
@@ -190,7 +191,7 @@ adaptive_knee(CbRun *run, const CbChunkResult *res)
 	ereport(LOG,
 			(errmsg("chunkbatch run %lld of job \"%s\": a chunk of %llu rows ran at %.1f rows/ms, less than half the %.1f rows/ms of %llu rows; its chunks stay at most %d rows",
 					(long long) run->run_id, run->job.job_name,
-					(unsigned long long) res->processed, rate, run->last_rate,
+					(unsigned long long) res->sized, rate, run->last_rate,
 					(unsigned long long) run->last_rows, run->ceiling)));
 	return true;
 }
@@ -211,7 +212,7 @@ adaptive_size(const CbRun *run, const CbChunkResult *res)
 	double		ms = res->elapsed_ms;
 	double		next;
 
-	if (run->avg_ms <= 0 || res->processed == 0 || ms <= 0)
+	if (run->avg_ms <= 0 || res->sized == 0 || ms <= 0)
 		return cur;
 	next = run->avg_rows / run->avg_ms * target;
 	if (ms < target / 4)

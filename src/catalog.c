@@ -1274,7 +1274,15 @@ cb_catalog_run_queue(int per_owner)
 										   "     ORDER BY e.lock_group,"
 										   "       COALESCE(e.queued_with, e.run_id), e.priority DESC,"
 										   "       e.run_id LIMIT 1)"
-										   "   OPERATOR(pg_catalog.<>) r.run_id"
+										   "   OPERATOR(pg_catalog.<>) r.run_id,"
+		/* a run pg_cron queued, in its tick's first second; not yet grouped */
+										   "   r.trigger OPERATOR(pg_catalog.~~) 'pg_cron%%'"
+										   "   AND r.started_at IS NULL AND r.state OPERATOR(pg_catalog.=) 'queued'"
+										   "   AND pg_catalog.clock_timestamp() OPERATOR(pg_catalog.<)"
+										   "       (r.queued_at OPERATOR(pg_catalog.+) '%d ms'::pg_catalog.interval),"
+										   "   r.trigger OPERATOR(pg_catalog.~~) 'pg_cron%%'"
+										   "   AND r.started_at IS NULL AND r.state OPERATOR(pg_catalog.=) 'queued'"
+										   "   AND r.queued_with IS NULL"
 										   " FROM o CROSS JOIN LATERAL"
 										   "   (SELECT * FROM chunkbatch.runs q"
 										   "     WHERE q.owner_oid OPERATOR(pg_catalog.=) o.owner_oid"
@@ -1285,7 +1293,7 @@ cb_catalog_run_queue(int per_owner)
 										   "   AND r.origin_db OPERATOR(pg_catalog.=) $2"
 										   "   AND r.origin_system OPERATOR(pg_catalog.=) $3"
 										   " ORDER BY r.run_id",
-										   active, active, active, active));
+										   active, active, active, CB_TICK_GRACE_MS, active));
 	}
 	cb_catalog_enter(&s);
 	cb_exec_saved(&plan, sql, 3, types, values, NULL, SPI_OK_SELECT);
@@ -1304,11 +1312,35 @@ cb_catalog_run_queue(int per_owner)
 		ref->skip_if_busy = !col_isnull(i, 6) && DatumGetBool(col_datum(i, 6));
 		ref->wait_expired = !col_isnull(i, 7) && DatumGetBool(col_datum(i, 7));
 		ref->behind_older = !col_isnull(i, 8) && DatumGetBool(col_datum(i, 8));
+		ref->tick_young = DatumGetBool(col_datum(i, 9));
+		ref->tick_ungrouped = DatumGetBool(col_datum(i, 10));
 		result = lappend(result, ref);
 		MemoryContextSwitchTo(old);
 	}
 	cb_catalog_leave(&s);
 	return result;
+}
+
+/*
+ * The runs of a group that pg_cron queued in one tick (the same minute)
+ * and that have not started are queued together, like runs queued in one
+ * transaction: they carry the first one's run_id in queued_with, and start
+ * by priority.
+ */
+void
+cb_catalog_group_tick(int64 run_id)
+{
+	(void) cb_exec_id("WITH me AS (SELECT lock_group,"
+					  "   pg_catalog.date_trunc('minute', queued_at) AS tick"
+					  "   FROM chunkbatch.runs WHERE run_id OPERATOR(pg_catalog.=) $1),"
+					  " t AS (SELECT r.run_id FROM chunkbatch.runs r, me"
+					  "   WHERE r.lock_group OPERATOR(pg_catalog.=) me.lock_group"
+					  "     AND r.state OPERATOR(pg_catalog.=) 'queued' AND r.started_at IS NULL"
+					  "     AND r.trigger OPERATOR(pg_catalog.~~) 'pg_cron%'"
+					  "     AND pg_catalog.date_trunc('minute', r.queued_at) OPERATOR(pg_catalog.=) me.tick)"
+					  " UPDATE chunkbatch.runs r SET queued_with = (SELECT pg_catalog.min(run_id) FROM t)"
+					  " FROM t WHERE r.run_id OPERATOR(pg_catalog.=) t.run_id",
+					  run_id, SPI_OK_UPDATE);
 }
 
 /* A queued run whose group is busy waits for it (no worker yet). */

@@ -40,6 +40,7 @@
 #define CB_PAUSE_FILE		"chunkbatch_pause_all"	/* in the data directory */
 #define CB_MAX_DATABASES	64
 #define CB_NAME_MAXLEN		63	/* job and group names, in bytes */
+#define CB_TICK_GRACE_MS	1000	/* pg_cron's runs of one tick arrive within it */
 
 /* GUCs (chunkbatch.c) */
 extern int	cb_max_workers;
@@ -329,6 +330,7 @@ typedef struct CbRun
 	double		last_rate;		/* rows per ms of the last chunk with rows */
 	uint64		last_rows;
 	int32		ceiling;		/* largest size that ran efficiently, or 0 */
+	bool		knee_suspect;	/* the last chunk looked past a knee */
 	/* steps: fixed at the run's first start (steps.c) */
 	List	   *steps;			/* statements (char *), before steps first */
 	int32		steps_before;	/* how many of them run before the chunks */
@@ -371,6 +373,8 @@ typedef struct CbRunRef
 	bool		skip_if_busy;	/* its job says on_group_busy = 'skip' */
 	bool		wait_expired;	/* waited longer than group_wait_timeout */
 	bool		behind_older;	/* another run is ahead of it in its group */
+	bool		tick_young;		/* queued by pg_cron less than a grace ago */
+	bool		tick_ungrouped; /* ... past it, not yet grouped with its tick */
 	int			holder_pid;		/* backend holding its group's lock, or 0 */
 } CbRunRef;
 
@@ -420,6 +424,7 @@ extern int64 cb_catalog_count_active_runs(int64 job_id);
 extern int64 cb_catalog_insert_run(int64 job_id, Datum params, Oid queued_by,
 								const char *trigger);
 extern void cb_catalog_mark_waiting(int64 run_id);
+extern void cb_catalog_group_tick(int64 run_id);
 extern void cb_catalog_skip_run(int64 run_id, const char *reason);
 extern bool cb_catalog_get_run(int64 run_id, bool for_update, CbRunRef *ref,
 							char **state, char **sqlstate, char **error);

@@ -422,7 +422,9 @@ scheduler_mark_interrupted(void)
 /*
  * Start runs in queue order, at most one per group: a group is taken by an
  * older run of the group that is not over, by a run that has a worker, or
- * by any holder of its lock.  Runs of taken groups wait without a worker,
+ * by any holder of its lock.  A run that pg_cron queued is held for
+ * CB_TICK_GRACE_MS, so that the other runs of its group queued at the same
+ * tick arrive, and is then grouped with them to start by priority.  Runs of taken groups wait without a worker,
  * so a busy group never holds up other groups.  Only the oldest
  * CB_QUEUE_LOOKAHEAD runs of each owner are looked at.  Nothing starts
  * while everything is paused.  *queued: the queue was not empty; returns
@@ -456,6 +458,15 @@ scheduler_start_runs(bool all_paused, bool *queued)
 		if (cb_slot_has_run(MyDb, ref->run_id) ||
 			cb_run_state_in(ref->state, CB_STATES_EXECUTING))
 			continue;
+		/* pg_cron's runs of one tick: wait for them all, then group them. */
+		if (ref->tick_young || ref->tick_ungrouped)
+		{
+			if (!ref->tick_young)
+				cb_catalog_group_tick(ref->run_id);
+			taken = lappend(taken, ref->lock_group);
+			waiting = true;
+			continue;
+		}
 		if (!ref->behind_older && !group_taken(taken, ref->lock_group))
 			ref->holder_pid = cb_grouplock_holder(ref->lock_group);
 		if (ref->behind_older || ref->holder_pid != 0 ||

@@ -168,32 +168,49 @@ rate_learn(CbRun *run, const CbChunkResult *res)
  * (and took a real share of the target).  Past that size the statement's
  * cost grows faster than its rows, typically because its plan switches (an
  * "IN (SELECT ... LIMIT $1)" that becomes a sequential scan above a few
- * thousand rows).  Growing further would only make chunks slower per row, so
- * the last chunk's size becomes the ceiling of the run's chunks in this
- * worker, and the averages restart from that chunk.
+ * thousand rows).  One slow chunk may also be noise (a checkpoint, another
+ * session's burst on a busy server): it only makes the size suspect, and
+ * the next chunk tries that size again (CB_KNEE_SUSPECT).  If it is slow
+ * again, that is a knee (CB_KNEE): growing further would only make chunks
+ * slower per row, so the last efficient chunk's size becomes the ceiling
+ * of the run's chunks in this worker, and the averages restart from it.
  */
-static bool
+typedef enum CbKnee
+{
+	CB_KNEE_NONE,
+	CB_KNEE_SUSPECT,
+	CB_KNEE
+} CbKnee;
+
+static CbKnee
 adaptive_knee(CbRun *run, const CbChunkResult *res)
 {
 	double		ms = res->elapsed_ms;
 	double		rate;
 
 	if (run->last_rate <= 0 || res->sized <= run->last_rows || ms <= 0 ||
-		ms < CB_KNEE_MIN_SHARE * run->job.target_chunk_ms)
-		return false;
+		ms < CB_KNEE_MIN_SHARE * run->job.target_chunk_ms ||
+		(double) res->sized / ms >= CB_KNEE_SLOWDOWN * run->last_rate)
+	{
+		run->knee_suspect = false;
+		return CB_KNEE_NONE;
+	}
+	if (!run->knee_suspect)
+	{
+		run->knee_suspect = true;
+		return CB_KNEE_SUSPECT;
+	}
 	rate = (double) res->sized / ms;
-	if (rate >= CB_KNEE_SLOWDOWN * run->last_rate)
-		return false;
-
+	run->knee_suspect = false;
 	run->ceiling = (int32) Min(run->last_rows, (uint64) PG_INT32_MAX);
 	run->avg_rows = (double) run->last_rows;
 	run->avg_ms = run->avg_rows / run->last_rate;
 	ereport(LOG,
-			(errmsg("chunkbatch run %lld of job \"%s\": a chunk of %llu rows ran at %.1f rows/ms, less than half the %.1f rows/ms of %llu rows; its chunks stay at most %d rows",
+			(errmsg("chunkbatch run %lld of job \"%s\": chunks of %llu rows ran at %.1f rows/ms, less than half the %.1f rows/ms of %llu rows, twice; its chunks stay at most %d rows",
 					(long long) run->run_id, run->job.job_name,
 					(unsigned long long) res->sized, rate, run->last_rate,
 					(unsigned long long) run->last_rows, run->ceiling)));
-	return true;
+	return CB_KNEE;
 }
 
 /*
@@ -254,12 +271,18 @@ cb_throttle_next_batch(CbRun *run, const CbChunkResult *res)
 	 */
 	if (res->isolated)
 		return run->batch_size;
-	if (job->target_chunk_ms > 0 && adaptive_knee(run, res))
-		next = cur * job->target_chunk_ms / res->elapsed_ms;
-	else
+	switch (job->target_chunk_ms > 0 ? adaptive_knee(run, res) : CB_KNEE_NONE)
 	{
-		rate_learn(run, res);
-		next = job->target_chunk_ms > 0 ? adaptive_size(run, res) : cur * 2;
+		case CB_KNEE:
+			next = cur * job->target_chunk_ms / res->elapsed_ms;
+			break;
+		case CB_KNEE_SUSPECT:
+			next = cur;			/* once more, unlearned: noise or a knee? */
+			break;
+		default:
+			rate_learn(run, res);
+			next = job->target_chunk_ms > 0 ? adaptive_size(run, res) : cur * 2;
+			break;
 	}
 	if (job->target_chunk_ms > 0)
 	{

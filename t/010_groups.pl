@@ -328,6 +328,10 @@ my $outside_pid = $outside->query_safe('SELECT pg_backend_pid()');
 my $key = $node->sql(q{SELECT chunkbatch.group_lock_key('stats')});
 like($key, qr/^-?\d+$/, 'group_lock_key returns a bigint');
 
+# A row of the run's third chunk is locked, so that the run is surely
+# between its commits while the lock is looked at.
+my $row_holder = $node->background_psql($db);
+$row_holder->query_safe('BEGIN; SELECT id FROM stats WHERE id = 50 FOR UPDATE');
 my $held_run = $node->queue_run('midnight');
 ok( $node->poll_run($held_run, "state = 'running' AND chunks_done >= 2"),
 	'a midnight run is running and has committed 2 chunks');
@@ -342,6 +346,8 @@ is( $node->sql(
 );
 is($outside->query_safe("SELECT pg_try_advisory_lock($key)"),
 	'f', 'an outside session cannot take the group lock while the run holds it');
+$row_holder->query_safe('COMMIT');
+$row_holder->quit;
 is($node->final_state($held_run, '30s'),
 	'succeeded', 'the midnight run succeeds');
 

@@ -146,7 +146,7 @@ my $log = slurp_file($node->logfile, $log_offset);
 my %isolated = map { $_ => 1 }
   ($log =~ /put key \d+ in dead_letters.*\n.*CONTEXT:  chunkbatch run $pz_run, chunk (\d+) of/g);
 my @knees = ($log =~
-	  /run $pz_run of job "poison_adaptive": a chunk of \d+ rows ran at.*\n.*CONTEXT:  chunkbatch run $pz_run of job "poison_adaptive", after chunk (\d+)/g);
+	  /run $pz_run of job "poison_adaptive": chunks of \d+ rows ran at.*\n.*CONTEXT:  chunkbatch run $pz_run of job "poison_adaptive", after chunk (\d+)/g);
 ok(scalar(keys %isolated) > 0, 'the log names the isolated chunks');
 is(join(',', grep { $isolated{$_} } @knees), '',
 	'no isolated chunk was taken for a knee (no ceiling learned from one)');

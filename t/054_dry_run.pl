@@ -2,7 +2,7 @@
 #
 # chunkbatch.dry_run(): what a run would do, without doing it.
 #
-# - on a job written in the "IN (SELECT ... LIMIT $1)" form over 300,000
+# - on a job written in the "IN (SELECT ... LIMIT $1)" form over 1,000,000
 #   rows with adaptive sizing up to 100,000 rows, it shows the plans at 100
 #   and at 100,000 rows and warns that the plan changes shape, of the
 #   sequential scan and of the missing statement_timeout; it gives the
@@ -26,7 +26,7 @@ my $node = ChunkbatchNode->create('dry_run', extension_in => ['postgres']);
 $node->sql(
 	q{CREATE ROLE app LOGIN; CREATE ROLE other LOGIN;
 CREATE TABLE big (id bigint PRIMARY KEY, v int NOT NULL DEFAULT 0, flag boolean NOT NULL DEFAULT false);
-INSERT INTO big (id) SELECT generate_series(1, 300000);
+INSERT INTO big (id) SELECT generate_series(1, 1000000);
 CREATE TABLE child (id bigint PRIMARY KEY, big_id bigint REFERENCES big ON DELETE CASCADE);
 CREATE FUNCTION big_touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
 CREATE TRIGGER big_touched BEFORE UPDATE ON big FOR EACH ROW EXECUTE FUNCTION big_touch();
@@ -47,7 +47,7 @@ my $report = $node->sql(
 	q{SELECT string_agg(item || ': ' || detail, E'\n') FROM chunkbatch.dry_run('in_limit')},
 	role => 'app');
 note($report);
-like($report, qr/^estimate: 300000 rows \(count_sql\), about 3000 chunks of 100 rows$/m,
+like($report, qr/^estimate: 1000000 rows \(count_sql\), about 10000 chunks of 100 rows$/m,
 	'the estimate comes from count_sql');
 like($report, qr/^plan at 100 rows: ModifyTable > /m, 'the plan at the first size');
 like($report, qr/^plan at 100000 rows: ModifyTable > /m, 'the plan at the largest adaptive size');

@@ -16,7 +16,10 @@
 #   goes to dead_letters, every other row is processed;
 # - dry_run on a declarative job shows the key search and an index scan;
 # - two runs of one group queued in one transaction start in priority
-#   order (and in queue order when their priorities are equal).
+#   order (and in queue order when their priorities are equal); so do two
+#   runs queued by pg_cron schedules at the same tick (in two
+#   transactions), while two queued by hand in two transactions start in
+#   queue order.
 use strict;
 use warnings;
 
@@ -199,6 +202,26 @@ for my $case ([ 10, 'five_min', 'the higher priority' ], [ 0, 'nightly', 'queue 
 		q{BEGIN; SELECT chunkbatch.run('nightly') || ',' || chunkbatch.run('five_min'); COMMIT;},
 		role => 'app');
 	my ($a, $b) = split /,/, $ids;
+	is($node->final_state($a), 'succeeded', "$what: the first run succeeds");
+	is($node->final_state($b), 'succeeded', "$what: the second run succeeds");
+	is( $node->sql(
+			qq{SELECT job_name FROM chunkbatch.runs WHERE run_id IN ($a, $b)
+                ORDER BY started_at LIMIT 1}),
+		$first, "$what: $first starts first");
+}
+
+# pg_cron's runs of one tick: queued by two schedules (two transactions)
+# within a second, they also start by priority; queued by hand in two
+# transactions they start in queue order.
+$node->sql("SELECT chunkbatch.alter_job('five_min', priority => 10)", role => 'app');
+for my $case ([ 'pg_cron', 'five_min', 'two schedules at one tick' ],
+	[ 'sql', 'nightly', 'two transactions by hand' ])
+{
+	my ($trigger, $first, $what) = @$case;
+	my $a = $node->sql("SELECT chunkbatch.run('nightly', trigger => '$trigger nightly')",
+		role => 'app');
+	my $b = $node->sql("SELECT chunkbatch.run('five_min', trigger => '$trigger five_min')",
+		role => 'app');
 	is($node->final_state($a), 'succeeded', "$what: the first run succeeds");
 	is($node->final_state($b), 'succeeded', "$what: the second run succeeds");
 	is( $node->sql(

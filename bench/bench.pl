@@ -222,7 +222,9 @@ sub psql_const { my ($role, $sql) = @_; return psql_finish(spawn_psql("-c '$sql'
 psql('postgres', 'setup_superuser.sql');
 psql('bench_app', 'setup.sql');
 my %chunk_sql;
-$chunk_sql{ $_->[0] }{ $_->[1] } = $_->[2] for @{ psql('bench_app', 'describe.sql') };
+# (describe*.sql write a newline in a text as \\n)
+sub describe { $chunk_sql{ $_->[0] }{ $_->[1] } = $_->[2] =~ s/\\n/\n/gr for @{ psql('bench_app', $_[0]) } }
+describe('describe.sql');
 $results{chunk_sql} = \%chunk_sql;
 
 # The memory sampler's own session (superuser: it sees every run).
@@ -395,6 +397,13 @@ my %RUN = (
 		return { rows => $rows, secs => $t1 - $t0, exec_secs => $t1 - $t0, t0 => $t0, t1 => $t1,
 			chunks => $chunks, final_batch => $m->{batch}, extrapolated => $extrapolated };
 	},
+	plpgsql_static => sub {
+		my ($w, $m) = @_;
+		my ($rows, $secs, $t0, $t1, $chunks) =
+		  @{ psql('bench_app', 'measure/plpgsql_static.sql', w => $w, batch => $m->{batch})->[0] };
+		return { rows => $rows, secs => $secs, exec_secs => $secs, t0 => $t0, t1 => $t1,
+			chunks => $chunks, final_batch => $m->{batch} };
+	},
 	cb_call => sub { my ($w, $m) = @_; return cb_run('call', 'b_' . $w . substr($m->{id}, 2), '{}') },
 	cb_wait => sub { my ($w, $m) = @_; return cb_run('wait', 'b_' . $w . substr($m->{id}, 2), '{}') },
 );
@@ -451,6 +460,7 @@ for my $i (0 .. $#SIZES)
 	psql('bench_app', 'size.sql', n => $size);
 	psql('bench_app', 'reset.sql');
 	psql('bench_app', 'jobs.sql');
+	describe('describe_jobs.sql') if $i == 0;    # the declarative jobs' statements
 	for my $rep (1 .. $reps)
 	{
 		for my $w (@$wl)

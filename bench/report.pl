@@ -3,7 +3,8 @@
 #
 #   perl bench/report.pl [--out FILE.md] [RESULTS.json]
 #
-# Default input: the newest bench/results/*.json; default output:
+# Default input: the newest bench/results/2*.json (not migration-*.json, the
+# migration benchmark's); default output:
 # bench/RESULTS.md.  Every figure is computed here from the per-measurement
 # lines of the results file (medians over repetitions, ratios, OLTP latency
 # against the no-batch window); the targets judged come from
@@ -20,7 +21,7 @@ my $BENCH = $FindBin::RealBin;
 my $out_file = "$BENCH/RESULTS.md";
 GetOptions('out=s' => \$out_file) && @ARGV <= 1
   or die "usage: report.pl [--out FILE.md] [RESULTS.json]\n";
-my $in_file = $ARGV[0] // (sort glob "$BENCH/results/*.json")[-1]
+my $in_file = $ARGV[0] // (sort glob "$BENCH/results/2*.json")[-1]
   // die "no results file in $BENCH/results\n";
 my $R = do { local $/; open my $fh, "<", $in_file or die "$in_file: $!\n"; JSON::PP->new->decode(<$fh>) };    # bytes in, bytes out
 my $run = $R->{run};
@@ -192,16 +193,17 @@ carry a few percent of noise (compare the per-repetition figures below).
 - **purge**: delete the older half (created_at below a cutoff), found through the created_at index.
   **flip**: `status = 'COMPLETE', retries = retries + 1` for INIT/FAIL (half the rows). Both change
   $half rows at $first rows; every run is checked (no target row left, rows counted = rows changed).
-- Chunk SQL, identical for the PL/pgSQL procedure, the psql loop and chunkbatch keyset jobs
+@{[ decl_text() ]}- Chunk SQL, identical for the PL/pgSQL EXECUTE procedure, the psql loop and chunkbatch keyset jobs
   (fixed and adaptive): a key range, whose upper end is the \$1-th next key (an index-only
   scan), so every chunk is one index range scan whatever its size:
   - purge keyset (cursor timestamptz): `$sql{purge}{keyset}`
   - flip keyset (cursor bigint): `$sql{flip}{keyset}`
   - purge repeat (chunkbatch only): `$sql{purge}{repeat}`
   - flip repeat (chunkbatch only): `$sql{flip}{repeat}`
-- The PL/pgSQL procedure runs `EXECUTE 'WITH c(k) AS (<chunk SQL>) SELECT count(*), max(k) FROM c' INTO n, last USING size, last, '{}'`
+- The PL/pgSQL EXECUTE procedure (methods `plpgsql_<n>`, the comparison for the keyset jobs, which run the
+  same text) runs `EXECUTE 'WITH c(k) AS (<chunk SQL>) SELECT count(*), max(k) FROM c' INTO n, last USING size, last, '{}'`
   and `COMMIT` in a loop until a chunk returns no row (custom plans each chunk, like chunkbatch).
-  It commits with the server's `synchronous_commit` (on); chunkbatch jobs commit chunks with
+  Both procedures commit with the server's `synchronous_commit` (on); chunkbatch jobs commit chunks with
   `synchronous_commit = off` by default (its documented default, safe because the checkpoint is in
   the same transaction), so `cb_keyset_1000_sync` repeats keyset 1000 with `synchronous_commit => true`.
 - The psql loop starts one `psql` (one connection) per 1000-row chunk, with \$1, \$2, \$3
@@ -293,6 +295,51 @@ for my $size (@sizes)
 	}
 }
 
+# --- where the time goes in a chunkbatch run -----------------------------------------------
+# Per measurement: wall = queue (run() -> started_at) + exec; exec = chunk
+# statements (chunks x avg_chunk_ms) + the rest; medians over repetitions.
+put("", "## Where the time goes in a chunkbatch run", "", split /\n/, <<'EOF');
+From each run's own figures: *queue* is `run()` → `started_at` (queueing, worker start-up), *chunk time* is
+chunks × `avg_chunk_ms`, the time the worker measures around a chunk's SQL (for range-mode jobs the key search
+and the DELETE/UPDATE together; for keyset jobs the chunk SQL), *between chunks* is the rest of
+`started_at`..`finished_at`: transaction start and commit, the checkpoint row update, sizing, and for
+`count_rows => true` the count at run start. Shares are of the wall time; medians over repetitions.
+"chunk time vs one statement" is the chunk time against the one statement's whole duration (same size
+and workload): above 1 the chunked statements themselves do more work than the single statement.
+
+The longest chunk is shown apart ("longest chunk %"), because in a range-mode job whose condition selects a
+prefix of the key (the purge: the older half is ids 1 to N/2) the last key search, the one that finds no key
+left, reads the rest of the key index and the heap rows it points to, to check the condition on each: that
+one search costs about as much as scanning the non-matching half of the table.
+
+| size | workload | method | wall s | queue % | chunk time % | longest chunk ms | longest chunk % | between chunks % | between chunks, ms per chunk | chunks | avg chunk ms | chunk time vs one statement |
+|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+EOF
+for my $size (@sizes)
+{
+	for my $w (@workloads)
+	{
+		my $st = $group{"$size|$w|stmt"};
+		my $st_secs = $st ? med(map { $_->{secs} } @$st) : undef;
+		for my $m (grep { $is_cb->($_) && $group{"$size|$w|$_"} } @order)
+		{
+			my @g = grep { $_->{chunks} && defined $_->{avg_chunk_ms} && $_->{exec_secs} } @{ $group{"$size|$w|$m"} };
+			next unless @g;
+			my $chunk_s = sub { $_[0]{chunks} * $_[0]{avg_chunk_ms} / 1000 };
+			put(sprintf('| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |', f($size, 0), $w, $m,
+				f(med(map { $_->{secs} } @g), 3),
+				f(med(map { 100 * ($_->{secs} - $_->{exec_secs}) / $_->{secs} } @g), 1),
+				f(med(map { 100 * $chunk_s->($_) / $_->{secs} } @g), 1),
+				f(med(map { $_->{max_chunk_ms} } @g), 1),
+				f(med(map { 100 * $_->{max_chunk_ms} / 1000 / $_->{secs} } @g), 1),
+				f(med(map { 100 * ($_->{exec_secs} - $chunk_s->($_)) / $_->{secs} } @g), 1),
+				f(med(map { 1000 * ($_->{exec_secs} - $chunk_s->($_)) / $_->{chunks} } @g), 2),
+				f(med(map { $_->{chunks} } @g), 0), f(med(map { $_->{avg_chunk_ms} } @g), 2),
+				f(ratio(med(map { $chunk_s->($_) } @g), $st_secs), 2)));
+		}
+	}
+}
+
 # --- run() -> first chunk, probe, memory -------------------------------------------------
 my @fc = sort { $a->{i} <=> $b->{i} } @{ $R->{first_chunk} };
 put("", "## run() → first committed chunk", "", split /\n/, <<"EOF");
@@ -365,6 +412,44 @@ print $ofh join("\n", @text), "\n";
 close $ofh or die "$out_file.tmp: $!\n";
 rename "$out_file.tmp", $out_file or die "rename $out_file: $!\n";
 print "wrote $out_file from $in_file\n";
+
+# --- the static procedure and the declarative jobs (Method) ---------------------------------
+# Empty for a results file without them (the recorded one).
+sub decl_text
+{
+	my @t;
+	my $one = sub { ($_[0] // '—') =~ s/\s*\n\s*/ /gr };
+	if (grep { $sql{$_}{static_proc} } @workloads)
+	{
+		push @t, "- The baseline for chunked runs is the procedure a DBA writes by hand (methods `plpgsql_static_<n>`):",
+		  "  static statements, so PL/pgSQL prepares each once and caches its plan; the chunk's upper key is",
+		  "  `SELECT max(id) INTO hi FROM (SELECT id FROM events WHERE id > last AND <condition> ORDER BY id LIMIT batch) s`,",
+		  "  then `DELETE`/`UPDATE ... WHERE id > last AND id <= hi AND <condition>` (no RETURNING), `COMMIT`, until",
+		  "  `hi` is NULL. The cutoff is written into the procedure as a literal (it depends on the table size), like",
+		  "  the declarative jobs' condition. The purge procedure:", "", '  ```sql',
+		  (map { "  $_" } split /\n/, $sql{purge}{static_proc} // ''), '  ```', "",
+		  '  `flip_static` is the same with `' . $one->($sql{flip}{where_sql}) . '` as the condition and `UPDATE events SET '
+		  . $one->($sql{flip}{set_sql}) . '`.';
+	}
+	if (grep { $sql{$_}{decl_chunk_sql} } @workloads)
+	{
+		push @t, "- Declarative jobs (methods `cb_decl_*`): `chunkbatch.create_purge('b_purge_...', 'events', where_sql => \$\$"
+		  . $one->($sql{purge}{where_sql}) . "\$\$, ...)` and `chunkbatch.create_update('b_flip_...', 'events', set_sql => \$\$"
+		  . $one->($sql{flip}{set_sql}) . "\$\$, where_sql => \$\$" . $one->($sql{flip}{where_sql}) . "\$\$, ...)`, range mode",
+		  "  on `" . $one->($sql{flip}{decl_range}) . "` (the primary key): before each chunk the worker reads the next batch-size keys",
+		  "  past its checkpoint that satisfy where_sql (an ordered index scan of the key, planned once per run), and",
+		  "  runs the statement chunkbatch wrote, with \$1 and \$2 the first and last of those keys:",
+		  "  - purge: `" . $one->($sql{purge}{decl_chunk_sql}) . "`",
+		  "  - flip: `" . $one->($sql{flip}{decl_chunk_sql}) . "`",
+		  "",
+		  "  `cb_decl_1000`, `cb_decl_10000`: fixed batch size; `cb_decl_adaptive_50ms`: batch_size 1000,",
+		  "  target_chunk_ms 50, min/max batch size at their defaults (as `cb_adaptive_50ms`). All three with",
+		  "  `count_rows => false`; `cb_decl_adaptive_50ms_count` is the adaptive job with `count_rows => true` (the",
+		  "  default), which runs once at run start, for percent and ETA: `" . $one->($sql{purge}{decl_count_sql}) . "`",
+		  "  (purge; flip alike).";
+	}
+	return @t ? join("\n", @t) . "\n" : '';
+}
 
 # --- targets (bench/targets.tsv) ------------------------------------------------------------
 sub targets

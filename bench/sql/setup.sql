@@ -29,7 +29,25 @@ BEGIN
 END
 $$;
 
--- The hand-written alternative: a procedure that runs the job's chunk SQL
+-- A declarative (range-mode) chunkbatch job b_<workload>_<suffix> on
+-- events: create_purge (purge) or create_update (flip) with the workload's
+-- where_sql (and set_sql); the other settings at their defaults.
+CREATE FUNCTION bench_decl_job(workload text, suffix text, batch int, target_ms int, count_all boolean)
+RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+    IF workload = 'purge' THEN
+        RETURN chunkbatch.create_purge('b_' || workload || '_' || suffix, 'events',
+                                       bench_sql(workload, 'where_sql'), batch_size => batch,
+                                       target_chunk_ms => target_ms, count_rows => count_all);
+    END IF;
+    RETURN chunkbatch.create_update('b_' || workload || '_' || suffix, 'events',
+                                    bench_sql(workload, 'set_sql'), bench_sql(workload, 'where_sql'),
+                                    batch_size => batch, target_chunk_ms => target_ms,
+                                    count_rows => count_all);
+END
+$$;
+
+-- The hand-written alternative, EXECUTE variant: a procedure that runs the job's chunk SQL
 -- (the same text, the same $1 $2 $3) in a keyset loop, COMMIT after each chunk.
 CREATE PROCEDURE keyset_loop(chunk_sql text, batch int, start anyelement,
                              INOUT total bigint DEFAULT 0, INOUT chunks bigint DEFAULT 0)

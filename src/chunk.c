@@ -4,12 +4,14 @@
  *	  Execution of one chunk: the job's SQL and the run's checkpoint in one
  *	  transaction, and the capture of the error when it fails.
  *
- * The chunk statement is prepared once per run (always with custom plans,
- * so that "$2 IS NULL OR key > $2" becomes a plain range scan) and kept
- * across transactions.  In keyset mode the greatest key the chunk returned,
- * by the cursor type's default btree ordering, becomes the next cursor; the
- * returned rows go to a receiver that keeps only that key, so a chunk's
- * result is never materialized.
+ * The chunk statement is prepared once per run and kept across
+ * transactions: in keyset and repeat mode always with custom plans, so that
+ * "$2 IS NULL OR key > $2" becomes a plain range scan; in range mode, whose
+ * bounds are never NULL, the plan may be generic.  In keyset mode the
+ * greatest key the chunk returned, by the cursor type's default btree
+ * ordering, becomes the next cursor; the returned rows go to a receiver
+ * that keeps only that key, so a chunk's result is never materialized.  In
+ * range mode range.c finds the chunk's bounds before the statement.
  *
  * Copyright (c) 2026, chunkbatch developers
  *

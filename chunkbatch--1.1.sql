@@ -117,7 +117,9 @@ CREATE TABLE chunkbatch.runs (
     steps_before    integer,
     steps_done      integer NOT NULL DEFAULT 0,
     statement_timeout interval,
-    lock_timeout    interval
+    lock_timeout    interval,
+    range_first     text,
+    range_last      text
 );
 
 CREATE INDEX runs_job_idx ON chunkbatch.runs (job_id);
@@ -836,6 +838,8 @@ DECLARE
     first_args  text;
     lo          text;
     hi          text;
+    span_first  text;
+    span_last   text;
     planner     text[] := ARRAY[pg_catalog.current_setting('enable_seqscan'),
                                 pg_catalog.current_setting('enable_sort'),
                                 pg_catalog.current_setting('enable_bitmapscan')];
@@ -867,14 +871,29 @@ BEGIN
                                   COALESCE(j.cursor_type::text, 'text'), j.chunk_sql);
         IF j.range_table IS NOT NULL THEN
             /* The key search, planned as the worker plans it. */
-            EXECUTE pg_catalog.format('PREPARE %I (integer, %s, jsonb) AS SELECT pg_catalog.min(k)::text, pg_catalog.max(k)::text FROM (SELECT %I AS k FROM %s WHERE %I IS NOT NULL ORDER BY %I LIMIT $1) s',
+            IF j.range_filter IS NOT NULL THEN
+                /* The span of keys the filter matches, found as a worker finds it. */
+                EXECUTE pg_catalog.format(E'PREPARE %I (integer, %s, jsonb) AS SELECT pg_catalog.min(k)::text, pg_catalog.max(k)::text FROM (SELECT %I AS k FROM %s WHERE (\n%s\n) OFFSET 0) s',
+                                          stmt OPERATOR(pg_catalog.||) '_span', j.cursor_type,
+                                          j.range_key, j.range_table, j.range_filter);
+                EXECUTE pg_catalog.format('EXECUTE %I(%s, NULL, %L)', stmt OPERATOR(pg_catalog.||) '_span',
+                                          j.batch_size, params) INTO span_first, span_last;
+                EXECUTE pg_catalog.format('DEALLOCATE %I', stmt OPERATOR(pg_catalog.||) '_span');
+                item := 'key span';
+                detail := CASE WHEN span_first IS NULL
+                               THEN 'none: range_filter matches no row, a run would end at its first chunk'
+                               ELSE pg_catalog.format('keys %s to %s: the keys range_filter matches; the chunks cover only these',
+                                                      span_first, span_last) END;
+                RETURN NEXT;
+            END IF;
+            EXECUTE pg_catalog.format('PREPARE %I (integer, %s, jsonb) AS SELECT pg_catalog.min(k)::text, pg_catalog.max(k)::text FROM (SELECT %I AS k FROM %s WHERE %I IS NOT NULL AND ($2 IS NULL OR %I OPERATOR(pg_catalog.>=) $2) ORDER BY %I LIMIT $1) s',
                                       stmt OPERATOR(pg_catalog.||) '_keys', j.cursor_type,
-                                      j.range_key, j.range_table, j.range_key, j.range_key);
+                                      j.range_key, j.range_table, j.range_key, j.range_key, j.range_key);
             PERFORM pg_catalog.set_config('enable_seqscan', 'off', true),
                     pg_catalog.set_config('enable_sort', 'off', true),
                     pg_catalog.set_config('enable_bitmapscan', 'off', true);
-            EXECUTE pg_catalog.format('EXPLAIN (FORMAT JSON) EXECUTE %I(%s, NULL, %L)',
-                                      stmt OPERATOR(pg_catalog.||) '_keys', j.batch_size, params) INTO plan;
+            EXECUTE pg_catalog.format('EXPLAIN (FORMAT JSON) EXECUTE %I(%s, %L, %L)',
+                                      stmt OPERATOR(pg_catalog.||) '_keys', j.batch_size, span_first, params) INTO plan;
             PERFORM pg_catalog.set_config('enable_seqscan', planner[1], true),
                     pg_catalog.set_config('enable_sort', planner[2], true),
                     pg_catalog.set_config('enable_bitmapscan', planner[3], true);
@@ -912,8 +931,8 @@ BEGIN
                 PERFORM pg_catalog.set_config('enable_seqscan', 'off', true),
                         pg_catalog.set_config('enable_sort', 'off', true),
                         pg_catalog.set_config('enable_bitmapscan', 'off', true);
-                EXECUTE pg_catalog.format('EXECUTE %I(%s, NULL, %L)',
-                                          stmt OPERATOR(pg_catalog.||) '_keys', sz, params)
+                EXECUTE pg_catalog.format('EXECUTE %I(%s, %L, %L)',
+                                          stmt OPERATOR(pg_catalog.||) '_keys', sz, span_first, params)
                    INTO lo, hi;
                 PERFORM pg_catalog.set_config('enable_seqscan', planner[1], true),
                         pg_catalog.set_config('enable_sort', planner[2], true),
@@ -1405,6 +1424,8 @@ COMMENT ON COLUMN chunkbatch.runs.steps_before IS 'How many of the steps run bef
 COMMENT ON COLUMN chunkbatch.runs.steps_done IS 'How many steps have completed';
 COMMENT ON COLUMN chunkbatch.runs.statement_timeout IS 'statement_timeout of each chunk of the run: the jobs, else its owners sessions (NULL: none)';
 COMMENT ON COLUMN chunkbatch.runs.lock_timeout IS 'lock_timeout of each chunk of the run: the jobs, else its owners sessions (NULL: none)';
+COMMENT ON COLUMN chunkbatch.runs.range_first IS 'Range mode with a filter: the first key the filter matched at the runs first start; the chunks cover range_first to range_last (NULL: the whole key)';
+COMMENT ON COLUMN chunkbatch.runs.range_last IS 'Range mode with a filter: the last key the filter matched at the runs first start';
 COMMENT ON TABLE chunkbatch.dead_letters IS 'Keys that runs with on_error = isolate could not process, with their errors';
 COMMENT ON COLUMN chunkbatch.dead_letters.run_id IS 'Run that isolated the key';
 COMMENT ON COLUMN chunkbatch.dead_letters.job_name IS 'Name of the runs job';

@@ -75,8 +75,14 @@ SELECT chunkbatch.run('regress_rng_purge', wait => true) > 0 AS ran;
 SELECT count(*) FILTER (WHERE grp = 4) AS left_matching, count(*) AS left FROM cb_rng;
 SELECT chunkbatch.run('regress_rng_upd', '{"grp": 2}', wait => true) > 0 AS ran;
 SELECT grp, n, count(*) FROM cb_rng GROUP BY grp, n ORDER BY grp, n;
-SELECT job_name, state, rows_done, chunks_done, total_estimate, cursor, priority
+-- the chunks cover only the span of keys the filter matched at the start
+SELECT job_name, state, rows_done, chunks_done, total_estimate, cursor, priority,
+       range_first, range_last
   FROM chunkbatch.runs WHERE job_name IN ('regress_rng_purge', 'regress_rng_upd') ORDER BY run_id;
+-- a filter that matches nothing: no span, one chunk that finds no key
+SELECT chunkbatch.run('regress_rng_upd', '{"grp": 7}', wait => true) > 0 AS ran;
+SELECT state, rows_done, chunks_done, total_estimate, cursor, range_first, range_last
+  FROM chunkbatch.runs WHERE job_name = 'regress_rng_upd' ORDER BY run_id DESC LIMIT 1;
 
 -- alter_job: a new filter and key check; leaving range mode needs new SQL
 SELECT chunkbatch.alter_job('regress_rng_purge', range_filter => 'grp = 3 AND n = 0');

@@ -701,7 +701,7 @@ cb_catalog_claim_run(int64 run_id, CbRun *run)
 					 " RETURNING job_id, params, cursor, rows_done, chunks_done,"
 					 " batch_size, avg_chunk_ms, max_chunk_ms, retries, lock_group,"
 					 " dead_letters, start_attempts, lock_waiters_seen, queued_at, trigger,"
-					 " steps, steps_before, steps_done",
+					 " steps, steps_before, steps_done, range_first, range_last",
 					 cb_run_state_name(CB_RUN_WAITING),
 					 cb_run_states_from(CB_RUN_WAITING, CB_STATES_CLAIMABLE)),
 			4, types, values, NULL, SPI_OK_UPDATE_RETURNING);
@@ -743,6 +743,8 @@ cb_catalog_claim_run(int64 run_id, CbRun *run)
 			run->steps_before = DatumGetInt32(col_datum(0, 17));
 		}
 		run->steps_done = DatumGetInt32(col_datum(0, 18));
+		run->range_first = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 19);
+		run->range_last = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 20);
 		MemoryContextSwitchTo(old);
 	}
 
@@ -995,6 +997,43 @@ cb_catalog_set_estimate(int64 run_id, int64 total)
 	cb_exec("UPDATE chunkbatch.runs SET total_estimate = $2"
 			" WHERE run_id OPERATOR(pg_catalog.=) $1",
 			2, types, values, NULL, SPI_OK_UPDATE);
+	cb_catalog_leave(&s);
+}
+
+/* Record the key span of a filtered range-mode run (cb_range_find_span). */
+void
+cb_catalog_set_span(int64 run_id, const char *first, const char *last)
+{
+	CbAsOwner	s;
+	Oid			types[3] = {INT8OID, TEXTOID, TEXTOID};
+	Datum		values[3] = {Int64GetDatum(run_id), CStringGetTextDatum(first),
+	CStringGetTextDatum(last)};
+
+	cb_catalog_enter(&s);
+	cb_exec("UPDATE chunkbatch.runs SET range_first = $2, range_last = $3"
+			" WHERE run_id OPERATOR(pg_catalog.=) $1",
+			3, types, values, NULL, SPI_OK_UPDATE);
+	cb_catalog_leave(&s);
+}
+
+/*
+ * The job's range_filter changed: the spans of its runs that are not over
+ * (or may be resumed) no longer bound what they must process; they go on
+ * over the whole key.
+ */
+void
+cb_catalog_clear_spans(int64 job_id)
+{
+	CbAsOwner	s;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(job_id)};
+
+	cb_catalog_enter(&s);
+	cb_exec(psprintf("UPDATE chunkbatch.runs SET range_first = NULL, range_last = NULL"
+					 " WHERE job_id OPERATOR(pg_catalog.=) $1 AND range_first IS NOT NULL"
+					 " AND state IN %s",
+					 cb_run_states_sql(CB_STATES_LIVE | CB_STATES_RESUMABLE)),
+			1, types, values, NULL, SPI_OK_UPDATE);
 	cb_catalog_leave(&s);
 }
 

@@ -120,6 +120,8 @@ cb_chunk_begin(CbRun *run, MemoryContext run_ctx)
 			MemoryContextSwitchTo(old);
 		}
 	}
+	if (cs->range != NULL && run->range_first != NULL && run->job.range_filter != NULL)
+		cb_range_set_span(cs->range, run->range_first, run->range_last, run_ctx);
 	return cs;
 }
 
@@ -1016,6 +1018,29 @@ cb_chunk_isolate(CbChunkState *cs, CbChunkResult *res)
 	res->processed = iso.processed;
 	res->sized = cs->range ? (uint64) iso.nkeys : iso.processed;
 	chunk_advance(cs, &cp, lastkey, true);
+}
+
+/*
+ * Range mode with a filter: the span of keys the filter matches, found at
+ * the run's first start, before any chunk (see cb_range_find_span).  As the
+ * owner, without statement_timeout, like count_sql.  Returns false if the
+ * filter matches nothing; *first and *last are NULL if the run has no span.
+ */
+bool
+cb_chunk_find_span(CbChunkState *cs, char **first, char **last)
+{
+	bool		found = true;
+
+	*first = *last = NULL;
+	if (cs->range == NULL || cs->run->job.range_filter == NULL)
+		return true;
+	chunk_apply_settings(cs);
+	disable_timeout(STATEMENT_TIMEOUT, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	found = cb_range_find_span(cs->range, cs->run->params, first, last, cs->run_ctx);
+	SPI_finish();
+	return found;
 }
 
 /*

@@ -13,6 +13,12 @@
  * bounds, $1 and $2 of the job's statement, and the last one becomes the
  * checkpoint.  The run ends when no key is left.
  *
+ * With a filter, the run first finds its span: the first and the last key
+ * the filter matches, in one read of the matching rows, committed in the
+ * run's row before its first chunk.  The key search then stays within the
+ * span, so the stretches before the first match and after the last one
+ * (the newer half of a table purged of its older half) are never walked.
+ *
  * The key search does not apply the filter: it would read each row's heap
  * tuple once to find the keys and the statement a second time to process
  * them, and where nothing matches over a long stretch of keys a filtered
@@ -60,10 +66,17 @@
 struct CbRange
 {
 	const CbJob *job;
-	SPIPlanPtr	plans[2];		/* the key search: first chunk, later ones */
-	Oid			argtypes[3];	/* int4 size, key lower bound, jsonb */
+	SPIPlanPtr	plans[4];		/* the key search: first chunk or later ones,
+								 * without or within the span */
+	Oid			argtypes[5];	/* int4 size, key lower bound, jsonb, span */
 	int16		typlen;
 	bool		typbyval;
+	/* the span: the keys the filter matched at the run's first start */
+	bool		bounded;		/* search only within span_first..span_last */
+	bool		empty;			/* the filter matched no row */
+	Datum		span_first;
+	Datum		span_last;
+	char	   *span_filter;	/* the filter the span was found with */
 };
 
 /*
@@ -263,16 +276,25 @@ cb_range_resolve(CbJob *job, bool validate)
 	cb_as_role_leave(&r);
 }
 
-/* The key search: the next "size" keys past $2 ($3 is unused). */
+/*
+ * The key search: the next "size" keys past $2, or from $4 on (the span's
+ * first key) for the first chunk, up to $5 (its last key) when bounded.
+ * $3 is unused.
+ */
 static char *
-range_search_sql(const CbJob *job, bool first)
+range_search_sql(const CbJob *job, bool first, bool bounded)
 {
 	const char *key = quote_identifier(job->range_key);
+	const char *from;
 
-	return psprintf("SELECT %s FROM %s WHERE %s %s ORDER BY %s LIMIT $1",
-					key, job->range_table, key,
-					first ? "IS NOT NULL" : "OPERATOR(pg_catalog.>) $2",
-					key);
+	if (first)
+		from = bounded ? "OPERATOR(pg_catalog.>=) $4" : "IS NOT NULL";
+	else
+		from = "OPERATOR(pg_catalog.>) $2";
+	return psprintf("SELECT %s FROM %s WHERE %s %s%s%s%s ORDER BY %s LIMIT $1",
+					key, job->range_table, key, from,
+					bounded ? " AND " : "", bounded ? key : "",
+					bounded ? " OPERATOR(pg_catalog.<=) $5" : "", key);
 }
 
 CbRange *
@@ -284,6 +306,8 @@ cb_range_begin(const CbJob *job, MemoryContext run_ctx)
 	r->argtypes[0] = INT4OID;
 	r->argtypes[1] = job->cursor_type;
 	r->argtypes[2] = JSONBOID;
+	r->argtypes[3] = job->cursor_type;
+	r->argtypes[4] = job->cursor_type;
 	get_typlenbyval(job->cursor_type, &r->typlen, &r->typbyval);
 	return r;
 }
@@ -379,16 +403,24 @@ static void
 range_search(CbRange *r, int32 size, Datum lower, bool lower_null,
 			 Datum run_params, CbRangeReceiver *rr)
 {
-	int			which = lower_null ? 0 : 1;
-	ParamListInfo params = makeParamList(3);
+	ParamListInfo params = makeParamList(5);
 	SPIExecuteOptions options;
+	int			which;
 	int			nest;
 	int			rc;
 
+	/* A filter changed by alter_job makes the span meaningless. */
+	if (r->bounded && (r->job->range_filter == NULL ||
+					   strcmp(r->job->range_filter, r->span_filter) != 0))
+		r->bounded = r->empty = false;
+	if (r->empty)
+		return;
+	which = (lower_null ? 0 : 1) + (r->bounded ? 2 : 0);
 	if (r->plans[which] == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare_cursor(range_search_sql(r->job, lower_null),
-											  3, r->argtypes, CURSOR_OPT_GENERIC_PLAN);
+		SPIPlanPtr	plan = SPI_prepare_cursor(range_search_sql(r->job, lower_null,
+																 r->bounded),
+											  5, r->argtypes, CURSOR_OPT_GENERIC_PLAN);
 
 		if (plan == NULL || SPI_keepplan(plan) != 0)
 			elog(ERROR, "could not prepare the key search: %s",
@@ -398,13 +430,15 @@ range_search(CbRange *r, int32 size, Datum lower, bool lower_null,
 	params->params[0].value = Int32GetDatum(size);
 	params->params[1].value = lower;
 	params->params[2].value = run_params;
-	for (rc = 0; rc < 3; rc++)
+	params->params[3].value = r->span_first;
+	params->params[4].value = r->span_last;
+	for (rc = 0; rc < 5; rc++)
 	{
-		params->params[rc].isnull = (rc == 1 && lower_null);
+		params->params[rc].isnull = (rc == 1 && lower_null) || (rc >= 3 && !r->bounded);
 		params->params[rc].pflags = PARAM_FLAG_CONST;
 		params->params[rc].ptype = r->argtypes[rc];
 	}
-	params->numParams = 3;
+	params->numParams = 5;
 
 	rr->pub.receiveSlot = range_receive;
 	rr->pub.rStartup = range_startup;
@@ -464,4 +498,66 @@ cb_range_keys(CbRange *r, int32 size, Datum lower, bool lower_null,
 	range_search(r, size, lower, lower_null, run_params, &rr);
 	*keys = rr.keys;
 	return rr.n;
+}
+
+/*
+ * The span of a filtered run: the first and the last key that the filter
+ * matches, found once, at the run's first start (inside the caller's SPI
+ * connection), by one read of the matching rows planned as the planner
+ * likes (OFFSET 0 keeps it from looking for each end by an ordered scan of
+ * the key, which walks every non-matching row before the first match).
+ * The chunks then cover only that span: a purge of the older half of a
+ * table never walks the newer half.  Returns false when nothing matches;
+ * the text forms of the ends go to *first and *last.
+ */
+bool
+cb_range_find_span(CbRange *r, Datum run_params, char **first, char **last,
+				   MemoryContext cxt)
+{
+	const CbJob *job = r->job;
+	const char *key = quote_identifier(job->range_key);
+	char	   *sql;
+	Datum		values[3] = {Int32GetDatum(0), (Datum) 0, run_params};
+	char		nulls[3] = {' ', 'n', ' '};
+	bool		isnull;
+	int			rc;
+
+	Assert(job->range_filter != NULL);
+	sql = psprintf("SELECT pg_catalog.min(k), pg_catalog.max(k)"
+				   " FROM (SELECT %s AS k FROM %s WHERE (\n%s\n) OFFSET 0) s",
+				   key, job->range_table, job->range_filter);
+	rc = SPI_execute_with_args(sql, 3, r->argtypes, values, nulls, true, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "the key span search failed: %s", SPI_result_code_string(rc));
+	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
+	{
+		r->empty = true;
+		r->span_filter = MemoryContextStrdup(cxt, job->range_filter);
+		return false;
+	}
+	*first = MemoryContextStrdup(cxt, SPI_getvalue(SPI_tuptable->vals[0],
+												   SPI_tuptable->tupdesc, 1));
+	*last = MemoryContextStrdup(cxt, SPI_getvalue(SPI_tuptable->vals[0],
+												  SPI_tuptable->tupdesc, 2));
+	cb_range_set_span(r, *first, *last, cxt);
+	return true;
+}
+
+/* Bound the key search by a span found earlier (text forms of its ends). */
+void
+cb_range_set_span(CbRange *r, const char *first, const char *last,
+				  MemoryContext cxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	Oid			func;
+	Oid			ioparam;
+
+	getTypeInputInfo(r->job->cursor_type, &func, &ioparam);
+	r->span_first = OidInputFunctionCall(func, unconstify(char *, first), ioparam, -1);
+	r->span_last = OidInputFunctionCall(func, unconstify(char *, last), ioparam, -1);
+	r->span_filter = pstrdup(r->job->range_filter);
+	r->bounded = true;
+	r->empty = false;
+	MemoryContextSwitchTo(old);
 }

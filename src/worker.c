@@ -478,24 +478,25 @@ worker_plan_steps(CbRun *run, TimestampTz began)
 	return error == NULL;
 }
 
-/* The run's total from count_sql, once, at its first start; best effort. */
+/* One of worker_estimate's looks, in a transaction of its own. */
 static void
-worker_estimate(CbRun *run, CbChunkState *cs)
+worker_estimate_one(CbRun *run, CbChunkState *cs, bool span)
 {
 	MemoryContext old = CurrentMemoryContext;
 
-	if (run->job.count_sql == NULL || run->chunks_done > 0)
-		return;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PG_TRY();
 	{
 		int64		total;
+		char	   *first;
+		char	   *last;
 
 		PushActiveSnapshot(GetTransactionSnapshot());
-		total = cb_chunk_count_estimate(cs);
-		if (total >= 0)
+		if (!span && (total = cb_chunk_count_estimate(cs)) >= 0)
 			cb_catalog_set_estimate(run->run_id, total);
+		if (span && cb_chunk_find_span(cs, &first, &last) && first != NULL)
+			cb_catalog_set_span(run->run_id, first, last);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 	}
@@ -505,6 +506,22 @@ worker_estimate(CbRun *run, CbChunkState *cs)
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * At the run's first start, best effort: its total from count_sql, and in
+ * range mode with a filter, the span of keys the filter matches (a run
+ * whose filter matches nothing has no chunk).
+ */
+static void
+worker_estimate(CbRun *run, CbChunkState *cs)
+{
+	if (run->chunks_done > 0)
+		return;
+	if (run->job.count_sql != NULL)
+		worker_estimate_one(run, cs, false);
+	if (run->job.range_filter != NULL)
+		worker_estimate_one(run, cs, true);
 }
 
 /*

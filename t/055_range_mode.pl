@@ -10,8 +10,14 @@
 # - a worker killed (SIGKILL, by the test fault) right after a chunk's
 #   commit, and another right before it, resume to every row exactly once;
 # - a filter that matches nothing over long stretches of keys does not end
-#   the run early: it ends only when no key is left (each chunk is a window
-#   of batch_size keys, the filter applied by the statement);
+#   the run early: it ends only when no key of the span is left (each chunk
+#   is a window of batch_size keys, the filter applied by the statement);
+#   the span (the first and last key the filter matched at the start) is
+#   recorded in runs and bounds the chunks, so the keys past its end are
+#   never walked;
+# - an alter_job that changes range_filter drops the spans of the job's
+#   runs that are not over: a paused run, resumed, processes the rows its
+#   new filter matches beyond the old span;
 # - on_error => 'isolate' needs no keys_sql in range mode: the poison row
 #   goes to dead_letters, every other row is processed;
 # - dry_run on a declarative job shows the key search and an index scan;
@@ -149,10 +155,39 @@ $node->sql(q{SELECT chunkbatch.create_update('sparse', 't_sparse', 'n = n + 1', 
 	role => 'app');
 my $run = $node->queue_run('sparse', role => 'app');
 is($node->final_state($run), 'succeeded', 'sparse matches: the run succeeds');
-is($node->sql("SELECT rows_done || '/' || chunks_done FROM chunkbatch.runs WHERE run_id = $run"),
-	'201/41', 'sparse matches: 201 rows in 40 windows of 5000 keys, then the chunk that finds no key');
+is( $node->sql(
+		"SELECT rows_done || '/' || chunks_done || ' ' || range_first || '..' || range_last || ' ' || cursor
+		   FROM chunkbatch.runs WHERE run_id = $run"),
+	'201/32 1..150101 150101',
+	'sparse matches: 201 rows in 31 windows of 5000 keys over the span 1..150101, then the chunk that finds no key');
 is($node->sql(q{SELECT count(*) FILTER (WHERE hit AND n = 1) || '/' || count(*) FILTER (WHERE n <> 0 AND NOT hit) FROM t_sparse}),
 	'201/0', 'sparse matches: every match processed once, nothing else');
+
+# A new range_filter drops the span of a paused run.
+$node->sql(
+	q{CREATE TABLE t_span (id int PRIMARY KEY, grp int NOT NULL, n int NOT NULL DEFAULT 0);
+INSERT INTO t_span SELECT g, CASE WHEN g <= 100 THEN 1 WHEN g > 900 THEN 2 ELSE 0 END
+  FROM generate_series(1, 1000) g;
+ALTER TABLE t_span OWNER TO app;});
+$node->sql(
+	q{SELECT chunkbatch.create_job('span', $$UPDATE t_span SET n = n + 1 WHERE id BETWEEN $1 AND $2 AND grp IN (1, 2)$$,
+                                batch_size => 10, sleep_ms => 100, range_table => 't_span',
+                                range_key => 'id', range_filter => 'grp = 1')},
+	role => 'app');
+$run = $node->queue_run('span', role => 'app');
+ok($node->poll_run($run, "state = 'running' AND chunks_done >= 2"), 'span: the run is running');
+is($node->sql("SELECT range_first || '..' || range_last FROM chunkbatch.runs WHERE run_id = $run"),
+	'1..100', 'span: the span is the keys the filter matches');
+$node->sql("SELECT chunkbatch.pause($run)");
+ok($node->poll_run($run, "state = 'paused'"), 'span: the run is paused');
+$node->sql(q{SELECT chunkbatch.alter_job('span', range_filter => 'grp IN (1, 2)', sleep_ms => 0)},
+	role => 'app');
+is($node->sql("SELECT coalesce(range_first, 'none') FROM chunkbatch.runs WHERE run_id = $run"),
+	'none', 'span: alter_job with a new range_filter drops the span of the paused run');
+$node->sql("SELECT chunkbatch.resume($run)");
+is($node->final_state($run), 'succeeded', 'span: the resumed run succeeds');
+is($node->sql(q{SELECT count(*) FILTER (WHERE grp > 0 AND n = 1) || '/' || count(*) FILTER (WHERE n <> 0 AND grp = 0) FROM t_span}),
+	'200/0', 'span: the resumed run processes the rows past the old span once, nothing else');
 
 # Poison rows are isolated by the range's own keys.
 $node->sql(
@@ -175,6 +210,8 @@ my $report = $node->sql(
 	q{SELECT string_agg(item || ': ' || detail, E'\n') FROM chunkbatch.dry_run('sparse', execute => true)},
 	role => 'app');
 note($report);
+like($report, qr/^key span: keys 1 to 150101: the keys range_filter matches/m,
+	'dry_run shows the span of keys the filter matches');
 like($report, qr/^key search: .*Index (Only )?Scan on public\.t_sparse\.id$/m,
 	'dry_run shows the key search as an index scan');
 like($report, qr/^plan at 5000 rows: ModifyTable > [A-Za-z >]*Index Scan \(keys 1 to 5000\)$/m,

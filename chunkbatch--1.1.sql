@@ -873,7 +873,7 @@ BEGIN
             /* The key search, planned as the worker plans it. */
             IF j.range_filter IS NOT NULL THEN
                 /* The span of keys the filter matches, found as a worker finds it. */
-                EXECUTE pg_catalog.format(E'PREPARE %I (integer, %s, jsonb) AS SELECT pg_catalog.min(k)::text, pg_catalog.max(k)::text FROM (SELECT %I AS k FROM %s WHERE (\n%s\n) OFFSET 0) s',
+                EXECUTE pg_catalog.format(E'PREPARE %I (integer, %s, jsonb) AS WITH m AS MATERIALIZED (SELECT %I AS k FROM %s WHERE (\n%s\n)) SELECT (SELECT k::text AS t FROM m ORDER BY k LIMIT 1), (SELECT k::text AS t FROM m ORDER BY k DESC LIMIT 1)',
                                           stmt OPERATOR(pg_catalog.||) '_span', j.cursor_type,
                                           j.range_key, j.range_table, j.range_filter);
                 EXECUTE pg_catalog.format('EXECUTE %I(%s, NULL, %L)', stmt OPERATOR(pg_catalog.||) '_span',
@@ -886,14 +886,17 @@ BEGIN
                                                       span_first, span_last) END;
                 RETURN NEXT;
             END IF;
-            EXECUTE pg_catalog.format('PREPARE %I (integer, %s, jsonb) AS SELECT pg_catalog.min(k)::text, pg_catalog.max(k)::text FROM (SELECT %I AS k FROM %s WHERE %I IS NOT NULL AND ($2 IS NULL OR %I OPERATOR(pg_catalog.>=) $2) ORDER BY %I LIMIT $1) s',
-                                      stmt OPERATOR(pg_catalog.||) '_keys', j.cursor_type,
-                                      j.range_key, j.range_table, j.range_key, j.range_key, j.range_key);
+            /* The first and last key in key order (uuid, for one, has no min or max). */
+            EXECUTE pg_catalog.format('PREPARE %I (integer, %s, jsonb, %s) AS SELECT (a[1])::text, (a[pg_catalog.array_length(a, 1)])::text FROM (SELECT pg_catalog.array_agg(k) AS a FROM (SELECT %I AS k FROM %s WHERE %I IS NOT NULL AND ($2 IS NULL OR %I OPERATOR(pg_catalog.>=) $2) AND ($4 IS NULL OR %I OPERATOR(pg_catalog.<=) $4) ORDER BY %I LIMIT $1) s) t',
+                                      stmt OPERATOR(pg_catalog.||) '_keys', j.cursor_type, j.cursor_type,
+                                      j.range_key, j.range_table, j.range_key, j.range_key,
+                                      j.range_key, j.range_key);
             PERFORM pg_catalog.set_config('enable_seqscan', 'off', true),
                     pg_catalog.set_config('enable_sort', 'off', true),
                     pg_catalog.set_config('enable_bitmapscan', 'off', true);
-            EXECUTE pg_catalog.format('EXPLAIN (FORMAT JSON) EXECUTE %I(%s, %L, %L)',
-                                      stmt OPERATOR(pg_catalog.||) '_keys', j.batch_size, span_first, params) INTO plan;
+            EXECUTE pg_catalog.format('EXPLAIN (FORMAT JSON) EXECUTE %I(%s, %L, %L, %L)',
+                                      stmt OPERATOR(pg_catalog.||) '_keys', j.batch_size, span_first,
+                                      params, span_last) INTO plan;
             PERFORM pg_catalog.set_config('enable_seqscan', planner[1], true),
                     pg_catalog.set_config('enable_sort', planner[2], true),
                     pg_catalog.set_config('enable_bitmapscan', planner[3], true);
@@ -931,8 +934,9 @@ BEGIN
                 PERFORM pg_catalog.set_config('enable_seqscan', 'off', true),
                         pg_catalog.set_config('enable_sort', 'off', true),
                         pg_catalog.set_config('enable_bitmapscan', 'off', true);
-                EXECUTE pg_catalog.format('EXECUTE %I(%s, %L, %L)',
-                                          stmt OPERATOR(pg_catalog.||) '_keys', sz, span_first, params)
+                EXECUTE pg_catalog.format('EXECUTE %I(%s, %L, %L, %L)',
+                                          stmt OPERATOR(pg_catalog.||) '_keys', sz, span_first,
+                                          params, span_last)
                    INTO lo, hi;
                 PERFORM pg_catalog.set_config('enable_seqscan', planner[1], true),
                         pg_catalog.set_config('enable_sort', planner[2], true),
@@ -1083,6 +1087,11 @@ BEGIN
         END;
         BEGIN
             EXECUTE pg_catalog.format('DEALLOCATE %I', stmt OPERATOR(pg_catalog.||) '_keys');
+        EXCEPTION WHEN invalid_sql_statement_name THEN
+            NULL;
+        END;
+        BEGIN
+            EXECUTE pg_catalog.format('DEALLOCATE %I', stmt OPERATOR(pg_catalog.||) '_span');
         EXCEPTION WHEN invalid_sql_statement_name THEN
             NULL;
         END;

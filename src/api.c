@@ -451,7 +451,8 @@ chunkbatch_alter_job(PG_FUNCTION_ARGS)
 	if (validate)
 		validate_selects(&job);
 	cb_catalog_update_job(&job);
-	if (str_differs(job.range_filter, old.range_filter))
+	if (str_differs(job.range_filter, old.range_filter) ||
+		str_differs(job.chunk_sql, old.chunk_sql))
 		cb_catalog_clear_spans(job.job_id);
 	PG_RETURN_VOID();
 }

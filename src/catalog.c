@@ -1000,26 +1000,48 @@ cb_catalog_set_estimate(int64 run_id, int64 total)
 	cb_catalog_leave(&s);
 }
 
-/* Record the key span of a filtered range-mode run (cb_range_find_span). */
-void
-cb_catalog_set_span(int64 run_id, const char *first, const char *last)
+/*
+ * Record the key span of a filtered range-mode run (cb_range_find_span),
+ * unless an alter_job committed since the worker read the job changed its
+ * filter or statement: the span was found with the old ones, and the run
+ * goes on over the whole key.  The job row is locked (FOR SHARE) until
+ * the span commits, so such an alter_job either came first and is seen
+ * here, or waits and then drops the span (cb_catalog_clear_spans).
+ */
+bool
+cb_catalog_set_span(const CbRun *run, const char *first, const char *last)
 {
 	CbAsOwner	s;
 	Oid			types[3] = {INT8OID, TEXTOID, TEXTOID};
-	Datum		values[3] = {Int64GetDatum(run_id), CStringGetTextDatum(first),
-	CStringGetTextDatum(last)};
+	Datum		values[3];
+	bool		current;
 
 	cb_catalog_enter(&s);
-	cb_exec("UPDATE chunkbatch.runs SET range_first = $2, range_last = $3"
-			" WHERE run_id OPERATOR(pg_catalog.=) $1",
-			3, types, values, NULL, SPI_OK_UPDATE);
+	values[0] = Int64GetDatum(run->job.job_id);
+	values[1] = CStringGetTextDatum(run->job.range_filter);
+	values[2] = CStringGetTextDatum(run->job.chunk_sql);
+	cb_exec("SELECT FROM chunkbatch.jobs WHERE job_id OPERATOR(pg_catalog.=) $1"
+			" AND range_filter OPERATOR(pg_catalog.=) $2"
+			" AND chunk_sql OPERATOR(pg_catalog.=) $3 FOR SHARE",
+			3, types, values, NULL, SPI_OK_SELECT);
+	current = (SPI_processed == 1);
+	if (current)
+	{
+		values[0] = Int64GetDatum(run->run_id);
+		values[1] = CStringGetTextDatum(first);
+		values[2] = CStringGetTextDatum(last);
+		cb_exec("UPDATE chunkbatch.runs SET range_first = $2, range_last = $3"
+				" WHERE run_id OPERATOR(pg_catalog.=) $1",
+				3, types, values, NULL, SPI_OK_UPDATE);
+	}
 	cb_catalog_leave(&s);
+	return current;
 }
 
 /*
- * The job's range_filter changed: the spans of its runs that are not over
- * (or may be resumed) no longer bound what they must process; they go on
- * over the whole key.
+ * The job's range_filter or statement changed: the spans of its runs that
+ * are not over (or may be resumed) no longer bound what they must process;
+ * from their next start they go on over the whole key.
  */
 void
 cb_catalog_clear_spans(int64 job_id)

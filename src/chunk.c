@@ -1024,23 +1024,34 @@ cb_chunk_isolate(CbChunkState *cs, CbChunkResult *res)
  * Range mode with a filter: the span of keys the filter matches, found at
  * the run's first start, before any chunk (see cb_range_find_span).  As the
  * owner, without statement_timeout, like count_sql.  Returns false if the
- * filter matches nothing; *first and *last are NULL if the run has no span.
+ * filter matches nothing, else the text forms of the span's ends, in the
+ * run's context; *count is the number of matching rows.  The run's key
+ * search is bounded only by cb_chunk_set_span, once the span is committed.
  */
 bool
-cb_chunk_find_span(CbChunkState *cs, char **first, char **last)
+cb_chunk_find_span(CbChunkState *cs, char **first, char **last, int64 *count)
 {
-	bool		found = true;
+	bool		found;
 
-	*first = *last = NULL;
-	if (cs->range == NULL || cs->run->job.range_filter == NULL)
-		return true;
+	Assert(cs->range != NULL && cs->run->job.range_filter != NULL);
 	chunk_apply_settings(cs);
 	disable_timeout(STATEMENT_TIMEOUT, false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	found = cb_range_find_span(cs->range, cs->run->params, first, last, cs->run_ctx);
+	found = cb_range_find_span(cs->range, cs->run->params, first, last, count,
+							   cs->run_ctx);
 	SPI_finish();
 	return found;
+}
+
+/*
+ * Bound the run's key search by its span (see cb_range_set_span: first
+ * NULL and last "": nothing matched; both NULL: no span).
+ */
+void
+cb_chunk_set_span(CbChunkState *cs, const char *first, const char *last)
+{
+	cb_range_set_span(cs->range, first, last, cs->run_ctx);
 }
 
 /*

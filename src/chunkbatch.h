@@ -446,7 +446,7 @@ extern void cb_catalog_reload_job(CbJob *job);
 extern TimestampTz cb_catalog_set_throttled(int64 run_id, const char *reason,
 								  double throttled_ms);
 extern void cb_catalog_set_estimate(int64 run_id, int64 total);
-extern void cb_catalog_set_span(int64 run_id, const char *first, const char *last);
+extern bool cb_catalog_set_span(const CbRun *run, const char *first, const char *last);
 extern void cb_catalog_clear_spans(int64 job_id);
 extern char *cb_catalog_replica_lag_exceeded(double max_lag_ms, int64 max_lag_bytes);
 extern void cb_catalog_finish_run(const CbRun *run, CbRunState state,
@@ -557,7 +557,9 @@ extern void cb_chunk_execute(CbChunkState *cs, CbChunkResult *res);
 extern void cb_chunk_isolate(CbChunkState *cs, CbChunkResult *res);
 extern bool cb_chunk_error_is_transient(ErrorData *edata);
 extern int64 cb_chunk_count_estimate(CbChunkState *cs);
-extern bool cb_chunk_find_span(CbChunkState *cs, char **first, char **last);
+extern bool cb_chunk_find_span(CbChunkState *cs, char **first, char **last,
+							   int64 *count);
+extern void cb_chunk_set_span(CbChunkState *cs, const char *first, const char *last);
 extern void cb_chunk_validate_sql(const CbJob *job, Oid owner);
 extern void cb_chunk_validate_select(const char *job_name, const char *what,
 								  const char *sql, Oid cursor_type,
@@ -585,7 +587,8 @@ extern int	cb_range_bounds(CbRange *r, int32 size, Datum lower, bool lower_null,
 extern int	cb_range_keys(CbRange *r, int32 size, Datum lower, bool lower_null,
 						  Datum run_params, Datum **keys, MemoryContext cxt);
 extern bool cb_range_find_span(CbRange *r, Datum run_params, char **first,
-							   char **last, MemoryContext cxt);
+							   char **last, int64 *count, MemoryContext cxt);
+extern bool cb_range_count_is_span(const CbJob *job);
 extern void cb_range_set_span(CbRange *r, const char *first, const char *last,
 							  MemoryContext cxt);
 

@@ -14,10 +14,11 @@
  * checkpoint.  The run ends when no key is left.
  *
  * With a filter, the run first finds its span: the first and the last key
- * the filter matches, in one read of the matching rows, committed in the
- * run's row before its first chunk.  The key search then stays within the
- * span, so the stretches before the first match and after the last one
- * (the newer half of a table purged of its older half) are never walked.
+ * the filter matches (by a short walk from each end of the key, else one
+ * read of the matching rows), committed in the run's row before its first
+ * chunk.  The key search then stays within the span, so the stretches
+ * before the first match and after the last one (the newer half of a
+ * table purged of its older half) are never walked.
  *
  * The key search does not apply the filter: it would read each row's heap
  * tuple once to find the keys and the statement a second time to process
@@ -50,6 +51,7 @@
 #include "nodes/nodeFuncs.h"
 #include "parser/analyze.h"
 #include "parser/gramparse.h"
+#include "parser/parse_func.h"
 #include "parser/parser.h"
 #include "parser/scanner.h"
 #include "tcop/tcopprot.h"
@@ -76,7 +78,6 @@ struct CbRange
 	bool		empty;			/* the filter matched no row */
 	Datum		span_first;
 	Datum		span_last;
-	char	   *span_filter;	/* the filter the span was found with */
 };
 
 /*
@@ -409,10 +410,6 @@ range_search(CbRange *r, int32 size, Datum lower, bool lower_null,
 	int			nest;
 	int			rc;
 
-	/* A filter changed by alter_job makes the span meaningless. */
-	if (r->bounded && (r->job->range_filter == NULL ||
-					   strcmp(r->job->range_filter, r->span_filter) != 0))
-		r->bounded = r->empty = false;
 	if (r->empty)
 		return;
 	which = (lower_null ? 0 : 1) + (r->bounded ? 2 : 0);
@@ -501,18 +498,96 @@ cb_range_keys(CbRange *r, int32 size, Datum lower, bool lower_null,
 }
 
 /*
+ * Has the key's type a min() aggregate (through its default btree opclass,
+ * so varchar finds min(text))?  uuid, for one, has none.
+ */
+static bool
+key_has_min(Oid keytype)
+{
+	Oid			opclass = GetDefaultOpClass(keytype, BTREE_AM_OID);
+	Oid			argtype;
+
+	if (!OidIsValid(opclass))
+		return false;
+	argtype = get_opclass_input_type(opclass);
+	return OidIsValid(LookupFuncName(list_make2(makeString("pg_catalog"),
+												makeString("min")),
+									 1, &argtype, true));
+}
+
+/*
+ * How many keys the span's first look walks from each end of the key, in
+ * key order, for the first and the last match, before it gives up and
+ * reads every matching row instead.
+ */
+#define CB_SPAN_WALK	10000
+
+/*
+ * The span's first look: the first and the last match within
+ * CB_SPAN_WALK keys of each end of the key, by ordered scans of its index
+ * that stop at the first match.  Where matches are spread over the whole
+ * key (a status flip) this finds both ends at once; where they are not
+ * (a purge of the older half), it gives up after reading CB_SPAN_WALK rows
+ * at that end.  True if it found both ends.
+ */
+static bool
+span_walk(CbRange *r, Datum *values, char *nulls, char **first, char **last,
+		  MemoryContext cxt)
+{
+	const CbJob *job = r->job;
+	const char *key = quote_identifier(job->range_key);
+	const char *walk = "(SELECT k::text FROM (SELECT %s AS k, (\n%s\n) AS m FROM %s"
+		" WHERE %s IS NOT NULL ORDER BY %s%s LIMIT %d) s WHERE m LIMIT 1)";
+	char	   *sql;
+	int			nest;
+	int			rc;
+	bool		isnull[2];
+
+	sql = psprintf("SELECT %s, %s",
+				   psprintf(walk, key, job->range_filter, job->range_table, key, key,
+							"", CB_SPAN_WALK),
+				   psprintf(walk, key, job->range_filter, job->range_table, key, key,
+							" DESC", CB_SPAN_WALK));
+	nest = NewGUCNestLevel();
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_sort", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	rc = SPI_execute_with_args(sql, 3, r->argtypes, values, nulls, true, 1);
+	AtEOXact_GUC(true, nest);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "the key span search failed: %s", SPI_result_code_string(rc));
+	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull[0]);
+	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull[1]);
+	if (isnull[0] || isnull[1])
+		return false;
+	*first = MemoryContextStrdup(cxt, SPI_getvalue(SPI_tuptable->vals[0],
+												   SPI_tuptable->tupdesc, 1));
+	*last = MemoryContextStrdup(cxt, SPI_getvalue(SPI_tuptable->vals[0],
+												  SPI_tuptable->tupdesc, 2));
+	return true;
+}
+
+/*
  * The span of a filtered run: the first and the last key that the filter
  * matches, found once, at the run's first start (inside the caller's SPI
- * connection), by one read of the matching rows planned as the planner
- * likes (OFFSET 0 keeps it from looking for each end by an ordered scan of
- * the key, which walks every non-matching row before the first match).
- * The chunks then cover only that span: a purge of the older half of a
- * table never walks the newer half.  Returns false when nothing matches;
- * the text forms of the ends go to *first and *last.
+ * connection).  The chunks then cover only that span: a purge of the
+ * older half of a table never walks the newer half.
+ *
+ * First a walk from each end of the key (span_walk); if it does not find
+ * both ends, one read of the matching rows, planned as the planner likes.
+ * In that read OFFSET 0 (or the materialized CTE, for key types without
+ * min and max) keeps the planner from looking for each end by an ordered
+ * scan of the key, which walks every non-matching row before the first
+ * match; it also counts the matching rows (*count; -1 when the walk found
+ * the ends).  Returns false when nothing matches; else the text forms of
+ * the ends, in cxt.
  */
 bool
 cb_range_find_span(CbRange *r, Datum run_params, char **first, char **last,
-				   MemoryContext cxt)
+				   int64 *count, MemoryContext cxt)
 {
 	const CbJob *job = r->job;
 	const char *key = quote_identifier(job->range_key);
@@ -523,41 +598,75 @@ cb_range_find_span(CbRange *r, Datum run_params, char **first, char **last,
 	int			rc;
 
 	Assert(job->range_filter != NULL);
-	sql = psprintf("SELECT pg_catalog.min(k), pg_catalog.max(k)"
-				   " FROM (SELECT %s AS k FROM %s WHERE (\n%s\n) OFFSET 0) s",
-				   key, job->range_table, job->range_filter);
+	*count = -1;
+	if (span_walk(r, values, nulls, first, last, cxt))
+		return true;
+	if (key_has_min(job->cursor_type))
+		sql = psprintf("SELECT pg_catalog.min(k)::text, pg_catalog.max(k)::text,"
+					   " pg_catalog.count(*)"
+					   " FROM (SELECT %s AS k FROM %s WHERE (\n%s\n) OFFSET 0) s",
+					   key, job->range_table, job->range_filter);
+	else
+		sql = psprintf("WITH m AS MATERIALIZED (SELECT %s AS k FROM %s WHERE (\n%s\n))"
+					   " SELECT (SELECT k::text AS t FROM m ORDER BY k LIMIT 1),"
+					   " (SELECT k::text AS t FROM m ORDER BY k DESC LIMIT 1),"
+					   " (SELECT pg_catalog.count(*) FROM m)",
+					   key, job->range_table, job->range_filter);
 	rc = SPI_execute_with_args(sql, 3, r->argtypes, values, nulls, true, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "the key span search failed: %s", SPI_result_code_string(rc));
+	*count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										 SPI_tuptable->tupdesc, 3, &isnull));
 	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (isnull)
-	{
-		r->empty = true;
-		r->span_filter = MemoryContextStrdup(cxt, job->range_filter);
 		return false;
-	}
 	*first = MemoryContextStrdup(cxt, SPI_getvalue(SPI_tuptable->vals[0],
 												   SPI_tuptable->tupdesc, 1));
 	*last = MemoryContextStrdup(cxt, SPI_getvalue(SPI_tuptable->vals[0],
 												  SPI_tuptable->tupdesc, 2));
-	cb_range_set_span(r, *first, *last, cxt);
 	return true;
 }
 
-/* Bound the key search by a span found earlier (text forms of its ends). */
+/*
+ * Bound the key search by a span (text forms of its ends, converted into
+ * cxt, in a transaction); with first NULL and last "", make it find
+ * nothing (the filter matched no row); with both NULL, drop the span.
+ */
 void
 cb_range_set_span(CbRange *r, const char *first, const char *last,
 				  MemoryContext cxt)
 {
-	MemoryContext old = MemoryContextSwitchTo(cxt);
+	MemoryContext old;
 	Oid			func;
 	Oid			ioparam;
 
+	if (first == NULL)
+	{
+		r->bounded = false;
+		r->empty = (last != NULL);
+		return;
+	}
+	old = MemoryContextSwitchTo(cxt);
 	getTypeInputInfo(r->job->cursor_type, &func, &ioparam);
 	r->span_first = OidInputFunctionCall(func, unconstify(char *, first), ioparam, -1);
 	r->span_last = OidInputFunctionCall(func, unconstify(char *, last), ioparam, -1);
-	r->span_filter = pstrdup(r->job->range_filter);
 	r->bounded = true;
 	r->empty = false;
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Is the job's count_sql the one chunkbatch.range_job_sql() writes for its
+ * table, key and filter?  At the run's first start that count is the one
+ * the span's read makes, and need not be made again.
+ */
+bool
+cb_range_count_is_span(const CbJob *job)
+{
+	return job->count_sql != NULL && job->range_filter != NULL &&
+		strcmp(job->count_sql,
+			   psprintf("SELECT pg_catalog.count(*) FROM %s\nWHERE ($2 IS NULL OR %s"
+						" OPERATOR(pg_catalog.>) $2) AND (\n%s\n)",
+						job->range_table, quote_identifier(job->range_key),
+						job->range_filter)) == 0;
 }

@@ -478,50 +478,70 @@ worker_plan_steps(CbRun *run, TimestampTz began)
 	return error == NULL;
 }
 
-/* One of worker_estimate's looks, in a transaction of its own. */
-static void
+/*
+ * One of worker_estimate's looks, in a transaction of its own: the span,
+ * or count_sql.  Returns true if the span's read also gave the estimate.
+ */
+static bool
 worker_estimate_one(CbRun *run, CbChunkState *cs, bool span)
 {
 	MemoryContext old = CurrentMemoryContext;
+	volatile bool counted = false;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PG_TRY();
 	{
-		int64		total;
-		char	   *first;
-		char	   *last;
+		int64		total = -1;
+		char	   *first = NULL;
+		char	   *last = NULL;
+		bool		keep = span;
 
 		PushActiveSnapshot(GetTransactionSnapshot());
-		if (!span && (total = cb_chunk_count_estimate(cs)) >= 0)
+		if (!span)
+			total = cb_chunk_count_estimate(cs);
+		else if (!cb_chunk_find_span(cs, &first, &last, &total))
+			last = "";			/* nothing matches: no chunk */
+		else if (!cb_catalog_set_span(run, first, last))
+			keep = false;		/* the job changed meanwhile: no span */
+		if (span && (!keep || !cb_range_count_is_span(&run->job)))
+			total = -1;			/* the read gave no count, or not count_sql's */
+		if (total >= 0)
 			cb_catalog_set_estimate(run->run_id, total);
-		if (span && cb_chunk_find_span(cs, &first, &last) && first != NULL)
-			cb_catalog_set_span(run->run_id, first, last);
+		if (keep)
+			cb_chunk_set_span(cs, first, last);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
+		counted = span && total >= 0;
 	}
 	PG_CATCH();
 	{
 		(void) cb_catch_error(old, false, true);
+		if (span)
+			cb_chunk_set_span(cs, NULL, NULL);	/* not recorded: no span */
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(old);
+	return counted;
 }
 
 /*
- * At the run's first start, best effort: its total from count_sql, and in
- * range mode with a filter, the span of keys the filter matches (a run
- * whose filter matches nothing has no chunk).
+ * At the run's first start, best effort: in range mode with a filter, the
+ * span of keys the filter matches (a run whose filter matches nothing has
+ * no chunk), and its total from count_sql, unless the span's read made the
+ * same count.
  */
 static void
 worker_estimate(CbRun *run, CbChunkState *cs)
 {
+	bool		counted = false;
+
 	if (run->chunks_done > 0)
 		return;
-	if (run->job.count_sql != NULL)
-		worker_estimate_one(run, cs, false);
 	if (run->job.range_filter != NULL)
-		worker_estimate_one(run, cs, true);
+		counted = worker_estimate_one(run, cs, true);
+	if (run->job.count_sql != NULL && !counted)
+		worker_estimate_one(run, cs, false);
 }
 
 /*

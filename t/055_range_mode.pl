@@ -17,7 +17,9 @@
 #   never walked;
 # - an alter_job that changes range_filter drops the spans of the job's
 #   runs that are not over: a paused run, resumed, processes the rows its
-#   new filter matches beyond the old span;
+#   new filter matches beyond the old span; and a run whose filter changed
+#   after its worker read the job keeps no span found with the old one;
+# - the span of a uuid key (a type without min and max) is found too;
 # - on_error => 'isolate' needs no keys_sql in range mode: the poison row
 #   goes to dead_letters, every other row is processed;
 # - dry_run on a declarative job shows the key search and an index scan;
@@ -76,6 +78,15 @@ CREATE TRIGGER ${tbl}_log AFTER UPDATE OR DELETE ON $tbl
 	my $matching = int($rows / 3);
 	is($node->sql("SELECT rows_done FROM chunkbatch.runs WHERE run_id = $run"),
 		$matching, "$tbl: rows_done is the number of matching rows");
+	# The span: the first and last matching key in the key's own order
+	# (uuid has no min or max: found by ordering).
+	is( $node->sql(
+			qq{SELECT r.range_first = e.f::text AND r.range_last = e.l::text
+                 FROM chunkbatch.runs r,
+                      (SELECT (SELECT $expr FROM generate_series(1, $rows) g WHERE g % 3 = 0 ORDER BY 1 LIMIT 1) AS f,
+                              (SELECT $expr FROM generate_series(1, $rows) g WHERE g % 3 = 0 ORDER BY 1 DESC LIMIT 1) AS l) e
+                WHERE r.run_id = $run}),
+		't', "$tbl: the run's span is the first and last matching key");
 	if ($action eq 'update')
 	{
 		is( $node->sql(
@@ -188,6 +199,21 @@ $node->sql("SELECT chunkbatch.resume($run)");
 is($node->final_state($run), 'succeeded', 'span: the resumed run succeeds');
 is($node->sql(q{SELECT count(*) FILTER (WHERE grp > 0 AND n = 1) || '/' || count(*) FILTER (WHERE n <> 0 AND grp = 0) FROM t_span}),
 	'200/0', 'span: the resumed run processes the rows past the old span once, nothing else');
+
+# A filter changed while a run waits for its group, after its worker read
+# the job and before it found its span: the span it finds with the old
+# filter is not kept (its next start would apply it to the new filter).
+$node->sql(q{SELECT chunkbatch.alter_job('span', lock_group => 'span_grp')}, role => 'app');
+my $holder = $node->background_psql('postgres');
+$holder->query_safe(q{SELECT pg_advisory_lock(chunkbatch.group_lock_key('span_grp'))});
+$run = $node->queue_run('span', role => 'app');
+ok($node->poll_run($run, "state = 'waiting'"), 'span race: the run waits for its group');
+$node->sql(q{SELECT chunkbatch.alter_job('span', range_filter => 'grp = 2')}, role => 'app');
+$holder->query_safe(q{SELECT pg_advisory_unlock_all()});
+$holder->quit;
+is($node->final_state($run), 'succeeded', 'span race: the run succeeds');
+is($node->sql("SELECT coalesce(range_first, 'none') FROM chunkbatch.runs WHERE run_id = $run"),
+	'none', 'span race: no span is kept from the filter the job no longer has');
 
 # Poison rows are isolated by the range's own keys.
 $node->sql(

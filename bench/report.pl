@@ -302,15 +302,12 @@ put("", "## Where the time goes in a chunkbatch run", "", split /\n/, <<'EOF');
 From each run's own figures: *queue* is `run()` → `started_at` (queueing, worker start-up), *chunk time* is
 chunks × `avg_chunk_ms`, the time the worker measures around a chunk's SQL (for range-mode jobs the key search
 and the DELETE/UPDATE together; for keyset jobs the chunk SQL), *between chunks* is the rest of
-`started_at`..`finished_at`: transaction start and commit, the checkpoint row update, sizing, and for
-`count_rows => true` the count at run start. Shares are of the wall time; medians over repetitions.
+`started_at`..`finished_at`: transaction start and commit, the checkpoint row update, sizing, and at run
+start, for range-mode jobs the search for the key span (and for `count_rows => true` the count, when the
+span's search did not make it). Shares are of the wall time; medians over repetitions.
 "chunk time vs one statement" is the chunk time against the one statement's whole duration (same size
 and workload): above 1 the chunked statements themselves do more work than the single statement.
-
-The longest chunk is shown apart ("longest chunk %"), because in a range-mode job whose condition selects a
-prefix of the key (the purge: the older half is ids 1 to N/2) the last key search, the one that finds no key
-left, reads the rest of the key index and the heap rows it points to, to check the condition on each: that
-one search costs about as much as scanning the non-matching half of the table.
+The longest chunk is shown apart ("longest chunk %").
 
 | size | workload | method | wall s | queue % | chunk time % | longest chunk ms | longest chunk % | between chunks % | between chunks, ms per chunk | chunks | avg chunk ms | chunk time vs one statement |
 |---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
@@ -436,17 +433,19 @@ sub decl_text
 		push @t, "- Declarative jobs (methods `cb_decl_*`): `chunkbatch.create_purge('b_purge_...', 'events', where_sql => \$\$"
 		  . $one->($sql{purge}{where_sql}) . "\$\$, ...)` and `chunkbatch.create_update('b_flip_...', 'events', set_sql => \$\$"
 		  . $one->($sql{flip}{set_sql}) . "\$\$, where_sql => \$\$" . $one->($sql{flip}{where_sql}) . "\$\$, ...)`, range mode",
-		  "  on `" . $one->($sql{flip}{decl_range}) . "` (the primary key): before each chunk the worker reads the next batch-size keys",
-		  "  past its checkpoint that satisfy where_sql (an ordered index scan of the key, planned once per run), and",
-		  "  runs the statement chunkbatch wrote, with \$1 and \$2 the first and last of those keys:",
+		  "  on `" . $one->($sql{flip}{decl_range}) . "` (the primary key). At the run's start the worker finds its key span, the",
+		  "  first and last key where_sql matches (a walk of at most 10,000 keys from each end of the key, else one read of",
+		  "  every matching row, which also counts them); before each chunk it reads the next batch-size keys past its",
+		  "  checkpoint and within the span (an index-only scan of the key, whether or not they match), and runs the",
+		  "  statement chunkbatch wrote, with \$1 and \$2 the first and last of those keys:",
 		  "  - purge: `" . $one->($sql{purge}{decl_chunk_sql}) . "`",
 		  "  - flip: `" . $one->($sql{flip}{decl_chunk_sql}) . "`",
 		  "",
 		  "  `cb_decl_1000`, `cb_decl_10000`: fixed batch size; `cb_decl_adaptive_50ms`: batch_size 1000,",
 		  "  target_chunk_ms 50, min/max batch size at their defaults (as `cb_adaptive_50ms`). All three with",
 		  "  `count_rows => false`; `cb_decl_adaptive_50ms_count` is the adaptive job with `count_rows => true` (the",
-		  "  default), which runs once at run start, for percent and ETA: `" . $one->($sql{purge}{decl_count_sql}) . "`",
-		  "  (purge; flip alike).";
+		  "  default), for percent and ETA: `" . $one->($sql{purge}{decl_count_sql}) . "`",
+		  "  (purge; flip alike), run once at run start unless the span's read of every matching row made the same count.";
 	}
 	return @t ? join("\n", @t) . "\n" : '';
 }

@@ -873,7 +873,7 @@ BEGIN
             /* The key search, planned as the worker plans it. */
             IF j.range_filter IS NOT NULL THEN
                 /* The span of keys the filter matches, found as a worker finds it. */
-                EXECUTE pg_catalog.format(E'PREPARE %I (integer, %s, jsonb) AS WITH m AS MATERIALIZED (SELECT %I AS k FROM %s WHERE (\n%s\n)) SELECT (SELECT k::text AS t FROM m ORDER BY k LIMIT 1), (SELECT k::text AS t FROM m ORDER BY k DESC LIMIT 1)',
+                EXECUTE pg_catalog.format(E'PREPARE %I (integer, %s, jsonb) AS WITH m AS MATERIALIZED (SELECT %I AS k FROM %s WHERE (\n%s\n)) SELECT (SELECT k::text AS t FROM m WHERE k IS NOT NULL ORDER BY k LIMIT 1), (SELECT k::text AS t FROM m WHERE k IS NOT NULL ORDER BY k DESC LIMIT 1)',
                                           stmt OPERATOR(pg_catalog.||) '_span', j.cursor_type,
                                           j.range_key, j.range_table, j.range_filter);
                 EXECUTE pg_catalog.format('EXECUTE %I(%s, NULL, %L)', stmt OPERATOR(pg_catalog.||) '_span',

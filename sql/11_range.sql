@@ -98,6 +98,27 @@ SELECT r.state, r.rows_done = e.c AS all_rows, r.total_estimate = e.c AS counted
        (SELECT count(*) AS c, (array_agg(id ORDER BY id))[1] AS f, (array_agg(id ORDER BY id DESC))[1] AS l
           FROM cb_rng_uuid WHERE id::text >= '8' AND id::text < '9') e
  WHERE r.job_name = 'regress_rng_uuid';
+-- a key named like the span search's own aliases, and a nullable uuid key
+-- with a matching row whose key is NULL (range mode never visits it)
+CREATE TABLE cb_rng_m (m int PRIMARY KEY, v int NOT NULL DEFAULT 0, n int NOT NULL DEFAULT 0);
+INSERT INTO cb_rng_m (m, v) SELECT g, (g IN (5, 50, 95))::int FROM generate_series(1, 100) g;
+SELECT chunkbatch.create_update('regress_rng_m', 'cb_rng_m', 'n = n + 1', 'v = 1', batch_size => 10) > 0 AS created;
+SELECT chunkbatch.run('regress_rng_m', wait => true) > 0 AS ran;
+SELECT r.state, r.rows_done, r.range_first, r.range_last,
+       (SELECT string_agg(m::text, ',' ORDER BY m) FROM cb_rng_m WHERE n = 1) AS processed
+  FROM chunkbatch.runs r WHERE r.job_name = 'regress_rng_m';
+CREATE TABLE cb_rng_nul (id uuid UNIQUE, n int NOT NULL DEFAULT 0);
+INSERT INTO cb_rng_nul (id) SELECT md5(g::text)::uuid FROM generate_series(1, 25000) g;
+INSERT INTO cb_rng_nul (id) VALUES (NULL);
+SELECT chunkbatch.create_update('regress_rng_nul', 'cb_rng_nul', 'n = n + 1',
+    $$id IS NULL OR (id::text >= '8' AND id::text < '9')$$, key_column => 'id', batch_size => 500) > 0 AS created;
+SELECT chunkbatch.run('regress_rng_nul', wait => true) > 0 AS ran;
+SELECT r.state, r.rows_done = e.c AS all_keyed_rows, r.total_estimate = e.c + 1 AS counted_with_null,
+       r.range_first = e.f::text AND r.range_last = e.l::text AS span_is_first_and_last
+  FROM chunkbatch.runs r,
+       (SELECT count(*) AS c, (array_agg(id ORDER BY id))[1] AS f, (array_agg(id ORDER BY id DESC))[1] AS l
+          FROM cb_rng_nul WHERE id::text >= '8' AND id::text < '9') e
+ WHERE r.job_name = 'regress_rng_nul';
 
 -- alter_job: a new filter and key check; leaving range mode needs new SQL
 SELECT chunkbatch.alter_job('regress_rng_purge', range_filter => 'grp = 3 AND n = 0');
@@ -113,6 +134,7 @@ SELECT after_sql, analyze_after, rebuild_indexes FROM chunkbatch.jobs WHERE job_
 SELECT chunkbatch.alter_job('regress_rng_upd', reset => '{after_sql}');
 SELECT after_sql FROM chunkbatch.jobs WHERE job_name = 'regress_rng_upd';
 SELECT chunkbatch.drop_job('regress_rng_purge'), chunkbatch.drop_job('regress_rng_upd'),
-       chunkbatch.drop_job('regress_rng_uuid');
+       chunkbatch.drop_job('regress_rng_uuid'), chunkbatch.drop_job('regress_rng_m'),
+       chunkbatch.drop_job('regress_rng_nul');
 DROP VIEW cb_rng_view;
-DROP TABLE cb_rng, cb_rng_nopk, cb_rng_comp, cb_rng_uuid;
+DROP TABLE cb_rng, cb_rng_nopk, cb_rng_comp, cb_rng_uuid, cb_rng_m, cb_rng_nul;

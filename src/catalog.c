@@ -1051,9 +1051,13 @@ cb_catalog_clear_spans(int64 job_id)
 	Datum		values[1] = {Int64GetDatum(job_id)};
 
 	cb_catalog_enter(&s);
+	/*
+	 * Every such run, with a span or not: under REPEATABLE READ a span
+	 * recorded after this transaction's snapshot then makes it fail with a
+	 * serialization error instead of being missed.
+	 */
 	cb_exec(psprintf("UPDATE chunkbatch.runs SET range_first = NULL, range_last = NULL"
-					 " WHERE job_id OPERATOR(pg_catalog.=) $1 AND range_first IS NOT NULL"
-					 " AND state IN %s",
+					 " WHERE job_id OPERATOR(pg_catalog.=) $1 AND state IN %s",
 					 cb_run_states_sql(CB_STATES_LIVE | CB_STATES_RESUMABLE)),
 			1, types, values, NULL, SPI_OK_UPDATE);
 	cb_catalog_leave(&s);

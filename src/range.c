@@ -394,6 +394,26 @@ range_nothing(DestReceiver *self)
 }
 
 /*
+ * Plan what follows as ordered scans of an index (until AtEOXact_GUC at
+ * the returned nest level): a sequential scan and sort, or a bitmap scan,
+ * could look cheaper to the planner for a large LIMIT, but would read the
+ * whole table.
+ */
+static int
+ordered_key_scans(void)
+{
+	int			nest = NewGUCNestLevel();
+
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_sort", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return nest;
+}
+
+/*
  * Run the key search (inside the caller's SPI connection) for up to size
  * keys past lower.  Planned always as an ordered scan of the key's index
  * (index-only where the visibility map allows): a sequential scan and sort
@@ -444,13 +464,7 @@ range_search(CbRange *r, int32 size, Datum lower, bool lower_null,
 	rr->pub.mydest = DestNone;
 	rr->range = r;
 
-	nest = NewGUCNestLevel();
-	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	(void) set_config_option("enable_sort", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	nest = ordered_key_scans();
 	memset(&options, 0, sizeof(options));
 	options.params = params;
 	options.read_only = true;
@@ -536,25 +550,20 @@ span_walk(CbRange *r, Datum *values, char *nulls, char **first, char **last,
 {
 	const CbJob *job = r->job;
 	const char *key = quote_identifier(job->range_key);
+	/* ORDER BY 1: the key's own name could be one of the aliases k and m */
 	const char *walk = "(SELECT k::text FROM (SELECT %s AS k, (\n%s\n) AS m FROM %s"
-		" WHERE %s IS NOT NULL ORDER BY %s%s LIMIT %d) s WHERE m LIMIT 1)";
+		" WHERE %s IS NOT NULL ORDER BY 1%s LIMIT %d) s WHERE m LIMIT 1)";
 	char	   *sql;
 	int			nest;
 	int			rc;
 	bool		isnull[2];
 
 	sql = psprintf("SELECT %s, %s",
-				   psprintf(walk, key, job->range_filter, job->range_table, key, key,
+				   psprintf(walk, key, job->range_filter, job->range_table, key,
 							"", CB_SPAN_WALK),
-				   psprintf(walk, key, job->range_filter, job->range_table, key, key,
+				   psprintf(walk, key, job->range_filter, job->range_table, key,
 							" DESC", CB_SPAN_WALK));
-	nest = NewGUCNestLevel();
-	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	(void) set_config_option("enable_sort", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	nest = ordered_key_scans();
 	rc = SPI_execute_with_args(sql, 3, r->argtypes, values, nulls, true, 1);
 	AtEOXact_GUC(true, nest);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
@@ -608,8 +617,8 @@ cb_range_find_span(CbRange *r, Datum run_params, char **first, char **last,
 					   key, job->range_table, job->range_filter);
 	else
 		sql = psprintf("WITH m AS MATERIALIZED (SELECT %s AS k FROM %s WHERE (\n%s\n))"
-					   " SELECT (SELECT k::text AS t FROM m ORDER BY k LIMIT 1),"
-					   " (SELECT k::text AS t FROM m ORDER BY k DESC LIMIT 1),"
+					   " SELECT (SELECT k::text AS t FROM m WHERE k IS NOT NULL ORDER BY k LIMIT 1),"
+					   " (SELECT k::text AS t FROM m WHERE k IS NOT NULL ORDER BY k DESC LIMIT 1),"
 					   " (SELECT pg_catalog.count(*) FROM m)",
 					   key, job->range_table, job->range_filter);
 	rc = SPI_execute_with_args(sql, 3, r->argtypes, values, nulls, true, 1);
@@ -619,7 +628,7 @@ cb_range_find_span(CbRange *r, Datum run_params, char **first, char **last,
 										 SPI_tuptable->tupdesc, 3, &isnull));
 	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (isnull)
-		return false;
+		return false;			/* no matching row has a key */
 	*first = MemoryContextStrdup(cxt, SPI_getvalue(SPI_tuptable->vals[0],
 												   SPI_tuptable->tupdesc, 1));
 	*last = MemoryContextStrdup(cxt, SPI_getvalue(SPI_tuptable->vals[0],

@@ -508,8 +508,8 @@ worker_estimate_one(CbRun *run, CbChunkState *cs, bool span)
 			total = -1;			/* the read gave no count, or not count_sql's */
 		if (total >= 0)
 			cb_catalog_set_estimate(run->run_id, total);
-		if (keep)
-			cb_chunk_set_span(cs, first, last);
+		if (span)
+			cb_chunk_set_span(cs, keep ? first : NULL, keep ? last : NULL);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 		counted = span && total >= 0;

@@ -330,7 +330,9 @@ typedef struct CbRun
 	double		last_rate;		/* rows per ms of the last chunk with rows */
 	uint64		last_rows;
 	int32		ceiling;		/* largest size that ran efficiently, or 0 */
-	bool		knee_suspect;	/* the last chunk looked past a knee */
+	int32		knee_suspect;	/* slow chunks in a row that looked past a knee */
+	uint64		knee_rows;		/* the size of the last of them */
+	double		knee_rate;		/* and its rows per ms */
 	/* steps: fixed at the run's first start (steps.c) */
 	List	   *steps;			/* statements (char *), before steps first */
 	int32		steps_before;	/* how many of them run before the chunks */

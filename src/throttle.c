@@ -168,17 +168,22 @@ rate_learn(CbRun *run, const CbChunkResult *res)
  * (and took a real share of the target).  Past that size the statement's
  * cost grows faster than its rows, typically because its plan switches (an
  * "IN (SELECT ... LIMIT $1)" that becomes a sequential scan above a few
- * thousand rows).  One slow chunk may also be noise (a checkpoint, another
- * session's burst on a busy server): it only makes the size suspect, and
- * the next chunk tries that size again (CB_KNEE_SUSPECT).  If it is slow
- * again, that is a knee (CB_KNEE): growing further would only make chunks
- * slower per row, so the last efficient chunk's size becomes the ceiling
- * of the run's chunks in this worker, and the averages restart from it.
+ * thousand rows).  A slow chunk may also be noise: a checkpoint, another
+ * session's burst, autovacuum on a busy server.  So the first one only
+ * makes the size suspect, and the next chunk tries that size again
+ * (CB_KNEE_SUSPECT).  If it is slow again, the next chunk goes back to the
+ * last efficient size (CB_KNEE_CHECK): if that runs at least twice as fast
+ * as the slow ones, the slowness came with the size, and that is a knee
+ * (CB_KNEE): growing further would only make chunks slower per row, so the
+ * last efficient size becomes the ceiling of the run's chunks in this
+ * worker, and the averages restart from it.  If it runs as slowly, the
+ * server slowed down, not the size: nothing is learned but the new rate.
  */
 typedef enum CbKnee
 {
 	CB_KNEE_NONE,
 	CB_KNEE_SUSPECT,
+	CB_KNEE_CHECK,
 	CB_KNEE
 } CbKnee;
 
@@ -186,31 +191,36 @@ static CbKnee
 adaptive_knee(CbRun *run, const CbChunkResult *res)
 {
 	double		ms = res->elapsed_ms;
-	double		rate;
+	double		rate = ms > 0 ? (double) res->sized / ms : 0;
 
+	if (run->knee_suspect == 2)
+	{
+		/* The chunk at the last efficient size, after two slow ones. */
+		run->knee_suspect = 0;
+		if (rate <= 0 || run->knee_rate >= CB_KNEE_SLOWDOWN * rate)
+			return CB_KNEE_NONE;
+		run->ceiling = (int32) Min(run->last_rows, (uint64) PG_INT32_MAX);
+		run->avg_rows = (double) run->last_rows;
+		run->avg_ms = run->avg_rows / run->last_rate;
+		ereport(LOG,
+				(errmsg("chunkbatch run %lld of job \"%s\": chunks of %llu rows ran at %.1f rows/ms, less than half the %.1f rows/ms of %llu rows (%.1f rows/ms again right after), twice; its chunks stay at most %d rows",
+						(long long) run->run_id, run->job.job_name,
+						(unsigned long long) run->knee_rows, run->knee_rate,
+						run->last_rate, (unsigned long long) run->last_rows,
+						rate, run->ceiling)));
+		return CB_KNEE;
+	}
 	if (run->last_rate <= 0 || res->sized <= run->last_rows || ms <= 0 ||
 		ms < CB_KNEE_MIN_SHARE * run->job.target_chunk_ms ||
-		(double) res->sized / ms >= CB_KNEE_SLOWDOWN * run->last_rate)
+		rate >= CB_KNEE_SLOWDOWN * run->last_rate)
 	{
-		run->knee_suspect = false;
+		run->knee_suspect = 0;
 		return CB_KNEE_NONE;
 	}
-	if (!run->knee_suspect)
-	{
-		run->knee_suspect = true;
-		return CB_KNEE_SUSPECT;
-	}
-	rate = (double) res->sized / ms;
-	run->knee_suspect = false;
-	run->ceiling = (int32) Min(run->last_rows, (uint64) PG_INT32_MAX);
-	run->avg_rows = (double) run->last_rows;
-	run->avg_ms = run->avg_rows / run->last_rate;
-	ereport(LOG,
-			(errmsg("chunkbatch run %lld of job \"%s\": chunks of %llu rows ran at %.1f rows/ms, less than half the %.1f rows/ms of %llu rows, twice; its chunks stay at most %d rows",
-					(long long) run->run_id, run->job.job_name,
-					(unsigned long long) res->sized, rate, run->last_rate,
-					(unsigned long long) run->last_rows, run->ceiling)));
-	return CB_KNEE;
+	run->knee_suspect++;
+	run->knee_rows = res->sized;
+	run->knee_rate = rate;
+	return run->knee_suspect == 1 ? CB_KNEE_SUSPECT : CB_KNEE_CHECK;
 }
 
 /*
@@ -278,6 +288,9 @@ cb_throttle_next_batch(CbRun *run, const CbChunkResult *res)
 			break;
 		case CB_KNEE_SUSPECT:
 			next = cur;			/* once more, unlearned: noise or a knee? */
+			break;
+		case CB_KNEE_CHECK:
+			next = run->last_rows;	/* is the last efficient size fast still? */
 			break;
 		default:
 			rate_learn(run, res);

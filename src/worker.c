@@ -348,7 +348,7 @@ worker_retune(CbRun *run)
 	bookkeeping_end();
 	MemoryContextSwitchTo(old);
 	run->ceiling = 0;			/* new settings: learn the knee again */
-	run->knee_suspect = false;
+	run->knee_suspect = 0;
 	if (run->job.batch_size != old_batch_size)
 	{
 		run->full_batch_size = run->job.batch_size;

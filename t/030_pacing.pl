@@ -9,6 +9,9 @@
 #   its second half take 25-100 ms at the median);
 # - a knee (chunks above some size cost far more per row) is grown into at
 #   most once: later chunks stay at or below the last efficient size;
+#   but a slowdown of every size that comes just as the size grows (a busy
+#   server) is no knee: the chunk at the last efficient size that checks it
+#   is as slow, no ceiling is learned and the size grows past it again;
 # - throttle_sql returning true holds the run: state 'throttled' with the
 #   reason in chunkbatch.status_detail, rows_done does not move for 1.5 s; returning
 #   false releases it, the run finishes, runs.throttled_ms counts the hold;
@@ -204,6 +207,44 @@ ok( $node->log_contains(
 note('knee: sizes '
 	  . $node->sql(q{SELECT string_agg(requested::text, ' ' ORDER BY seq)
                 FROM (SELECT * FROM knee_log ORDER BY seq LIMIT 12) s}));
+
+# ---------------------------------------------------------------------------
+# 1c. Not a knee: from the fourth chunk on every chunk costs four times as
+#     much per row (the server slowed down), just as the size grows (from
+#     1,600 to about 6,000).  Two slow chunks of that size, then the check
+#     at 1,600 is as slow per row: no ceiling, and the size grows past it.
+# ---------------------------------------------------------------------------
+$node->sql(q{
+CREATE TABLE busy_log (seq bigserial, requested int, processed int);
+SELECT chunkbatch.create_job(
+  job_name => 'busy',
+  chunk_sql => $$WITH k AS (SELECT g FROM generate_series(coalesce($2, 0) + 1,
+                                        least(coalesce($2, 0) + $1, 80000)) g),
+                     s AS (SELECT pg_sleep(count(*) * 0.000005
+                                           * CASE WHEN (SELECT count(*) FROM busy_log) >= 3
+                                                  THEN 4 ELSE 1 END)
+                             FROM k),
+                     l AS (INSERT INTO busy_log (requested, processed)
+                           SELECT $1, count(*) FROM k)
+                SELECT g FROM k, s$$,
+  batch_size => 100,
+  cursor_type => 'bigint',
+  target_chunk_ms => 50);
+});
+$log_offset = -s $node->logfile;
+my $busy_run = $node->queue_run('busy');
+is($node->final_state($busy_run, '120s'), 'succeeded', 'the run on a slowed server succeeds');
+my $busy_sizes = $node->sql(q{SELECT string_agg(requested::text, ' ' ORDER BY seq)
+                               FROM (SELECT * FROM busy_log ORDER BY seq LIMIT 12) s});
+note("busy: sizes $busy_sizes");
+my @busy = split / /, $busy_sizes;
+ok( @busy > 6 && $busy[3] > $busy[2] && $busy[4] == $busy[3] && $busy[5] == $busy[2],
+	'the size grew into the slowdown, tried that size again, then checked the last efficient size');
+ok( !$node->log_contains(qr/chunkbatch run $busy_run of job "busy": .* its chunks stay at most/,
+		$log_offset),
+	'a slowdown of every size is not taken for a knee');
+cmp_ok($node->sql(q{SELECT max(requested) FROM busy_log WHERE seq > 6}),
+	'>', $busy[5], 'and the size grows past the checked size again');
 
 # ---------------------------------------------------------------------------
 # 2. throttle_sql holds the run while it returns true.

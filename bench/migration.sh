@@ -42,47 +42,8 @@ else
     OUT=${MIG_OUT:-$BENCH_DIR/MIGRATION.md}
 fi
 
-START=$(date +%s)
-TREE=""
-WORK=""
-cleanup() {
-    local rc=$?
-    set +e
-    if [ -n "$WORK" ]; then
-        if [ "$rc" -ne 0 ]; then
-            for f in "$WORK"/tmp_check/log/*.log; do
-                [ -f "$f" ] || continue
-                echo "----- last lines of $f -----" >&2
-                tail -n 40 "$f" >&2
-            done
-        fi
-        if [ "${MIG_KEEP:-0}" = 1 ] || [ "$rc" -ne 0 ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
-    fi
-    [ -n "$TREE" ] && rm -rf "$TREE"
-    echo "bench/migration.sh: $(( ($(date +%s) - START) / 60 )) min, exit status $rc" >&2
-    exit "$rc"
-}
-trap cleanup EXIT
-
-GIT="git $(git -C "$CB_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-DIRTY=$(git -C "$CB_ROOT" status --porcelain -- src 'chunkbatch*.sql' Makefile 2>/dev/null | wc -l)
-[ "$DIRTY" -gt 0 ] && GIT="$GIT with $DIRTY uncommitted change(s) in src/, the SQL scripts or the Makefile"
-TREE=$(cb_copy_tree)
-if [ "$BUILD" = 1 ]; then
-    cb_install_packages
-    cb_stop_main_cluster
-    cb_build_install "$TREE" > "$TREE/build.log" 2>&1 || {
-        cat "$TREE/build.log"
-        cb_die "build or installation failed"
-    }
-    cb_log "chunkbatch built and installed"
-else
-    GIT="the installed build (not built by this run; checkout: $GIT)"
-fi
-
-WORK=$(mktemp -d /tmp/chunkbatch-migration.XXXXXX)
-chmod 711 "$WORK"
-cb_give_to_pg "$WORK"
+. "$BENCH_DIR/lib.sh"
+bench_prepare migration "${MIG_KEEP:-0}" "$BUILD"
 PGXS_SRC=$(dirname "$(dirname "$("$CB_PG_CONFIG" --pgxs)")")   # .../lib/pgxs/src
 ARGS=(--out "$WORK/results.json" --md "$WORK/MIGRATION.md" --git "$GIT" --command "bash bench/migration.sh${*:+ $*}")
 [ "$SMOKE" = 1 ] && ARGS+=(--smoke)

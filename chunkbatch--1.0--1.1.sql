@@ -36,6 +36,10 @@ ALTER TABLE chunkbatch.jobs
     ALTER COLUMN analyze_after SET NOT NULL,
     ALTER COLUMN vacuum_after SET DEFAULT false,
     ALTER COLUMN vacuum_after SET NOT NULL;
+ALTER TABLE chunkbatch.jobs ADD COLUMN parallel integer CHECK (parallel BETWEEN 1 AND 64);
+UPDATE chunkbatch.jobs SET parallel = 1;
+ALTER TABLE chunkbatch.jobs ALTER COLUMN parallel SET DEFAULT 1,
+    ALTER COLUMN parallel SET NOT NULL;
 ALTER TABLE chunkbatch.jobs
     ADD CHECK (range_table IS NOT NULL OR (range_key IS NULL AND range_filter IS NULL));
 
@@ -69,6 +73,10 @@ ALTER TABLE chunkbatch.runs ADD COLUMN statement_timeout interval;
 ALTER TABLE chunkbatch.runs ADD COLUMN lock_timeout interval;
 ALTER TABLE chunkbatch.runs ADD COLUMN range_first text;
 ALTER TABLE chunkbatch.runs ADD COLUMN range_last text;
+ALTER TABLE chunkbatch.runs ADD COLUMN parallel integer;
+UPDATE chunkbatch.runs SET parallel = 1;
+ALTER TABLE chunkbatch.runs ALTER COLUMN parallel SET DEFAULT 1,
+    ALTER COLUMN parallel SET NOT NULL;
 
 /*
  * The scheduler's queue scans: each owner's oldest runs, and whether an
@@ -96,6 +104,46 @@ CREATE POLICY runs_visible ON chunkbatch.runs FOR SELECT
            OR pg_catalog.pg_has_role('pg_monitor', 'USAGE'));
 CREATE POLICY dead_letters_visible ON chunkbatch.dead_letters FOR SELECT
     USING (pg_catalog.pg_has_role(owner_oid, 'USAGE'));
+
+/*
+ * The slices of a run with parallel > 1 (see the reference, "Parallel
+ * slices"): each a range of the key with its own checkpoint, written in
+ * the transaction of each of its chunks.  The first slice begins at
+ * range_first; every other begins after the range_last of the one before
+ * it, which is its first cursor.  Rows are written only by chunkbatch's
+ * workers; users see the slices of the runs they see.
+ */
+CREATE TABLE chunkbatch.slices (
+    run_id          bigint NOT NULL REFERENCES chunkbatch.runs ON DELETE CASCADE,
+    slice_no        integer NOT NULL,
+    state           text NOT NULL DEFAULT 'pending'
+                    CHECK (state IN ('pending', 'running', 'done', 'failed')),
+    range_first     text,
+    range_last      text,
+    cursor          text,
+    rows_done       bigint NOT NULL DEFAULT 0,
+    chunks_done     bigint NOT NULL DEFAULT 0,
+    batch_size      integer,
+    avg_chunk_ms    double precision,
+    max_chunk_ms    double precision,
+    retries         integer NOT NULL DEFAULT 0,
+    dead_letters    bigint NOT NULL DEFAULT 0,
+    lock_waiters_seen bigint NOT NULL DEFAULT 0,
+    worker_pid      integer,
+    workers         integer NOT NULL DEFAULT 0,
+    started_at      timestamptz,
+    last_chunk_at   timestamptz,
+    finished_at     timestamptz,
+    sqlstate        text,
+    error           text,
+    PRIMARY KEY (run_id, slice_no)
+);
+ALTER TABLE chunkbatch.slices ENABLE ROW LEVEL SECURITY;
+CREATE POLICY slices_visible ON chunkbatch.slices FOR SELECT
+    USING (EXISTS (SELECT 1 FROM chunkbatch.runs r
+                    WHERE r.run_id OPERATOR(pg_catalog.=) slices.run_id));
+REVOKE ALL ON chunkbatch.slices FROM PUBLIC;
+GRANT SELECT ON chunkbatch.slices TO PUBLIC;
 
 /*
  * Owners are kept by name (owner) and by OID (owner_oid, what privileges
@@ -211,10 +259,10 @@ SELECT r.run_id,
             WHEN p.phase IS NOT NULL AND r.state IN ('queued', 'waiting') THEN 'starting'
             ELSE r.state END AS state,
        r.lock_group,
-       COALESCE(p.rows_done, r.rows_done) AS rows_done,
-       COALESCE(p.chunks_done, r.chunks_done) AS chunks_done,
+       COALESCE(sl.rows_done, p.rows_done, r.rows_done) AS rows_done,
+       COALESCE(sl.chunks_done, p.chunks_done, r.chunks_done) AS chunks_done,
        COALESCE(p.batch_size, r.batch_size) AS batch_size,
-       pg_catalog.round(p.recent_rows_per_sec::numeric, 0) AS rows_per_sec,
+       pg_catalog.round(COALESCE(sl.rate, p.recent_rows_per_sec)::numeric, 0) AS rows_per_sec,
        r.total_estimate,
        e.percent,
        CASE WHEN e.percent IS NOT NULL
@@ -222,13 +270,13 @@ SELECT r.run_id,
                  pg_catalog.rpad(pg_catalog.repeat('#', (e.percent OPERATOR(pg_catalog./) 5)::int),
                                  20, '.') OPERATOR(pg_catalog.||) ']'
        END AS progress,
-       CASE WHEN p.recent_rows_per_sec OPERATOR(pg_catalog.>) 0
-             AND r.total_estimate OPERATOR(pg_catalog.>) COALESCE(p.rows_done, r.rows_done)
-             AND (r.total_estimate OPERATOR(pg_catalog.-) COALESCE(p.rows_done, r.rows_done))
-                 OPERATOR(pg_catalog./) p.recent_rows_per_sec OPERATOR(pg_catalog.<) 1e9
+       CASE WHEN COALESCE(sl.rate, p.recent_rows_per_sec) OPERATOR(pg_catalog.>) 0
+             AND r.total_estimate OPERATOR(pg_catalog.>) COALESCE(sl.rows_done, p.rows_done, r.rows_done)
+             AND (r.total_estimate OPERATOR(pg_catalog.-) COALESCE(sl.rows_done, p.rows_done, r.rows_done))
+                 OPERATOR(pg_catalog./) COALESCE(sl.rate, p.recent_rows_per_sec) OPERATOR(pg_catalog.<) 1e9
             THEN pg_catalog.make_interval(secs => pg_catalog.round(
-                 (r.total_estimate OPERATOR(pg_catalog.-) COALESCE(p.rows_done, r.rows_done))
-                 OPERATOR(pg_catalog./) p.recent_rows_per_sec))
+                 (r.total_estimate OPERATOR(pg_catalog.-) COALESCE(sl.rows_done, p.rows_done, r.rows_done))
+                 OPERATOR(pg_catalog./) COALESCE(sl.rate, p.recent_rows_per_sec)))
        END AS eta,
        CASE WHEN p.chunk_started_at IS NOT NULL
             THEN pg_catalog.round((extract(epoch FROM pg_catalog.clock_timestamp()
@@ -266,13 +314,27 @@ SELECT r.run_id,
        r.recent_chunk_ms[pg_catalog.cardinality(r.recent_chunk_ms)] AS last_chunk_ms,
        r.recent_chunk_ms,
        r.statement_timeout,
-       r.lock_timeout
+       r.lock_timeout,
+       sl.slices,
+       sl.workers
   FROM chunkbatch.runs r
   CROSS JOIN chunkbatch.pause_all_state() ps
   LEFT JOIN chunkbatch.progress() p ON p.run_id OPERATOR(pg_catalog.=) r.run_id
+       AND (r.parallel OPERATOR(pg_catalog.=) 1 OR p.pid IS NOT DISTINCT FROM r.worker_pid)
+  LEFT JOIN LATERAL (
+       SELECT pg_catalog.sum(s.rows_done)::bigint AS rows_done,
+              pg_catalog.sum(s.chunks_done)::bigint AS chunks_done,
+              pg_catalog.count(*)::integer AS slices,
+              (SELECT pg_catalog.count(*)::integer FROM chunkbatch.progress() x
+                WHERE x.run_id OPERATOR(pg_catalog.=) r.run_id) AS workers,
+              (SELECT pg_catalog.sum(x.recent_rows_per_sec) FROM chunkbatch.progress() x
+                WHERE x.run_id OPERATOR(pg_catalog.=) r.run_id) AS rate
+         FROM chunkbatch.slices s
+        WHERE s.run_id OPERATOR(pg_catalog.=) r.run_id
+       HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0) sl ON true
   LEFT JOIN LATERAL (
        SELECT CASE WHEN r.total_estimate OPERATOR(pg_catalog.>) 0
-                   THEN LEAST(100, pg_catalog.round(COALESCE(p.rows_done, r.rows_done)
+                   THEN LEAST(100, pg_catalog.round(COALESCE(sl.rows_done, p.rows_done, r.rows_done)
                         OPERATOR(pg_catalog.*) 100.0
                         OPERATOR(pg_catalog./) r.total_estimate, 1))
               END AS percent) e ON true
@@ -316,7 +378,9 @@ $$;
 CREATE VIEW chunkbatch.status WITH (security_invoker = true) AS
 SELECT d.run_id,
        pg_catalog.left(d.job_name, 24) AS job,
-       d.state,
+       d.state OPERATOR(pg_catalog.||)
+           CASE WHEN d.workers OPERATOR(pg_catalog.>) 1
+                THEN ' x' OPERATOR(pg_catalog.||) d.workers ELSE '' END AS state,
        CASE WHEN d.percent IS NOT NULL
             THEN pg_catalog.repeat('█', (d.percent OPERATOR(pg_catalog./) 10)::int)
                  OPERATOR(pg_catalog.||)
@@ -341,6 +405,41 @@ SELECT d.run_id,
            END, 30) AS waiting_on
   FROM chunkbatch.status_detail d
  ORDER BY d.run_id;
+
+/*
+ * The slices of runs with parallel > 1, with the live state of the
+ * workers that process them.
+ */
+CREATE VIEW chunkbatch.slice_status WITH (security_invoker = true) AS
+SELECT s.run_id,
+       s.slice_no,
+       s.state,
+       s.range_first,
+       s.range_last,
+       s.cursor,
+       s.rows_done,
+       s.chunks_done,
+       COALESCE(p.batch_size, s.batch_size) AS batch_size,
+       pg_catalog.round(p.recent_rows_per_sec::numeric, 0) AS rows_per_sec,
+       CASE WHEN p.chunk_started_at IS NOT NULL
+            THEN pg_catalog.round((extract(epoch FROM pg_catalog.clock_timestamp()
+                 OPERATOR(pg_catalog.-) p.chunk_started_at) OPERATOR(pg_catalog.*) 1000)::numeric, 1)
+       END AS current_chunk_ms,
+       s.avg_chunk_ms,
+       s.max_chunk_ms,
+       s.retries,
+       p.pid AS worker_pid,
+       s.workers,
+       s.started_at,
+       s.finished_at,
+       s.sqlstate,
+       s.error
+  FROM chunkbatch.slices s
+  LEFT JOIN chunkbatch.progress() p ON p.pid OPERATOR(pg_catalog.=) s.worker_pid
+       AND p.run_id OPERATOR(pg_catalog.=) s.run_id
+       AND s.state OPERATOR(pg_catalog.=) 'running'
+ ORDER BY s.run_id, s.slice_no;
+GRANT SELECT ON chunkbatch.slice_status TO PUBLIC;
 GRANT EXECUTE ON FUNCTION chunkbatch.sparkline(real[]) TO PUBLIC;
 GRANT SELECT ON chunkbatch.status, chunkbatch.status_detail TO PUBLIC;
 
@@ -529,6 +628,7 @@ CREATE FUNCTION chunkbatch.alter_job(
     rebuild_indexes     boolean DEFAULT NULL,
     analyze_after       boolean DEFAULT NULL,
     vacuum_after        boolean DEFAULT NULL,
+    parallel            integer DEFAULT NULL,
     reset               text[] DEFAULT NULL)
 RETURNS void
 LANGUAGE C CALLED ON NULL INPUT VOLATILE
@@ -536,7 +636,8 @@ AS 'MODULE_PATHNAME', 'chunkbatch_alter_job';
 GRANT EXECUTE ON FUNCTION chunkbatch.alter_job(text, text, integer, text, regtype, integer,
     boolean, boolean, text, interval, integer, interval, interval, interval, text, text,
     integer, integer, integer, integer, double precision, interval, bigint, text, text,
-    text, text, text, integer, text[], text[], boolean, boolean, boolean, text[]) TO PUBLIC;
+    text, text, text, integer, text[], text[], boolean, boolean, boolean, integer,
+    text[]) TO PUBLIC;
 
 /*
  * Range mode (range_table, range_key, range_filter) and the order of runs
@@ -580,14 +681,16 @@ CREATE FUNCTION chunkbatch.create_job(
     after_sql           text[] DEFAULT NULL,
     rebuild_indexes     boolean DEFAULT false,
     analyze_after       boolean DEFAULT false,
-    vacuum_after        boolean DEFAULT false)
+    vacuum_after        boolean DEFAULT false,
+    parallel            integer DEFAULT 1)
 RETURNS bigint
 LANGUAGE C CALLED ON NULL INPUT VOLATILE
 AS 'MODULE_PATHNAME', 'chunkbatch_create_job';
 GRANT EXECUTE ON FUNCTION chunkbatch.create_job(text, text, integer, text, regtype, integer,
     boolean, boolean, text, interval, integer, interval, interval, interval, text, text,
     integer, integer, integer, integer, double precision, interval, bigint, text, text,
-    text, text, text, integer, text[], text[], boolean, boolean, boolean) TO PUBLIC;
+    text, text, text, integer, text[], text[], boolean, boolean, boolean, integer)
+    TO PUBLIC;
 
 /*
  * Per job, from the runs kept in chunkbatch.runs (chunkbatch.history_retention
@@ -1067,7 +1170,8 @@ CREATE FUNCTION chunkbatch.create_purge(
     after_sql           text[] DEFAULT NULL,
     rebuild_indexes     boolean DEFAULT false,
     analyze_after       boolean DEFAULT false,
-    vacuum_after        boolean DEFAULT false)
+    vacuum_after        boolean DEFAULT false,
+    parallel            integer DEFAULT 1)
 RETURNS bigint
 LANGUAGE plpgsql CALLED ON NULL INPUT VOLATILE
 AS $$
@@ -1093,7 +1197,7 @@ BEGIN
         range_filter => where_sql, priority => priority,
         before_sql => before_sql, after_sql => after_sql,
         rebuild_indexes => rebuild_indexes, analyze_after => analyze_after,
-        vacuum_after => vacuum_after);
+        vacuum_after => vacuum_after, parallel => parallel);
 END
 $$;
 
@@ -1129,7 +1233,8 @@ CREATE FUNCTION chunkbatch.create_update(
     after_sql           text[] DEFAULT NULL,
     rebuild_indexes     boolean DEFAULT false,
     analyze_after       boolean DEFAULT false,
-    vacuum_after        boolean DEFAULT false)
+    vacuum_after        boolean DEFAULT false,
+    parallel            integer DEFAULT 1)
 RETURNS bigint
 LANGUAGE plpgsql CALLED ON NULL INPUT VOLATILE
 AS $$
@@ -1155,7 +1260,7 @@ BEGIN
         range_filter => where_sql, priority => priority,
         before_sql => before_sql, after_sql => after_sql,
         rebuild_indexes => rebuild_indexes, analyze_after => analyze_after,
-        vacuum_after => vacuum_after);
+        vacuum_after => vacuum_after, parallel => parallel);
 END
 $$;
 GRANT EXECUTE ON FUNCTION
@@ -1164,12 +1269,13 @@ GRANT EXECUTE ON FUNCTION
                             boolean, text, interval, integer, interval, interval,
                             interval, text, integer, integer, integer, integer,
                             double precision, interval, bigint, text, boolean, integer,
-                            text[], text[], boolean, boolean, boolean),
+                            text[], text[], boolean, boolean, boolean, integer),
     chunkbatch.create_update(text, regclass, text, text, text, integer, text, integer,
                              boolean, boolean, text, interval, integer, interval,
                              interval, interval, text, integer, integer, integer,
                              integer, double precision, interval, bigint, text,
-                             boolean, integer, text[], text[], boolean, boolean, boolean)
+                             boolean, integer, text[], text[], boolean, boolean, boolean,
+                             integer)
     TO PUBLIC;
 
 /* One line on what each object is for (psql shows them with \d+ and \df+). */
@@ -1263,6 +1369,53 @@ COMMENT ON COLUMN chunkbatch.runs.statement_timeout IS 'statement_timeout of eac
 COMMENT ON COLUMN chunkbatch.runs.lock_timeout IS 'lock_timeout of each chunk of the run: the jobs, else its owners sessions (NULL: none)';
 COMMENT ON COLUMN chunkbatch.runs.range_first IS 'Range mode with a filter: the first key the filter matched at the runs first start; the chunks cover range_first to range_last (NULL: the whole key)';
 COMMENT ON COLUMN chunkbatch.runs.range_last IS 'Range mode with a filter: the last key the filter matched at the runs first start';
+COMMENT ON COLUMN chunkbatch.jobs.parallel IS 'Range mode: how many slices of the key a run splits into, each processed by its own worker (1: no slices)';
+COMMENT ON COLUMN chunkbatch.runs.parallel IS 'Slices the run asked for when it was queued (1: none)';
+COMMENT ON TABLE chunkbatch.slices IS 'The slices of runs with parallel > 1: a range of the key and its own checkpoint each';
+COMMENT ON COLUMN chunkbatch.slices.run_id IS 'Run the slice belongs to';
+COMMENT ON COLUMN chunkbatch.slices.slice_no IS 'Number of the slice in its run, from 0, in key order at the split';
+COMMENT ON COLUMN chunkbatch.slices.state IS 'pending (no worker), running, done or failed';
+COMMENT ON COLUMN chunkbatch.slices.range_first IS 'First key of the first slice; NULL for the others, which begin after the last key of the slice before them';
+COMMENT ON COLUMN chunkbatch.slices.range_last IS 'Last key of the slice (NULL: no end, the last slice of a run without a filter)';
+COMMENT ON COLUMN chunkbatch.slices.cursor IS 'Checkpoint: the last key done, committed with each chunk (at first the end of the slice before)';
+COMMENT ON COLUMN chunkbatch.slices.rows_done IS 'Rows the slice processed';
+COMMENT ON COLUMN chunkbatch.slices.chunks_done IS 'Chunks the slice committed';
+COMMENT ON COLUMN chunkbatch.slices.batch_size IS 'Batch size of the slice at its last chunk';
+COMMENT ON COLUMN chunkbatch.slices.avg_chunk_ms IS 'Mean chunk duration of the slice';
+COMMENT ON COLUMN chunkbatch.slices.max_chunk_ms IS 'Longest chunk duration of the slice';
+COMMENT ON COLUMN chunkbatch.slices.retries IS 'Chunks of the slice retried after transient errors';
+COMMENT ON COLUMN chunkbatch.slices.dead_letters IS 'Keys of the slice isolated as dead letters';
+COMMENT ON COLUMN chunkbatch.slices.lock_waiters_seen IS 'Chunks of the slice that made other sessions wait';
+COMMENT ON COLUMN chunkbatch.slices.worker_pid IS 'Process that took the slice last';
+COMMENT ON COLUMN chunkbatch.slices.workers IS 'How many times a worker took the slice';
+COMMENT ON COLUMN chunkbatch.slices.started_at IS 'When a worker first took the slice';
+COMMENT ON COLUMN chunkbatch.slices.last_chunk_at IS 'When the last chunk of the slice committed';
+COMMENT ON COLUMN chunkbatch.slices.finished_at IS 'When the slice was done, or failed';
+COMMENT ON COLUMN chunkbatch.slices.sqlstate IS 'SQLSTATE of the error that failed the slice';
+COMMENT ON COLUMN chunkbatch.slices.error IS 'Error that failed the slice';
+COMMENT ON COLUMN chunkbatch.status_detail.slices IS 'Slices of a run with parallel > 1 (NULL: none)';
+COMMENT ON COLUMN chunkbatch.status_detail.workers IS 'Workers processing the slices of the run';
+COMMENT ON VIEW chunkbatch.slice_status IS 'The slices of runs with parallel > 1: key range, checkpoint, state and live worker of each';
+COMMENT ON COLUMN chunkbatch.slice_status.run_id IS 'Run the slice belongs to';
+COMMENT ON COLUMN chunkbatch.slice_status.slice_no IS 'Number of the slice in its run';
+COMMENT ON COLUMN chunkbatch.slice_status.state IS 'pending, running, done or failed';
+COMMENT ON COLUMN chunkbatch.slice_status.range_first IS 'First key of the first slice';
+COMMENT ON COLUMN chunkbatch.slice_status.range_last IS 'Last key of the slice (NULL: no end)';
+COMMENT ON COLUMN chunkbatch.slice_status.cursor IS 'Checkpoint: the last key done';
+COMMENT ON COLUMN chunkbatch.slice_status.rows_done IS 'Rows the slice processed';
+COMMENT ON COLUMN chunkbatch.slice_status.chunks_done IS 'Chunks the slice committed';
+COMMENT ON COLUMN chunkbatch.slice_status.batch_size IS 'Current batch size of the slice';
+COMMENT ON COLUMN chunkbatch.slice_status.rows_per_sec IS 'Recent rows per second of its worker';
+COMMENT ON COLUMN chunkbatch.slice_status.current_chunk_ms IS 'Duration of the chunk in progress';
+COMMENT ON COLUMN chunkbatch.slice_status.avg_chunk_ms IS 'Mean chunk duration';
+COMMENT ON COLUMN chunkbatch.slice_status.max_chunk_ms IS 'Longest chunk duration';
+COMMENT ON COLUMN chunkbatch.slice_status.retries IS 'Chunks retried after transient errors';
+COMMENT ON COLUMN chunkbatch.slice_status.worker_pid IS 'Process working on the slice now';
+COMMENT ON COLUMN chunkbatch.slice_status.workers IS 'How many times a worker took the slice';
+COMMENT ON COLUMN chunkbatch.slice_status.started_at IS 'When a worker first took the slice';
+COMMENT ON COLUMN chunkbatch.slice_status.finished_at IS 'When the slice was done, or failed';
+COMMENT ON COLUMN chunkbatch.slice_status.sqlstate IS 'SQLSTATE of the error that failed the slice';
+COMMENT ON COLUMN chunkbatch.slice_status.error IS 'Error that failed the slice';
 COMMENT ON TABLE chunkbatch.dead_letters IS 'Keys that runs with on_error = isolate could not process, with their errors';
 COMMENT ON COLUMN chunkbatch.dead_letters.run_id IS 'Run that isolated the key';
 COMMENT ON COLUMN chunkbatch.dead_letters.job_name IS 'Name of the runs job';
@@ -1274,8 +1427,8 @@ COMMENT ON COLUMN chunkbatch.dead_letters.at IS 'When the key was isolated';
 COMMENT ON COLUMN chunkbatch.dead_letters.owner_oid IS 'OID of the owner of the run';
 COMMENT ON FUNCTION chunkbatch.resolve_owner() IS 'Trigger: resolves a restored rows owner by name';
 COMMENT ON FUNCTION chunkbatch.jobs_changed() IS 'Trigger: records the jobs owners in pg_shdepend';
-COMMENT ON FUNCTION chunkbatch.create_job(text, text, integer, text, regtype, integer, boolean, boolean, text, interval, integer, interval, interval, interval, text, text, integer, integer, integer, integer, double precision, interval, bigint, text, text, text, text, text, integer, text[], text[], boolean, boolean, boolean) IS 'Create a job owned by the current role';
-COMMENT ON FUNCTION chunkbatch.alter_job(text, text, integer, text, regtype, integer, boolean, boolean, text, interval, integer, interval, interval, interval, text, text, integer, integer, integer, integer, double precision, interval, bigint, text, text, text, text, text, integer, text[], text[], boolean, boolean, boolean, text[]) IS 'Change settings of a job (reset: back to their default); runs pick them up at their next chunk';
+COMMENT ON FUNCTION chunkbatch.create_job(text, text, integer, text, regtype, integer, boolean, boolean, text, interval, integer, interval, interval, interval, text, text, integer, integer, integer, integer, double precision, interval, bigint, text, text, text, text, text, integer, text[], text[], boolean, boolean, boolean, integer) IS 'Create a job owned by the current role';
+COMMENT ON FUNCTION chunkbatch.alter_job(text, text, integer, text, regtype, integer, boolean, boolean, text, interval, integer, interval, interval, interval, text, text, integer, integer, integer, integer, double precision, interval, bigint, text, text, text, text, text, integer, text[], text[], boolean, boolean, boolean, integer, text[]) IS 'Change settings of a job (reset: back to their default); runs pick them up at their next chunk';
 COMMENT ON FUNCTION chunkbatch.drop_job(text) IS 'Drop a job that has no active runs, with its pg_cron schedules';
 COMMENT ON FUNCTION chunkbatch.run(text, jsonb, boolean, text) IS 'Queue a run of a job (and wait for it with wait => true); returns the run id';
 COMMENT ON PROCEDURE chunkbatch.run_and_wait(text, jsonb, text, bigint) IS 'Queue a run and wait for it, committing while it waits';
@@ -1294,8 +1447,8 @@ COMMENT ON FUNCTION chunkbatch.job_name_of(bigint) IS 'Name of a job by id, for 
 COMMENT ON FUNCTION chunkbatch.sparkline(real[]) IS 'Chunk durations as a sparkline, for the status view';
 COMMENT ON FUNCTION chunkbatch.dry_run(text, jsonb, boolean) IS 'What a run of a job would do: estimate, plans at its chunk sizes, warnings, locks; optionally one chunk rolled back';
 COMMENT ON FUNCTION chunkbatch.range_job_sql(text, regclass, text, text, text, boolean) IS 'The statement, range and count_sql of a declarative delete or update job';
-COMMENT ON FUNCTION chunkbatch.create_purge(text, regclass, text, text, integer, text, integer, boolean, boolean, text, interval, integer, interval, interval, interval, text, integer, integer, integer, integer, double precision, interval, bigint, text, boolean, integer, text[], text[], boolean, boolean, boolean) IS 'Create a range-mode job that deletes the rows of a table matching a condition';
-COMMENT ON FUNCTION chunkbatch.create_update(text, regclass, text, text, text, integer, text, integer, boolean, boolean, text, interval, integer, interval, interval, interval, text, integer, integer, integer, integer, double precision, interval, bigint, text, boolean, integer, text[], text[], boolean, boolean, boolean) IS 'Create a range-mode job that updates the rows of a table matching a condition';
+COMMENT ON FUNCTION chunkbatch.create_purge(text, regclass, text, text, integer, text, integer, boolean, boolean, text, interval, integer, interval, interval, interval, text, integer, integer, integer, integer, double precision, interval, bigint, text, boolean, integer, text[], text[], boolean, boolean, boolean, integer) IS 'Create a range-mode job that deletes the rows of a table matching a condition';
+COMMENT ON FUNCTION chunkbatch.create_update(text, regclass, text, text, text, integer, text, integer, boolean, boolean, text, interval, integer, interval, interval, interval, text, integer, integer, integer, integer, double precision, interval, bigint, text, boolean, integer, text[], text[], boolean, boolean, boolean, integer) IS 'Create a range-mode job that updates the rows of a table matching a condition';
 COMMENT ON FUNCTION chunkbatch.run_context() IS 'The run that the calling chunk belongs to: id, job, queued time, trigger, chunk number';
 COMMENT ON FUNCTION chunkbatch.schedule(text, text, jsonb, boolean) IS 'Schedule a job with pg_cron';
 COMMENT ON FUNCTION chunkbatch.unschedule(text) IS 'Remove a jobs pg_cron schedule';

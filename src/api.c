@@ -294,7 +294,7 @@ check_group_owner(const CbJob *job)
 #define ARG_RANGE_TABLE	25
 #define ARG_RANGE_KEY	26
 #define ARG_RANGE_FILTER 27
-#define ARG_RESET		34		/* alter_job only */
+#define ARG_RESET		35		/* alter_job only */
 
 /*
  * A range-mode job's table and key, resolved as the owner: the cursor

@@ -568,10 +568,11 @@ cb_catalog_insert_run(int64 job_id, Datum params, Oid queued_by, const char *tri
 	cb_catalog_enter(&s);
 	cb_exec("INSERT INTO chunkbatch.runs (job_id, job_name, owner_oid, owner,"
 			" lock_group, params, queued_by, trigger, batch_size, origin_db,"
-			" origin_system, priority, queued_with)"
+			" origin_system, priority, queued_with, parallel)"
 			" SELECT j.job_id, j.job_name, j.owner_oid,"
 			" pg_catalog.pg_get_userbyid(j.owner_oid), j.lock_group, $2,"
-			" pg_catalog.pg_get_userbyid($3), $4, j.batch_size, $5, $6, j.priority, $7"
+			" pg_catalog.pg_get_userbyid($3), $4, j.batch_size, $5, $6, j.priority, $7,"
+			" j.parallel"
 			" FROM chunkbatch.jobs j WHERE j.job_id OPERATOR(pg_catalog.=) $1"
 			" RETURNING run_id",
 			7, types, values, nulls, SPI_OK_INSERT_RETURNING);
@@ -674,6 +675,73 @@ cb_catalog_cancel_unowned(int64 run_id)
  * ----------------------------------------------------------------
  */
 
+/* What a run worker reads of its run, in run_from_row()'s order. */
+#define RUN_COLUMNS \
+	"job_id, params, cursor, rows_done, chunks_done, batch_size, avg_chunk_ms," \
+	" max_chunk_ms, retries, lock_group, dead_letters, start_attempts," \
+	" lock_waiters_seen, queued_at, trigger, steps, steps_before, steps_done," \
+	" range_first, range_last, parallel"
+
+/*
+ * Fill *run from row 0 of SPI_tuptable (RUN_COLUMNS) and load its job,
+ * copying into mcxt.
+ */
+static void
+run_from_row(int64 run_id, CbRun *run, MemoryContext mcxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(mcxt);
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	int64		job_id;
+	char	   *lock_group;
+
+	memset(run, 0, sizeof(CbRun));
+	run->run_id = run_id;
+	run->slice_no = -1;
+	job_id = DatumGetInt64(col_datum(0, 1));
+	run->params = datumCopy(col_datum(0, 2), false, -1);
+	run->cursor = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+	run->rows_done = DatumGetInt64(col_datum(0, 4));
+	run->chunks_done = DatumGetInt64(col_datum(0, 5));
+	run->batch_size = DatumGetInt32(col_datum(0, 6));
+	run->avg_chunk_ms = col_isnull(0, 7) ? 0 : DatumGetFloat8(col_datum(0, 7));
+	run->max_chunk_ms = col_isnull(0, 8) ? 0 : DatumGetFloat8(col_datum(0, 8));
+	run->retries = DatumGetInt32(col_datum(0, 9));
+	lock_group = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 10);
+	run->dead_letters = DatumGetInt64(col_datum(0, 11));
+	run->start_attempts = DatumGetInt32(col_datum(0, 12));
+	run->lock_waiters_seen = DatumGetInt64(col_datum(0, 13));
+	run->queued_at = DatumGetTimestampTz(col_datum(0, 14));
+	run->trigger = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 15);
+	if (!col_isnull(0, 16))
+	{
+		Datum	   *elems;
+		int			n;
+		int			i;
+
+		deconstruct_array(DatumGetArrayTypeP(col_datum(0, 16)), TEXTOID, -1,
+						  false, TYPALIGN_INT, &elems, NULL, &n);
+		for (i = 0; i < n; i++)
+			run->steps = lappend(run->steps, TextDatumGetCString(elems[i]));
+		run->steps_before = DatumGetInt32(col_datum(0, 17));
+	}
+	run->steps_done = DatumGetInt32(col_datum(0, 18));
+	run->range_first = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 19);
+	run->range_last = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 20);
+	run->parallel = DatumGetInt32(col_datum(0, 21));
+	MemoryContextSwitchTo(old);
+
+	values[0] = Int64GetDatum(job_id);
+	cb_exec(job_select("WHERE job_id OPERATOR(pg_catalog.=) $1"),
+			1, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		elog(ERROR, "job %lld of run %lld does not exist",
+			 (long long) job_id, (long long) run_id);
+	job_from_row(&run->job, mcxt);
+	/* The run locks the group it was queued with. */
+	run->job.lock_group = lock_group;
+}
+
 /*
  * Claim a queued or interrupted run for this worker and load it with its
  * job.  Returns false when the run is no longer claimable (cancelled, or
@@ -687,8 +755,7 @@ cb_catalog_claim_run(int64 run_id, CbRun *run)
 	Oid			types[4] = {INT8OID, INT4OID, OIDOID, INT8OID};
 	Datum		values[4] = {Int64GetDatum(run_id), Int32GetDatum(MyProcPid),
 		ObjectIdGetDatum(MyDatabaseId), Int64GetDatum((int64) GetSystemIdentifier())};
-	int64		job_id;
-	char	   *lock_group;
+	bool		claimed;
 
 	cb_catalog_enter(&s);
 	/* A run copied from another database is never claimed here. */
@@ -698,67 +765,40 @@ cb_catalog_claim_run(int64 run_id, CbRun *run)
 					 " WHERE run_id OPERATOR(pg_catalog.=) $1 AND state IN %s"
 					 " AND origin_db OPERATOR(pg_catalog.=) $3"
 					 " AND origin_system OPERATOR(pg_catalog.=) $4"
-					 " RETURNING job_id, params, cursor, rows_done, chunks_done,"
-					 " batch_size, avg_chunk_ms, max_chunk_ms, retries, lock_group,"
-					 " dead_letters, start_attempts, lock_waiters_seen, queued_at, trigger,"
-					 " steps, steps_before, steps_done, range_first, range_last",
+					 " RETURNING " RUN_COLUMNS,
 					 cb_run_state_name(CB_RUN_WAITING),
 					 cb_run_states_from(CB_RUN_WAITING, CB_STATES_CLAIMABLE)),
 			4, types, values, NULL, SPI_OK_UPDATE_RETURNING);
-	if (SPI_processed != 1)
-	{
-		cb_catalog_leave(&s);
-		return false;
-	}
-	{
-		MemoryContext old = MemoryContextSwitchTo(mcxt);
-
-		memset(run, 0, sizeof(CbRun));
-		run->run_id = run_id;
-		job_id = DatumGetInt64(col_datum(0, 1));
-		run->params = datumCopy(col_datum(0, 2), false, -1);
-		run->cursor = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
-		run->rows_done = DatumGetInt64(col_datum(0, 4));
-		run->chunks_done = DatumGetInt64(col_datum(0, 5));
-		run->batch_size = DatumGetInt32(col_datum(0, 6));
-		run->retries = DatumGetInt32(col_datum(0, 9));
-		lock_group = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 10);
-		run->dead_letters = DatumGetInt64(col_datum(0, 11));
-		run->start_attempts = DatumGetInt32(col_datum(0, 12));
-		run->lock_waiters_seen = DatumGetInt64(col_datum(0, 13));
-		run->avg_chunk_ms = col_isnull(0, 7) ? 0 : DatumGetFloat8(col_datum(0, 7));
-		run->max_chunk_ms = col_isnull(0, 8) ? 0 : DatumGetFloat8(col_datum(0, 8));
-		run->queued_at = DatumGetTimestampTz(col_datum(0, 14));
-		run->trigger = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 15);
-		if (!col_isnull(0, 16))
-		{
-			Datum	   *elems;
-			int			n;
-			int			i;
-
-			deconstruct_array(DatumGetArrayTypeP(col_datum(0, 16)), TEXTOID, -1,
-							  false, TYPALIGN_INT, &elems, NULL, &n);
-			for (i = 0; i < n; i++)
-				run->steps = lappend(run->steps, TextDatumGetCString(elems[i]));
-			run->steps_before = DatumGetInt32(col_datum(0, 17));
-		}
-		run->steps_done = DatumGetInt32(col_datum(0, 18));
-		run->range_first = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 19);
-		run->range_last = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 20);
-		MemoryContextSwitchTo(old);
-	}
-
-	values[0] = Int64GetDatum(job_id);
-	cb_exec(job_select("WHERE job_id OPERATOR(pg_catalog.=) $1"),
-			1, types, values, NULL, SPI_OK_SELECT);
-	if (SPI_processed != 1)
-		elog(ERROR, "job %lld of run %lld does not exist",
-			 (long long) job_id, (long long) run_id);
-	job_from_row(&run->job, mcxt);
-	/* The run locks the group it was queued with. */
-	run->job.lock_group = lock_group;
+	claimed = (SPI_processed == 1);
+	if (claimed)
+		run_from_row(run_id, run, mcxt);
 	cb_catalog_leave(&s);
-	return true;
+	return claimed;
+}
+
+/*
+ * Load an executing run with its job, for a worker that helps it with its
+ * slices; false if the run is not executing.
+ */
+bool
+cb_catalog_load_run(int64 run_id, CbRun *run)
+{
+	CbAsOwner	s;
+	MemoryContext mcxt = CurrentMemoryContext;
+	bool		found;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(run_id)};
+
+	cb_catalog_enter(&s);
+	cb_exec(psprintf("SELECT " RUN_COLUMNS " FROM chunkbatch.runs"
+					 " WHERE run_id OPERATOR(pg_catalog.=) $1 AND state IN %s",
+					 cb_run_states_sql(CB_STATES_EXECUTING)),
+			1, types, values, NULL, SPI_OK_SELECT);
+	found = (SPI_processed == 1);
+	if (found)
+		run_from_row(run_id, run, mcxt);
+	cb_catalog_leave(&s);
+	return found;
 }
 
 /* The steps fixed at the run's first start (see steps.c). */
@@ -836,6 +876,50 @@ cb_catalog_mark_started(int64 run_id)
 }
 
 /*
+ * The checkpoint of a slice (see cb_catalog_checkpoint: the same values,
+ * the last one replaced by the slice's number), in its slice's row: the
+ * run's row is not written, so that slices never wait for each other.
+ * The last chunk of a slice marks it done.
+ */
+static TimestampTz
+slice_checkpoint(const CbRun *run, Datum *values, char *nulls)
+{
+	static SPIPlanPtr plan = NULL;
+	CbAsOwner	s;
+	Oid			types[12] = {INT8OID, TEXTOID, INT8OID, INT8OID, INT4OID,
+	FLOAT8OID, FLOAT8OID, BOOLOID, INT4OID, INT8OID, INT8OID, INT4OID};
+	TimestampTz altered_at;
+
+	values[11] = Int32GetDatum(run->slice_no);
+	cb_catalog_enter(&s);
+	/* The run's start_attempts counts its workers' starts without a chunk. */
+	cb_exec_saved(&plan,
+				  "WITH z AS (UPDATE chunkbatch.runs SET start_attempts = 0"
+				  "   WHERE run_id OPERATOR(pg_catalog.=) $1"
+				  "   AND start_attempts OPERATOR(pg_catalog.<>) 0)"
+				  " UPDATE chunkbatch.slices s SET cursor = $2,"
+				  " rows_done = $3, chunks_done = $4, batch_size = $5,"
+				  " avg_chunk_ms = $6, max_chunk_ms = $7, retries = $9,"
+				  " dead_letters = $10, lock_waiters_seen = $11,"
+				  " last_chunk_at = pg_catalog.clock_timestamp(),"
+				  " state = CASE WHEN $8 THEN 'done' ELSE s.state END,"
+				  " finished_at = CASE WHEN $8 THEN pg_catalog.clock_timestamp() END"
+				  " FROM chunkbatch.runs r, chunkbatch.jobs j"
+				  " WHERE s.run_id OPERATOR(pg_catalog.=) $1"
+				  " AND s.slice_no OPERATOR(pg_catalog.=) $12"
+				  " AND r.run_id OPERATOR(pg_catalog.=) $1"
+				  " AND j.job_id OPERATOR(pg_catalog.=) r.job_id"
+				  " RETURNING COALESCE(j.altered_at, j.created_at)",
+				  12, types, values, nulls, SPI_OK_UPDATE_RETURNING);
+	if (SPI_processed != 1)
+		elog(ERROR, "could not write checkpoint of slice %d of run %lld",
+			 run->slice_no, (long long) run->run_id);
+	altered_at = DatumGetTimestampTz(col_datum(0, 1));
+	cb_catalog_leave(&s);
+	return altered_at;
+}
+
+/*
  * Write the checkpoint in the chunk's own transaction.  When the chunk
  * was the run's last, the run succeeds in the same transaction.
  */
@@ -863,6 +947,8 @@ cb_catalog_checkpoint(const CbRun *run, const CbCheckpoint *cp)
 	values[9] = Int64GetDatum(cp->dead_letters);
 	values[10] = Int64GetDatum(cp->lock_waiters_seen);
 	values[11] = Float8GetDatum(cp->last_chunk_ms);
+	if (run->slice_no >= 0)
+		return slice_checkpoint(run, values, nulls);
 
 	cb_catalog_enter(&s);
 	if (checkpoint_plan == NULL)
@@ -1145,14 +1231,29 @@ cb_catalog_finish_run(const CbRun *run, CbRunState state, ErrorData *edata,
 	}
 
 	cb_catalog_enter(&s);
-	cb_exec(psprintf("UPDATE chunkbatch.runs SET state = $2,"
+	cb_exec(psprintf("UPDATE chunkbatch.runs r SET state = $2,"
 					 " finished_at = CASE WHEN $2 IN %s THEN NULL"
 					 " ELSE pg_catalog.clock_timestamp() END,"
 					 " worker_pid = NULL, sqlstate = $3, error = $4, error_detail = $5,"
 					 " error_chunk = $6, retries = $7, reason = $8,"
 					 " start_attempts = CASE WHEN $2 IN %s THEN 0"
-					 " ELSE start_attempts END"
-					 " WHERE run_id OPERATOR(pg_catalog.=) $1",
+					 " ELSE start_attempts END,"
+	/* a run with slices: the sums of its slices */
+					 " rows_done = COALESCE(t.rows_done, r.rows_done),"
+					 " chunks_done = COALESCE(t.chunks_done, r.chunks_done),"
+					 " avg_chunk_ms = COALESCE(t.avg_chunk_ms, r.avg_chunk_ms),"
+					 " max_chunk_ms = COALESCE(t.max_chunk_ms, r.max_chunk_ms),"
+					 " dead_letters = COALESCE(t.dead_letters, r.dead_letters),"
+					 " lock_waiters_seen = COALESCE(t.lock_waiters_seen, r.lock_waiters_seen)"
+					 " FROM (SELECT pg_catalog.sum(s.rows_done)::bigint AS rows_done,"
+					 "   pg_catalog.sum(s.chunks_done)::bigint AS chunks_done,"
+					 "   pg_catalog.sum(s.avg_chunk_ms OPERATOR(pg_catalog.*) s.chunks_done)"
+					 "     OPERATOR(pg_catalog./) NULLIF(pg_catalog.sum(s.chunks_done), 0) AS avg_chunk_ms,"
+					 "   pg_catalog.max(s.max_chunk_ms) AS max_chunk_ms,"
+					 "   pg_catalog.sum(s.dead_letters)::bigint AS dead_letters,"
+					 "   pg_catalog.sum(s.lock_waiters_seen)::bigint AS lock_waiters_seen"
+					 "   FROM chunkbatch.slices s WHERE s.run_id OPERATOR(pg_catalog.=) $1) t"
+					 " WHERE r.run_id OPERATOR(pg_catalog.=) $1",
 					 cb_run_states_sql(resumes), cb_run_states_sql(resumes)),
 			8, types, values, nulls, SPI_OK_UPDATE);
 	if (!resting)
@@ -1726,4 +1827,239 @@ cb_catalog_count_all_active_runs(void)
 			0, NULL, NULL, NULL, SPI_OK_UTILITY);
 	cb_catalog_leave(&s);
 	return count_runs(CB_STATES_ACTIVE, NULL, InvalidOid, (Datum) 0);
+}
+
+/* ----------------------------------------------------------------
+ * Slices of a run with parallel > 1 (see worker.c)
+ * ----------------------------------------------------------------
+ */
+
+/* Has the run been split into slices? */
+bool
+cb_catalog_slices_exist(int64 run_id)
+{
+	return cb_exec_id("SELECT 1 FROM chunkbatch.slices"
+					  " WHERE run_id OPERATOR(pg_catalog.=) $1 LIMIT 1",
+					  run_id, SPI_OK_SELECT) > 0;
+}
+
+/*
+ * Split the run into n slices: bounds[0] is the first key of the first
+ * slice, bounds[i] the last key of slice i - 1 and the first cursor of
+ * slice i; "last" is the last key of the last slice (NULL: no end).
+ */
+void
+cb_catalog_slices_create(const CbRun *run, char **bounds, int n, const char *last)
+{
+	CbAsOwner	s;
+	Oid			types[4] = {INT8OID, TEXTARRAYOID, TEXTOID, INT4OID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Datum	   *elems = palloc(sizeof(Datum) * n);
+	int			i;
+
+	for (i = 0; i < n; i++)
+		elems[i] = CStringGetTextDatum(bounds[i]);
+	values[0] = Int64GetDatum(run->run_id);
+	values[1] = PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[2] = last ? CStringGetTextDatum(last) : (Datum) 0;
+	nulls[2] = last ? ' ' : 'n';
+	values[3] = Int32GetDatum(run->batch_size);
+	cb_catalog_enter(&s);
+	cb_exec("INSERT INTO chunkbatch.slices (run_id, slice_no, range_first, range_last,"
+			" cursor, batch_size)"
+			" SELECT $1, u.i::integer OPERATOR(pg_catalog.-) 1,"
+			" CASE WHEN u.i OPERATOR(pg_catalog.=) 1 THEN u.b END,"
+			" COALESCE($2[u.i OPERATOR(pg_catalog.+) 1], $3),"
+			" CASE WHEN u.i OPERATOR(pg_catalog.>) 1 THEN u.b END, $4"
+			" FROM pg_catalog.unnest($2) WITH ORDINALITY AS u(b, i)",
+			4, types, values, nulls, SPI_OK_INSERT);
+	cb_catalog_leave(&s);
+}
+
+/* A resumed run: its failed slices are to be done again. */
+void
+cb_catalog_slices_reopen(int64 run_id)
+{
+	(void) cb_exec_id("UPDATE chunkbatch.slices SET state = 'pending', worker_pid = NULL,"
+					  " sqlstate = NULL, error = NULL, finished_at = NULL"
+					  " WHERE run_id OPERATOR(pg_catalog.=) $1 AND state = 'failed'",
+					  run_id, SPI_OK_UPDATE);
+}
+
+/*
+ * Take a slice of the run that no worker processes: a pending one, or one
+ * whose worker is not among live_pids (the live workers of the run: it
+ * died).  Row locks make two workers never take the same slice.  Fills
+ * the slice's fields of *slice (a copy of the run) and returns true, or
+ * returns false if there is no such slice or the run no longer executes.
+ */
+bool
+cb_catalog_slice_claim(const CbRun *run, const int *live_pids, int npids,
+					   CbRun *slice)
+{
+	CbAsOwner	s;
+	MemoryContext mcxt = CurrentMemoryContext;
+	Oid			types[3] = {INT8OID, INT4OID, INT4ARRAYOID};
+	Datum		values[3];
+	Datum	   *pids = palloc(sizeof(Datum) * Max(npids, 1));
+	bool		found;
+	int			i;
+
+	for (i = 0; i < npids; i++)
+		pids[i] = Int32GetDatum(live_pids[i]);
+	values[0] = Int64GetDatum(run->run_id);
+	values[1] = Int32GetDatum(MyProcPid);
+	values[2] = PointerGetDatum(construct_array(pids, npids, INT4OID, 4, true, TYPALIGN_INT));
+	cb_catalog_enter(&s);
+	cb_exec(psprintf("UPDATE chunkbatch.slices s SET state = 'running', worker_pid = $2,"
+					 " workers = s.workers OPERATOR(pg_catalog.+) 1,"
+					 " started_at = COALESCE(s.started_at, pg_catalog.clock_timestamp())"
+					 " WHERE s.run_id OPERATOR(pg_catalog.=) $1"
+					 " AND s.slice_no OPERATOR(pg_catalog.=) (SELECT c.slice_no"
+					 "   FROM chunkbatch.slices c"
+					 "   WHERE c.run_id OPERATOR(pg_catalog.=) $1"
+					 "   AND (c.state = 'pending' OR (c.state = 'running'"
+					 "     AND c.worker_pid OPERATOR(pg_catalog.<>) ALL ($3)))"
+					 "   AND EXISTS (SELECT 1 FROM chunkbatch.runs r"
+					 "     WHERE r.run_id OPERATOR(pg_catalog.=) $1 AND r.state IN %s)"
+					 "   ORDER BY c.slice_no LIMIT 1 FOR UPDATE SKIP LOCKED)"
+					 " RETURNING s.slice_no, s.range_first, s.range_last, s.cursor,"
+					 " s.rows_done, s.chunks_done, s.batch_size, s.avg_chunk_ms,"
+					 " s.max_chunk_ms, s.retries, s.dead_letters, s.lock_waiters_seen",
+					 cb_run_states_sql(CB_STATES_EXECUTING)),
+			3, types, values, NULL, SPI_OK_UPDATE_RETURNING);
+	found = (SPI_processed == 1);
+	if (found)
+	{
+		MemoryContext old = MemoryContextSwitchTo(mcxt);
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+
+		slice->slice_no = DatumGetInt32(col_datum(0, 1));
+		slice->range_first = SPI_getvalue(tup, desc, 2);
+		slice->range_last = SPI_getvalue(tup, desc, 3);
+		slice->cursor = SPI_getvalue(tup, desc, 4);
+		slice->rows_done = DatumGetInt64(col_datum(0, 5));
+		slice->chunks_done = DatumGetInt64(col_datum(0, 6));
+		if (!col_isnull(0, 7))
+			slice->batch_size = DatumGetInt32(col_datum(0, 7));
+		slice->avg_chunk_ms = col_isnull(0, 8) ? 0 : DatumGetFloat8(col_datum(0, 8));
+		slice->max_chunk_ms = col_isnull(0, 9) ? 0 : DatumGetFloat8(col_datum(0, 9));
+		slice->retries = DatumGetInt32(col_datum(0, 10));
+		slice->dead_letters = DatumGetInt64(col_datum(0, 11));
+		slice->lock_waiters_seen = DatumGetInt64(col_datum(0, 12));
+		MemoryContextSwitchTo(old);
+	}
+	cb_catalog_leave(&s);
+	return found;
+}
+
+/*
+ * The worker lets go of its slice: pending again (its checkpoint kept),
+ * or failed with the error that stopped it.
+ */
+void
+cb_catalog_slice_release(const CbRun *slice, ErrorData *edata)
+{
+	CbAsOwner	s;
+	Oid			types[5] = {INT8OID, INT4OID, INT4OID, TEXTOID, TEXTOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', 'n', 'n'};
+
+	values[0] = Int64GetDatum(slice->run_id);
+	values[1] = Int32GetDatum(slice->slice_no);
+	values[2] = Int32GetDatum(MyProcPid);
+	if (edata != NULL)
+	{
+		values[3] = CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode));
+		values[4] = CStringGetTextDatum(edata->message ? edata->message : "");
+		nulls[3] = nulls[4] = ' ';
+	}
+	cb_catalog_enter(&s);
+	cb_exec("UPDATE chunkbatch.slices SET"
+			" state = CASE WHEN $4 IS NULL THEN 'pending' ELSE 'failed' END,"
+			" sqlstate = $4, error = $5,"
+			" finished_at = CASE WHEN $4 IS NOT NULL THEN pg_catalog.clock_timestamp() END"
+			" WHERE run_id OPERATOR(pg_catalog.=) $1 AND slice_no OPERATOR(pg_catalog.=) $2"
+			" AND state = 'running' AND worker_pid OPERATOR(pg_catalog.=) $3",
+			5, types, values, nulls, SPI_OK_UPDATE);
+	cb_catalog_leave(&s);
+}
+
+/* How the run's slices stand. */
+void
+cb_catalog_slice_totals(int64 run_id, CbSliceTotals *t)
+{
+	CbAsOwner	s;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(run_id)};
+	MemoryContext mcxt = CurrentMemoryContext;
+
+	memset(t, 0, sizeof(CbSliceTotals));
+	cb_catalog_enter(&s);
+	cb_exec("SELECT pg_catalog.count(*)::integer,"
+			" (pg_catalog.count(*) FILTER (WHERE state IN ('pending', 'running')))::integer,"
+			" (pg_catalog.count(*) FILTER (WHERE state = 'failed'))::integer,"
+			" COALESCE(pg_catalog.sum(rows_done), 0)::bigint,"
+			" COALESCE(pg_catalog.sum(chunks_done), 0)::bigint,"
+			" (pg_catalog.array_agg(sqlstate ORDER BY finished_at)"
+			"   FILTER (WHERE state = 'failed'))[1],"
+			" (pg_catalog.array_agg(error ORDER BY finished_at)"
+			"   FILTER (WHERE state = 'failed'))[1]"
+			" FROM chunkbatch.slices WHERE run_id OPERATOR(pg_catalog.=) $1",
+			1, types, values, NULL, SPI_OK_SELECT);
+	t->slices = DatumGetInt32(col_datum(0, 1));
+	t->open = DatumGetInt32(col_datum(0, 2));
+	t->failed = DatumGetInt32(col_datum(0, 3));
+	t->rows_done = DatumGetInt64(col_datum(0, 4));
+	t->chunks_done = DatumGetInt64(col_datum(0, 5));
+	if (t->failed > 0)
+	{
+		MemoryContext old = MemoryContextSwitchTo(mcxt);
+
+		t->sqlstate = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6);
+		t->error = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7);
+		MemoryContextSwitchTo(old);
+	}
+	cb_catalog_leave(&s);
+}
+
+/*
+ * Executing runs with slices that no worker processes yet, for the
+ * scheduler: each with how many workers its open slices could use (at
+ * most its parallel).
+ */
+List *
+cb_catalog_sliced_runs(void)
+{
+	CbAsOwner	s;
+	MemoryContext mcxt = CurrentMemoryContext;
+	List	   *runs = NIL;
+	uint64		i;
+
+	cb_catalog_enter(&s);
+	cb_exec(psprintf("SELECT r.run_id, r.owner_oid, r.job_name,"
+					 " LEAST(r.parallel, pg_catalog.count(*))::integer"
+					 " FROM chunkbatch.runs r JOIN chunkbatch.slices s"
+					 " ON s.run_id OPERATOR(pg_catalog.=) r.run_id"
+					 " WHERE r.state IN %s AND r.parallel OPERATOR(pg_catalog.>) 1"
+					 " AND s.state IN ('pending', 'running')"
+					 " GROUP BY r.run_id, r.owner_oid, r.job_name ORDER BY r.run_id",
+					 cb_run_states_sql(CB_STATES_EXECUTING)),
+			0, NULL, NULL, NULL, SPI_OK_SELECT);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		MemoryContext old = MemoryContextSwitchTo(mcxt);
+		CbRunRef   *ref = palloc0(sizeof(CbRunRef));
+
+		ref->run_id = DatumGetInt64(col_datum(i, 1));
+		ref->owner = DatumGetObjectId(col_datum(i, 2));
+		ref->job_name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3);
+		ref->workers_wanted = DatumGetInt32(col_datum(i, 4));
+		runs = lappend(runs, ref);
+		MemoryContextSwitchTo(old);
+	}
+	cb_catalog_leave(&s);
+	return runs;
 }

@@ -120,9 +120,37 @@ cb_chunk_begin(CbRun *run, MemoryContext run_ctx)
 			MemoryContextSwitchTo(old);
 		}
 	}
-	if (cs->range != NULL && run->range_first != NULL && run->job.range_filter != NULL)
+	if (cs->range != NULL && run->range_first != NULL &&
+		(run->job.range_filter != NULL || run->slice_no >= 0))
 		cb_range_set_span(cs->range, run->range_first, run->range_last, run_ctx);
 	return cs;
+}
+
+/*
+ * The run's cursor and span changed under the chunk state (a worker took
+ * another slice of the run): take them over.  Call inside a transaction.
+ */
+void
+cb_chunk_retarget(CbChunkState *cs)
+{
+	CbRun	   *run = cs->run;
+
+	Assert(cs->range != NULL);
+	if (!cs->cursor_null && !cs->typbyval)
+		pfree(DatumGetPointer(cs->cursor));
+	cs->cursor_null = true;
+	if (run->cursor != NULL)
+	{
+		Oid			func;
+		Oid			ioparam;
+		MemoryContext old = MemoryContextSwitchTo(cs->run_ctx);
+
+		getTypeInputInfo(run->job.cursor_type, &func, &ioparam);
+		cs->cursor = OidInputFunctionCall(func, run->cursor, ioparam, -1);
+		cs->cursor_null = false;
+		MemoryContextSwitchTo(old);
+	}
+	cb_range_set_span(cs->range, run->range_first, run->range_last, cs->run_ctx);
 }
 
 /* Run parse analysis and privilege checks as another role. */
@@ -1042,6 +1070,26 @@ cb_chunk_find_span(CbChunkState *cs, char **first, char **last, int64 *count)
 							   cs->run_ctx);
 	SPI_finish();
 	return found;
+}
+
+/*
+ * Split the run's keys into at most n slices (see cb_range_split), as the
+ * owner, without statement_timeout, like count_sql: the bounds in the
+ * run's context.  The span, if any, must be set.
+ */
+int
+cb_chunk_split(CbChunkState *cs, int n, char ***bounds)
+{
+	int			nbounds;
+
+	Assert(cs->range != NULL);
+	chunk_apply_settings(cs);
+	disable_timeout(STATEMENT_TIMEOUT, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	nbounds = cb_range_split(cs->range, cs->run->params, n, bounds, cs->run_ctx);
+	SPI_finish();
+	return nbounds;
 }
 
 /*

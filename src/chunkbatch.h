@@ -41,6 +41,7 @@
 #define CB_MAX_DATABASES	64
 #define CB_NAME_MAXLEN		63	/* job and group names, in bytes */
 #define CB_TICK_GRACE_MS	1000	/* pg_cron's runs of one tick arrive within it */
+#define CB_MAX_PARALLEL		64	/* slices of one run, at most */
 
 /* GUCs (chunkbatch.c) */
 extern int	cb_max_workers;
@@ -76,6 +77,7 @@ typedef struct CbSlot CbSlot;
 typedef struct CbWorkerArgs
 {
 	int64		run_id;
+	bool		slice;			/* a helper that processes slices of the run */
 	uint64		generation;
 	Oid			dboid;
 	Oid			owner;
@@ -159,10 +161,13 @@ extern int	cb_slot_count(void);
 extern bool cb_slot_has_run(Oid dboid, int64 run_id);
 extern bool cb_slots_in_use(Oid dboid);
 extern int	cb_slots_of_owner(Oid owner);
-extern int	cb_slot_claim(int64 run_id, Oid dboid, Oid owner, CbWorkerArgs *args);
+extern int	cb_slot_claim(int64 run_id, Oid dboid, Oid owner, bool slice,
+						  CbWorkerArgs *args);
+extern int	cb_slot_run_workers(Oid dboid, int64 run_id, int *pids, int maxpids);
 extern void cb_slot_unclaim(int idx, uint64 generation);
 extern bool cb_slot_reap_failed_start(int idx, Oid dboid, bool worker_stopped,
-									  int64 *run_id, int *errcode, char **error);
+									  int64 *run_id, bool *slice, int *errcode,
+									  char **error);
 extern int	cb_requests_take(Oid dboid, CbRequestCopy *out);
 extern void cb_request_finish(int idx, int64 run_id, const char *error);
 
@@ -179,6 +184,9 @@ extern void cb_slot_publish(CbSlot *slot, CbPhase phase, int64 rows_done,
 							int64 chunks_done, uint64 processed,
 							int32 batch_size);
 extern void cb_slot_stop_flags(CbSlot *slot, bool *cancel, bool *pause);
+extern bool cb_slot_run_stopping(CbSlot *slot);
+extern void cb_slot_set_stopping(CbSlot *slot);
+extern void cb_slot_slice_failed(CbSlot *slot);
 extern void cb_slot_throttle_begin(CbSlot *slot, TimestampTz since);
 extern void cb_slot_throttle_end(CbSlot *slot, int64 throttled_us);
 extern void cb_slot_wake_group_waiters(void);
@@ -303,6 +311,7 @@ typedef struct CbJob
 	bool		rebuild_indexes;	/* range mode: drop and rebuild indexes */
 	bool		analyze_after;	/* range mode: ANALYZE the table at the end */
 	bool		vacuum_after;	/* range mode: VACUUM the table at the end */
+	int32		parallel;		/* range mode: slices a run splits into */
 	TimestampTz altered_at;		/* to notice alter_job during a run */
 } CbJob;
 
@@ -340,6 +349,9 @@ typedef struct CbRun
 	/* range mode with a filter: the keys it matched at the first start */
 	char	   *range_first;	/* text forms, or NULL: no span */
 	char	   *range_last;
+	/* parallel slices: see worker_slices() */
+	int32		parallel;		/* slices asked for when queued (1: none) */
+	int32		slice_no;		/* the slice this CbRun executes, or -1 */
 } CbRun;
 
 /* A run's checkpoint as written with each chunk. */
@@ -381,6 +393,7 @@ typedef struct CbRunRef
 	bool		tick_young;		/* queued by pg_cron less than a grace ago */
 	bool		tick_ungrouped; /* ... past it, not yet grouped with its tick */
 	int			holder_pid;		/* backend holding its group's lock, or 0 */
+	int			workers_wanted; /* sliced runs: workers its open slices could use */
 } CbRunRef;
 
 /* What one chunk did, reported by chunk.c to the worker. */
@@ -436,6 +449,29 @@ extern bool cb_catalog_get_run(int64 run_id, bool for_update, CbRunRef *ref,
 extern bool cb_catalog_cancel_unowned(int64 run_id);
 
 extern bool cb_catalog_claim_run(int64 run_id, CbRun *run);
+extern bool cb_catalog_load_run(int64 run_id, CbRun *run);
+
+/* A run's slices (parallel > 1), as the coordinator sees them. */
+typedef struct CbSliceTotals
+{
+	int			slices;
+	int			open;			/* pending or running */
+	int			failed;
+	int64		rows_done;
+	int64		chunks_done;
+	char	   *sqlstate;		/* of a failed slice */
+	char	   *error;
+} CbSliceTotals;
+
+extern bool cb_catalog_slices_exist(int64 run_id);
+extern void cb_catalog_slices_create(const CbRun *run, char **bounds, int n,
+									 const char *last);
+extern void cb_catalog_slices_reopen(int64 run_id);
+extern bool cb_catalog_slice_claim(const CbRun *run, const int *live_pids, int npids,
+								   CbRun *slice);
+extern void cb_catalog_slice_release(const CbRun *slice, ErrorData *edata);
+extern void cb_catalog_slice_totals(int64 run_id, CbSliceTotals *t);
+extern List *cb_catalog_sliced_runs(void);
 
 /* The run this process executes (run workers only), for run_context(). */
 extern CbRun *cb_current_run;
@@ -561,6 +597,8 @@ extern bool cb_chunk_error_is_transient(ErrorData *edata);
 extern int64 cb_chunk_count_estimate(CbChunkState *cs);
 extern bool cb_chunk_find_span(CbChunkState *cs, char **first, char **last,
 							   int64 *count);
+extern int	cb_chunk_split(CbChunkState *cs, int n, char ***bounds);
+extern void cb_chunk_retarget(CbChunkState *cs);
 extern void cb_chunk_set_span(CbChunkState *cs, const char *first, const char *last);
 extern void cb_chunk_validate_sql(const CbJob *job, Oid owner);
 extern void cb_chunk_validate_select(const char *job_name, const char *what,
@@ -591,6 +629,8 @@ extern int	cb_range_keys(CbRange *r, int32 size, Datum lower, bool lower_null,
 extern bool cb_range_find_span(CbRange *r, Datum run_params, char **first,
 							   char **last, int64 *count, MemoryContext cxt);
 extern bool cb_range_count_is_span(const CbJob *job);
+extern int	cb_range_split(CbRange *r, Datum run_params, int n, char ***bounds,
+						   MemoryContext cxt);
 extern void cb_range_set_span(CbRange *r, const char *first, const char *last,
 							  MemoryContext cxt);
 

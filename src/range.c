@@ -55,6 +55,7 @@
 #include "parser/parser.h"
 #include "parser/scanner.h"
 #include "tcop/tcopprot.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/guc.h"
@@ -678,4 +679,132 @@ cb_range_count_is_span(const CbJob *job)
 						" OPERATOR(pg_catalog.>) $2) AND (\n%s\n)",
 						job->range_table, quote_identifier(job->range_key),
 						job->range_filter)) == 0;
+}
+
+/*
+ * How many keys a split samples at most: above about that many rows, the
+ * split reads a sample of the table's pages (TABLESAMPLE SYSTEM) instead
+ * of all of them.  Work stealing evens out what a sample misjudges.
+ */
+#define CB_SPLIT_SAMPLE		200000
+
+/*
+ * Split the run's keys into at most n slices of about as many matching
+ * rows each (inside the caller's SPI connection): the first key (the
+ * span's, or the key's least) and n - 1 boundaries, the quantiles of the
+ * matching keys past it (and before the span's last key).  Slice 0 covers
+ * the first key up to the first boundary, slice i the keys after boundary
+ * i up to boundary i + 1, the last slice the keys after the last boundary
+ * (up to the span's last key, or with no end).  Returns the number of
+ * slices (*bounds: the first key and the boundaries, text forms in cxt),
+ * 0 if there is no key at all.
+ */
+int
+cb_range_split(CbRange *r, Datum run_params, int n, char ***bounds,
+			   MemoryContext cxt)
+{
+	const CbJob *job = r->job;
+	const char *key = quote_identifier(job->range_key);
+	Oid			argtypes[6] = {INT4OID, job->cursor_type, JSONBOID,
+		job->cursor_type, job->cursor_type, FLOAT8ARRAYOID};
+	Datum		values[6];
+	char		nulls[6] = {'n', 'n', ' ', ' ', ' ', ' '};
+	Datum	   *fractions = palloc(sizeof(Datum) * n);
+	double		reltuples;
+	Oid			typoutput;
+	bool		isvarlena;
+	int			nbounds = 0;
+	int			sample;
+	int			nest;
+	int			rc;
+	int			i;
+
+	*bounds = MemoryContextAlloc(cxt, sizeof(char *) * n);
+	if (r->empty)
+		return 0;
+	/* the first key: the span's, else the least key there is */
+	if (r->bounded)
+		values[3] = r->span_first;
+	else
+	{
+		bool		isnull;
+
+		nest = ordered_key_scans();
+		rc = SPI_execute(psprintf("SELECT %s FROM %s WHERE %s IS NOT NULL ORDER BY %s LIMIT 1",
+								  key, job->range_table, key, key), true, 1);
+		AtEOXact_GUC(true, nest);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "the key split failed: %s", SPI_result_code_string(rc));
+		if (SPI_processed == 0)
+			return 0;
+		values[3] = datumCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											1, &isnull), r->typbyval, r->typlen);
+	}
+	getTypeOutputInfo(job->cursor_type, &typoutput, &isvarlena);
+	(*bounds)[nbounds++] = MemoryContextStrdup(cxt, OidOutputFunctionCall(typoutput,
+																		  values[3]));
+	if (n < 2)
+		return 1;
+
+	values[2] = run_params;
+	values[4] = r->bounded ? r->span_last : (Datum) 0;
+	nulls[4] = r->bounded ? ' ' : 'n';
+	for (i = 1; i < n; i++)
+		fractions[i - 1] = Float8GetDatum((double) i / n);
+	values[5] = PointerGetDatum(construct_array(fractions, n - 1, FLOAT8OID, 8,
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+
+	rc = SPI_execute(psprintf("SELECT c.reltuples FROM pg_catalog.pg_class c"
+							  " WHERE c.oid OPERATOR(pg_catalog.=) %s::pg_catalog.regclass",
+							  quote_literal_cstr(job->range_table)), true, 1);
+	reltuples = -1;
+	if (rc == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		bool		isnull;
+
+		reltuples = DatumGetFloat4(SPI_getbinval(SPI_tuptable->vals[0],
+												 SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	for (sample = (reltuples > CB_SPLIT_SAMPLE) ? 1 : 0; sample >= 0; sample--)
+	{
+		char	   *sql;
+		Datum		arr;
+		bool		isnull;
+		Datum	   *elems;
+		bool	   *elemnulls;
+		int			nelems;
+
+		sql = psprintf("SELECT (pg_catalog.percentile_disc($6) WITHIN GROUP (ORDER BY k))::text[]"
+					   " FROM (SELECT %s AS k FROM %s%s WHERE %s OPERATOR(pg_catalog.>) $4"
+					   " AND ($5 IS NULL OR %s OPERATOR(pg_catalog.<) $5)%s%s%s OFFSET 0) s",
+					   key, job->range_table,
+					   sample ? psprintf(" TABLESAMPLE SYSTEM (%g)",
+										 100.0 * CB_SPLIT_SAMPLE / reltuples) : "",
+					   key, key,
+					   job->range_filter ? " AND (\n" : "",
+					   job->range_filter ? job->range_filter : "",
+					   job->range_filter ? "\n)" : "");
+		rc = SPI_execute_with_args(sql, 6, argtypes, values, nulls, true, 1);
+		if (rc != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "the key split failed: %s", SPI_result_code_string(rc));
+		arr = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (isnull)
+			continue;			/* the sample had no key: read them all */
+		deconstruct_array(DatumGetArrayTypeP(arr), TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &elemnulls, &nelems);
+		for (i = 0; i < nelems; i++)
+		{
+			char	   *b;
+
+			if (elemnulls[i])
+				continue;
+			b = TextDatumGetCString(elems[i]);
+			/* quantiles come in key order: equal ones are neighbours */
+			if (nbounds > 1 && strcmp((*bounds)[nbounds - 1], b) == 0)
+				continue;
+			(*bounds)[nbounds++] = MemoryContextStrdup(cxt, b);
+		}
+		break;
+	}
+	return nbounds;
 }

@@ -83,15 +83,21 @@ scheduler_reap_failed_starts(void)
 	for (i = 0; i < cb_slot_count(); i++)
 	{
 		int64		run_id;
+		bool		slice;
 		pid_t		pid;
 		int			errcode;
 		char	   *error = NULL;
 		bool		stopped = (worker_handles[i] != NULL &&
 							   GetBackgroundWorkerPid(worker_handles[i], &pid) == BGWH_STOPPED);
 
-		if (!cb_slot_reap_failed_start(i, MyDb, stopped, &run_id, &errcode, &error))
+		if (!cb_slot_reap_failed_start(i, MyDb, stopped, &run_id, &slice,
+									   &errcode, &error))
 			continue;
-		if (errcode != 0)
+		if (slice)
+			ereport(LOG,
+					(errmsg("chunkbatch could not start a worker for the slices of run %lld%s%s",
+							(long long) run_id, error ? ": " : "", error ? error : "")));
+		else if (errcode != 0)
 			cb_catalog_fail_unstarted(run_id, errcode, error);
 		else
 			cb_catalog_fail_unstarted(run_id, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -194,9 +200,12 @@ scheduler_fair_share(const CbRunRef *ref, List **limits)
 	return cb_slots_of_owner(ref->owner) < ol->limit;
 }
 
-/* Claim a free slot and start a run worker; false if none could start. */
+/*
+ * Claim a free slot and start a run worker (or, with "slice", a helper
+ * with the run's slices); false if none could start.
+ */
 static bool
-scheduler_launch(CbRunRef *ref)
+scheduler_launch(CbRunRef *ref, bool slice)
 {
 	BackgroundWorker w;
 	CbWorkerArgs args;
@@ -204,7 +213,7 @@ scheduler_launch(CbRunRef *ref)
 	bool		registered;
 	int			i;
 
-	i = cb_slot_claim(ref->run_id, MyDb, ref->owner, &args);
+	i = cb_slot_claim(ref->run_id, MyDb, ref->owner, slice, &args);
 	if (i < 0)
 		return false;
 
@@ -214,7 +223,8 @@ scheduler_launch(CbRunRef *ref)
 	w.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(w.bgw_library_name, BGW_MAXLEN, "chunkbatch");
 	snprintf(w.bgw_function_name, BGW_MAXLEN, "chunkbatch_worker_main");
-	snprintf(w.bgw_name, BGW_MAXLEN, "chunkbatch run %lld", (long long) ref->run_id);
+	snprintf(w.bgw_name, BGW_MAXLEN, "chunkbatch run %lld%s", (long long) ref->run_id,
+			 slice ? " slices" : "");
 	snprintf(w.bgw_type, BGW_MAXLEN, "chunkbatch run worker");
 	w.bgw_main_arg = Int32GetDatum(i);
 	memcpy(w.bgw_extra, &args, sizeof(args));
@@ -479,11 +489,53 @@ scheduler_start_runs(bool all_paused, bool *queued)
 		taken = lappend(taken, ref->lock_group);
 		if (slots_full || all_paused || !scheduler_fair_share(ref, &limits))
 			continue;
-		if (scheduler_owner_ok(ref) && !scheduler_launch(ref))
+		if (scheduler_owner_ok(ref) && !scheduler_launch(ref, false))
 			slots_full = true;
 	}
 	step_end();
 	return waiting;
+}
+
+/*
+ * Runs with parallel > 1 get helpers for their slices from the slots that
+ * queued runs left free, one slot at a time per run in run order, within
+ * the owner's share: a run gets fewer workers than slices when slots are
+ * short, and more join as slots free.  A run whose own worker is gone gets
+ * none (its helpers stop; it resumes as interrupted).
+ */
+static void
+scheduler_start_slices(bool all_paused)
+{
+	List	   *runs;
+	List	   *limits = NIL;
+	ListCell   *lc;
+	bool		added = true;
+
+	if (all_paused)
+		return;
+	step_begin();
+	runs = cb_catalog_sliced_runs();
+	while (added)
+	{
+		added = false;
+		foreach(lc, runs)
+		{
+			CbRunRef   *ref = lfirst(lc);
+			int			pid;
+			int			workers = cb_slot_run_workers(MyDb, ref->run_id, &pid, 1);
+
+			if (workers == 0 || workers >= ref->workers_wanted ||
+				!scheduler_fair_share(ref, &limits))
+				continue;
+			if (!scheduler_launch(ref, true))
+			{
+				added = false;
+				break;
+			}
+			added = true;
+		}
+	}
+	step_end();
 }
 
 /*
@@ -506,6 +558,7 @@ scheduler_pass(void)
 	scheduler_prune();
 	scheduler_mark_interrupted();
 	waiting = scheduler_start_runs(all_paused, &queued);
+	scheduler_start_slices(all_paused);
 
 	/*
 	 * While everything is paused, a database without workers has nothing to

@@ -136,6 +136,17 @@ check_priority(const CbJobSetting *s, const CbJob *job)
 				 errmsg("%s must be between -1000 and 1000", s->name)));
 }
 
+static void
+check_parallel(const CbJobSetting *s, const CbJob *job)
+{
+	int32		p = *FIELD(job, s, int32);
+
+	if (p < 1 || p > CB_MAX_PARALLEL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be between 1 and %d", s->name, CB_MAX_PARALLEL)));
+}
+
 /* A setting that has a value unless set (NULL: none). */
 #define OPTIONAL(name, argno, kind, field, check) \
 	{name, argno, kind, offsetof(CbJob, field), check, NULL, NULL, 0, false, false}
@@ -188,6 +199,7 @@ static const CbJobSetting job_settings[] = {
 	REQUIRED("rebuild_indexes", 31, CB_SET_BOOL, rebuild_indexes, NULL),
 	REQUIRED("analyze_after", 32, CB_SET_BOOL, analyze_after, NULL),
 	REQUIRED("vacuum_after", 33, CB_SET_BOOL, vacuum_after, NULL),
+	REQUIRED("parallel", 34, CB_SET_INT, parallel, check_parallel),
 };
 
 const CbJobSetting *
@@ -462,6 +474,11 @@ cb_settings_check_job(const CbJob *job)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("range_key and range_filter need range_table")));
+	if (job->range_table == NULL && job->parallel > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("parallel needs a range-mode job"),
+				 errdetail("A run is split into slices of the keys of its range_table.")));
 }
 
 /* The SQL type of a setting's column, as catalog.c binds it. */

@@ -64,6 +64,7 @@ struct CbSlot
 	int64		run_id;
 	Oid			dboid;
 	Oid			owner;
+	bool		slice;			/* a helper that processes slices of the run */
 	pid_t		pid;			/* 0 until the worker attaches */
 	Latch	   *latch;
 	int			start_errcode;	/* the worker could not claim its run: */
@@ -80,6 +81,8 @@ struct CbSlot
 	int32		batch_size;
 	bool		cancel_requested;
 	bool		pause_requested;
+	bool		stopping;		/* a run's worker stops its run: helpers stop */
+	bool		slice_failed;	/* a helper's slice failed: the run stops */
 	/* recent progress, for the rate: a ring of chunk completions */
 	int			nsamples;
 	TimestampTz sample_at[CB_RATE_SAMPLES];
@@ -557,6 +560,36 @@ cb_slot_has_run(Oid dboid, int64 run_id)
 	return found;
 }
 
+/*
+ * How many slots execute (or start to) this run of this database: its own
+ * worker and the helpers with its slices.  The pids of those attached go
+ * to pids[maxpids].
+ */
+int
+cb_slot_run_workers(Oid dboid, int64 run_id, int *pids, int maxpids)
+{
+	int			n = 0;
+	int			npids = 0;
+	int			i;
+
+	LWLockAcquire(cb_shared->lock, LW_SHARED);
+	for (i = 0; i < cb_shared->nslots; i++)
+	{
+		CbSlot	   *slot = &cb_shared->slots[i];
+
+		if (slot->state == CB_SLOT_FREE || slot->state == CB_SLOT_START_FAILED ||
+			slot->dboid != dboid || slot->run_id != run_id)
+			continue;
+		n++;
+		if (slot->pid != 0 && npids < maxpids)
+			pids[npids++] = slot->pid;
+	}
+	LWLockRelease(cb_shared->lock);
+	for (i = npids; i < maxpids; i++)
+		pids[i] = 0;
+	return n;
+}
+
 /* Does any slot work for this database? */
 bool
 cb_slots_in_use(Oid dboid)
@@ -590,7 +623,7 @@ cb_slots_of_owner(Oid owner)
 
 /* Reset a slot for a new run.  Caller holds the LWLock exclusively. */
 static void
-slot_reset(CbSlot *slot, int64 run_id, Oid dboid, Oid owner)
+slot_reset(CbSlot *slot, int64 run_id, Oid dboid, Oid owner, bool slice)
 {
 	AssertLockedExcl();
 	slot->state = CB_SLOT_STARTING;
@@ -598,6 +631,7 @@ slot_reset(CbSlot *slot, int64 run_id, Oid dboid, Oid owner)
 	slot->run_id = run_id;
 	slot->dboid = dboid;
 	slot->owner = owner;
+	slot->slice = slice;
 	slot->pid = 0;
 	slot->latch = NULL;
 	slot->start_errcode = 0;
@@ -610,6 +644,8 @@ slot_reset(CbSlot *slot, int64 run_id, Oid dboid, Oid owner)
 	slot->batch_size = 0;
 	slot->cancel_requested = false;
 	slot->pause_requested = false;
+	slot->stopping = false;
+	slot->slice_failed = false;
 	slot->nsamples = 0;
 	slot->throttled_us = 0;
 	slot->throttled_since = 0;
@@ -617,11 +653,12 @@ slot_reset(CbSlot *slot, int64 run_id, Oid dboid, Oid owner)
 }
 
 /*
- * Claim a free slot for a run; returns its index and fills *args for the
- * worker, or -1 if every slot is busy.
+ * Claim a free slot for a run (for its own worker, or for a helper with
+ * its slices); returns its index and fills *args for the worker, or -1 if
+ * every slot is busy.
  */
 int
-cb_slot_claim(int64 run_id, Oid dboid, Oid owner, CbWorkerArgs *args)
+cb_slot_claim(int64 run_id, Oid dboid, Oid owner, bool slice, CbWorkerArgs *args)
 {
 	int			i;
 
@@ -632,8 +669,10 @@ cb_slot_claim(int64 run_id, Oid dboid, Oid owner, CbWorkerArgs *args)
 
 		if (slot->state != CB_SLOT_FREE)
 			continue;
-		slot_reset(slot, run_id, dboid, owner);
+		slot_reset(slot, run_id, dboid, owner, slice);
+		memset(args, 0, sizeof(CbWorkerArgs));
 		args->run_id = run_id;
+		args->slice = slice;
 		args->generation = slot->generation;
 		args->dboid = dboid;
 		args->owner = owner;
@@ -665,7 +704,7 @@ cb_slot_unclaim(int idx, uint64 generation)
  */
 bool
 cb_slot_reap_failed_start(int idx, Oid dboid, bool worker_stopped,
-						  int64 *run_id, int *errcode, char **error)
+						  int64 *run_id, bool *slice, int *errcode, char **error)
 {
 	CbSlot	   *slot = &cb_shared->slots[idx];
 	bool		failed;
@@ -680,6 +719,7 @@ cb_slot_reap_failed_start(int idx, Oid dboid, bool worker_stopped,
 	if (failed)
 	{
 		*run_id = slot->run_id;
+		*slice = slot->slice;
 		*errcode = slot->start_errcode;
 		strlcpy(message, slot->start_error, sizeof(message));
 		slot->state = CB_SLOT_FREE;
@@ -811,6 +851,8 @@ cb_slot_report_start_failure(CbSlot *slot, int errcode, const char *message)
 void
 cb_slot_detach(CbSlot *slot, bool terminated)
 {
+	int			i;
+
 	LWLockAcquire(cb_shared->lock, LW_EXCLUSIVE);
 	if (slot->pid == MyProcPid)
 	{
@@ -818,6 +860,16 @@ cb_slot_detach(CbSlot *slot, bool terminated)
 					   !terminated) ? CB_SLOT_START_FAILED : CB_SLOT_FREE;
 		slot->pid = 0;
 		slot->latch = NULL;
+	}
+	/* A run's worker may wait for its helpers to be gone. */
+	for (i = 0; i < cb_shared->nslots; i++)
+	{
+		CbSlot	   *other = &cb_shared->slots[i];
+
+		if (other != slot && other->state == CB_SLOT_RUNNING &&
+			other->dboid == slot->dboid && other->run_id == slot->run_id &&
+			other->latch != NULL)
+			SetLatch(other->latch);
 	}
 	LWLockRelease(cb_shared->lock);
 }
@@ -888,6 +940,98 @@ cb_slot_stop_flags(CbSlot *slot, bool *cancel, bool *pause)
 	*cancel = slot->cancel_requested;
 	*pause = slot->pause_requested;
 	SpinLockRelease(&slot->mutex);
+}
+
+/* The worker of the slot's run, if it has one (caller holds the LWLock). */
+static CbSlot *
+slot_run_worker(const CbSlot *slot)
+{
+	int			i;
+
+	for (i = 0; i < cb_shared->nslots; i++)
+	{
+		CbSlot	   *other = &cb_shared->slots[i];
+
+		if ((other->state == CB_SLOT_STARTING || other->state == CB_SLOT_RUNNING) &&
+			!other->slice && other->dboid == slot->dboid &&
+			other->run_id == slot->run_id)
+			return other;
+	}
+	return NULL;
+}
+
+/*
+ * Must this worker stop because its run stops?  A helper stops when the
+ * run's own worker is gone, stops the run, or was asked to pause or
+ * cancel it; the run's own worker stops when a helper's slice failed.
+ */
+bool
+cb_slot_run_stopping(CbSlot *slot)
+{
+	bool		stop;
+
+	SpinLockAcquire(&slot->mutex);
+	stop = slot->slice_failed;
+	SpinLockRelease(&slot->mutex);
+	if (!slot->slice)
+		return stop;
+	LWLockAcquire(cb_shared->lock, LW_SHARED);
+	{
+		CbSlot	   *worker = slot_run_worker(slot);
+
+		if (worker == NULL)
+			stop = true;
+		else
+		{
+			SpinLockAcquire(&worker->mutex);
+			stop = worker->stopping || worker->cancel_requested ||
+				worker->pause_requested;
+			SpinLockRelease(&worker->mutex);
+		}
+	}
+	LWLockRelease(cb_shared->lock);
+	return stop;
+}
+
+/* The run's own worker stops the run: wake its helpers, which stop too. */
+void
+cb_slot_set_stopping(CbSlot *slot)
+{
+	int			i;
+
+	SpinLockAcquire(&slot->mutex);
+	slot->stopping = true;
+	SpinLockRelease(&slot->mutex);
+	LWLockAcquire(cb_shared->lock, LW_SHARED);
+	for (i = 0; i < cb_shared->nslots; i++)
+	{
+		CbSlot	   *other = &cb_shared->slots[i];
+
+		if (other != slot && other->state == CB_SLOT_RUNNING &&
+			other->dboid == slot->dboid && other->run_id == slot->run_id &&
+			other->latch != NULL)
+			SetLatch(other->latch);
+	}
+	LWLockRelease(cb_shared->lock);
+}
+
+/* A helper's slice failed: tell the run's own worker, which stops the run. */
+void
+cb_slot_slice_failed(CbSlot *slot)
+{
+	CbSlot	   *worker;
+
+	LWLockAcquire(cb_shared->lock, LW_SHARED);
+	worker = slot_run_worker(slot);
+	if (worker != NULL)
+	{
+		SpinLockAcquire(&worker->mutex);
+		worker->slice_failed = true;
+		SpinLockRelease(&worker->mutex);
+		if (worker->latch != NULL)
+			SetLatch(worker->latch);
+	}
+	LWLockRelease(cb_shared->lock);
 }
 
 void

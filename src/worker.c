@@ -45,6 +45,7 @@ CbRun	   *cb_current_run = NULL;
 static CbSlot *MySlot = NULL;
 static CbPhase MyPhase = CB_PHASE_STARTING;	/* as last published */
 static MemoryContext RunContext = NULL;	/* lives as long as the run */
+static bool MySliced = false;	/* the run's chunks are in slices */
 
 /* Slot release at exit; a worker that never connected reports that. */
 static void
@@ -139,7 +140,8 @@ typedef enum CbStop
 	CB_STOP_TERMINATE,			/* SIGTERM: interrupted, resumes later */
 	CB_STOP_CANCEL,
 	CB_STOP_PAUSE,
-	CB_STOP_RUNTIME				/* max_runtime reached: stopped */
+	CB_STOP_RUNTIME,			/* max_runtime reached: stopped */
+	CB_STOP_RUN					/* slices: the run stops (see worker_slices) */
 } CbStop;
 
 static CbStop
@@ -155,6 +157,8 @@ worker_should_stop(const CbRun *run, TimestampTz began)
 		return CB_STOP_CANCEL;
 	if (pause)
 		return CB_STOP_PAUSE;
+	if (MySliced && cb_slot_run_stopping(MySlot))
+		return CB_STOP_RUN;
 	if (run->job.max_runtime != NULL &&
 		cb_elapsed_exceeds(began, GetCurrentTimestamp(), run->job.max_runtime))
 		return CB_STOP_RUNTIME;
@@ -178,6 +182,7 @@ worker_stop(CbRun *run, CbStop why)
 		case CB_STOP_RUNTIME:
 			worker_end_run(run, CB_RUN_STOPPED, NULL, "max_runtime");
 			break;
+		case CB_STOP_RUN:		/* ended by worker_coordinate */
 		case CB_GO:
 			break;
 	}
@@ -430,12 +435,15 @@ worker_steps(CbRun *run, int upto, TimestampTz began)
 
 /*
  * The run's last chunk committed.  Without steps after it, that chunk's
- * checkpoint recorded the success; otherwise the run succeeds after them.
+ * checkpoint recorded the success (unless it was a slice's: "recorded"
+ * false); otherwise the run succeeds after them.
  */
 static void
-worker_succeed(CbRun *run, TimestampTz began)
+worker_succeed(CbRun *run, TimestampTz began, bool recorded)
 {
-	if (!cb_run_has_after_steps(run))
+	if (!cb_run_has_after_steps(run) && !recorded)
+		worker_end_run(run, CB_RUN_SUCCEEDED, NULL, NULL);
+	else if (!cb_run_has_after_steps(run))
 		elog(LOG, "chunkbatch run %lld of job \"%s\" succeeded: %lld rows in %lld chunks",
 			 (long long) run->run_id, run->job.job_name,
 			 (long long) run->rows_done, (long long) run->chunks_done);
@@ -509,7 +517,11 @@ worker_estimate_one(CbRun *run, CbChunkState *cs, bool span)
 		if (total >= 0)
 			cb_catalog_set_estimate(run->run_id, total);
 		if (span)
+		{
 			cb_chunk_set_span(cs, keep ? first : NULL, keep ? last : NULL);
+			run->range_first = (keep && first) ? MemoryContextStrdup(RunContext, first) : NULL;
+			run->range_last = (keep && last) ? MemoryContextStrdup(RunContext, last) : NULL;
+		}
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 		counted = span && total >= 0;
@@ -536,7 +548,8 @@ worker_estimate(CbRun *run, CbChunkState *cs)
 {
 	bool		counted = false;
 
-	if (run->chunks_done > 0)
+	/* Done at the first start (a run with slices has no chunk of its own). */
+	if (run->chunks_done > 0 || run->range_first != NULL)
 		return;
 	if (run->job.range_filter != NULL)
 		counted = worker_estimate_one(run, cs, true);
@@ -624,6 +637,349 @@ worker_start(int64 run_id, CbRun *run, CbChunkState **cs, MemoryContext run_ctx)
 	return true;
 }
 
+/* How a stretch of chunks ended: see worker_chunks(). */
+typedef struct CbOutcome
+{
+	bool		done;			/* the last chunk committed */
+	CbStop		stop;			/* else why it stopped (CB_GO: it failed) */
+	ErrorData  *error;			/* the error that failed it */
+} CbOutcome;
+
+/*
+ * The chunk loop: one committed chunk per iteration, until the last one,
+ * a stop or a failure (*out says which).  The error is in chunk_ctx.
+ */
+static void
+worker_chunks(CbRun *run, CbChunkState *cs, MemoryContext chunk_ctx,
+			  TimestampTz began, CbOutcome *out)
+{
+	int			attempts = 0;
+
+	memset(out, 0, sizeof(CbOutcome));
+	for (;;)
+	{
+		CbChunkResult res;
+
+		MemoryContextReset(chunk_ctx);
+		MemoryContextSwitchTo(chunk_ctx);
+		if ((out->stop = worker_should_stop(run, began)) != CB_GO)
+			return;
+		worker_publish(run, CB_PHASE_CHUNK, 0);
+		cb_chunk_execute(cs, &res);
+		if (!res.ok && worker_recover(run, cs, &res, &attempts, began))
+			continue;
+		if (!res.ok)
+		{
+			out->error = res.error;
+			return;
+		}
+		attempts = 0;
+		worker_publish(run, CB_PHASE_SLEEPING, res.processed);
+		if (res.done)
+		{
+			out->done = true;
+			return;
+		}
+		if (!worker_pace(run, &res, &out->error) && out->error != NULL)
+			return;
+	}
+}
+
+/* ----------------------------------------------------------------
+ * Parallel slices
+ *
+ * A range-mode run with parallel > 1 is split at its first start, after
+ * its before steps and its span, into slices of about as many matching
+ * rows each (chunkbatch.slices; see cb_range_split).  Its own worker keeps
+ * the group lock and processes slices itself, while the scheduler starts
+ * helpers into free slots for the others (worker_help).  Each worker takes
+ * a slice that no worker has, processes it chunk by chunk with the slice's
+ * own checkpoint, and takes the next.  The run's worker then waits for
+ * the slices of the others, runs the after steps and ends the run.  When
+ * the run stops (pause, cancel, SIGTERM, a failed slice), its helpers stop
+ * at their next chunk boundary, and the run's worker ends the run once
+ * they are gone.
+ * ----------------------------------------------------------------
+ */
+
+/* Split the run into slices at its first start; false if it has none. */
+static bool
+worker_split(CbRun *run, CbChunkState *cs)
+{
+	MemoryContext old = CurrentMemoryContext;
+	volatile bool sliced = false;
+	volatile int nslices = 0;
+
+	if (run->parallel <= 1 || run->job.range_table == NULL)
+		return false;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PG_TRY();
+	{
+		PushActiveSnapshot(GetTransactionSnapshot());
+		if (cb_catalog_slices_exist(run->run_id))
+		{
+			cb_catalog_slices_reopen(run->run_id);
+			sliced = true;
+		}
+		else if (run->chunks_done == 0)
+		{
+			char	  **bounds;
+
+			nslices = cb_chunk_split(cs, run->parallel, &bounds);
+			if (nslices > 1)
+			{
+				cb_catalog_slices_create(run, bounds, nslices, run->range_last);
+				sliced = true;
+			}
+		}
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		/* Best effort: the run goes on without slices. */
+		(void) cb_catch_error(old, false, true);
+		sliced = false;
+		nslices = 0;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+	if (nslices > 1)
+		ereport(LOG,
+				(errmsg("chunkbatch run %lld of job \"%s\" is split into %d slices",
+						(long long) run->run_id, run->job.job_name, nslices)));
+	return sliced;
+}
+
+/*
+ * Take a slice of the run that no worker processes, into *slice, and aim
+ * *cs at it; false if there is none (then *totals, if given, says how the
+ * slices stand) or if that failed (*error).
+ */
+static bool
+worker_take_slice(CbRun *run, CbRun *slice, CbChunkState **cs,
+				  CbSliceTotals *totals, ErrorData **error)
+{
+	MemoryContext old = CurrentMemoryContext;
+	int			nslots = cb_slot_count();
+	int		   *pids = palloc(sizeof(int) * nslots);
+	int			npids = 0;
+	volatile bool taken = false;
+
+	(void) cb_slot_run_workers(MyDatabaseId, run->run_id, pids, nslots);
+	while (npids < nslots && pids[npids] != 0)
+		npids++;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PG_TRY();
+	{
+		PushActiveSnapshot(GetTransactionSnapshot());
+		MemoryContextSwitchTo(RunContext);
+		taken = cb_catalog_slice_claim(run, pids, npids, slice);
+		if (taken)
+		{
+			/* Past its first cursor, a slice's first key is of no use. */
+			if (slice->range_first == NULL && slice->range_last != NULL)
+				slice->range_first = slice->cursor;
+			if (*cs == NULL)
+				*cs = cb_chunk_begin(slice, RunContext);
+			cb_chunk_retarget(*cs);
+		}
+		else if (totals != NULL)
+			cb_catalog_slice_totals(run->run_id, totals);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		*error = cb_catch_error(old, true, true);
+		taken = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+	return taken;
+}
+
+/*
+ * The chunks of a slice stopped without finishing it: the slice is
+ * pending again, its checkpoint kept, or it failed (when the error is not
+ * one that a stop caused).
+ */
+static void
+worker_release_slice(CbRun *run, CbRun *slice, TimestampTz began, CbOutcome *out)
+{
+	CbStop		stop = worker_should_stop(run, began);
+
+	if (out->error != NULL && stop != CB_GO &&
+		(stop != CB_STOP_RUNTIME || cb_chunk_error_is_transient(out->error)))
+	{
+		out->stop = stop;
+		out->error = NULL;
+	}
+	bookkeeping_begin();
+	cb_catalog_slice_release(slice, out->error);
+	bookkeeping_end();
+	if (out->error != NULL)
+		ereport(LOG,
+				(errmsg("chunkbatch run %lld of job \"%s\" failed in chunk %lld of slice %d: %s",
+						(long long) run->run_id, run->job.job_name,
+						(long long) slice->chunks_done + 1, slice->slice_no,
+						out->error->message),
+				 errdetail("SQLSTATE %s; the slice keeps its checkpoint at %lld rows.",
+						   unpack_sql_state(out->error->sqlerrcode),
+						   (long long) slice->rows_done)));
+}
+
+/*
+ * Process slices of the run until none is left for this worker (for the
+ * run's own worker, "own": until every slice is done) or the run stops.
+ * *out: done, or why it stopped, or the error that failed a slice.
+ */
+static void
+worker_slices(CbRun *run, MemoryContext chunk_ctx, TimestampTz began,
+			  bool own, CbOutcome *out)
+{
+	CbRun	   *slice = MemoryContextAlloc(RunContext, sizeof(CbRun));
+	CbChunkState *cs = NULL;
+	CbSliceTotals totals;
+
+	MySliced = true;
+	*slice = *run;
+	slice->steps = NIL;			/* a slice's last chunk is only its own */
+	slice->steps_before = slice->steps_done = 0;
+	memset(out, 0, sizeof(CbOutcome));
+	for (;;)
+	{
+		MemoryContextReset(chunk_ctx);
+		MemoryContextSwitchTo(chunk_ctx);
+		if ((out->stop = worker_should_stop(run, began)) != CB_GO)
+			return;
+		if (!worker_take_slice(run, slice, &cs, own ? &totals : NULL, &out->error))
+		{
+			if (own && out->error == NULL && totals.failed > 0)
+				out->stop = CB_STOP_RUN;	/* a helper's slice failed */
+			else if (own && out->error == NULL && totals.open > 0)
+			{
+				/* The run's worker waits for the slices of its helpers. */
+				cb_slot_set_phase(MySlot, CB_PHASE_SLEEPING);
+				(void) cb_throttle_wait_once(MySlot, 1000L);
+				continue;
+			}
+			else
+				out->done = (out->error == NULL);
+			return;
+		}
+		cb_current_run = slice;
+		worker_chunks(slice, cs, chunk_ctx, began, out);
+		cb_current_run = run;
+		if (!out->done)
+		{
+			worker_release_slice(run, slice, began, out);
+			if (out->error != NULL && !own)
+				cb_slot_slice_failed(MySlot);
+			return;
+		}
+	}
+}
+
+/* The first error of a failed slice, as the run's error. */
+static ErrorData *
+slice_error(const CbSliceTotals *totals)
+{
+	ErrorData  *edata = palloc0(sizeof(ErrorData));
+	const char *s = totals->sqlstate ? totals->sqlstate : "XX000";
+
+	edata->elevel = ERROR;
+	edata->sqlerrcode = (strlen(s) == 5) ?
+		MAKE_SQLSTATE(s[0], s[1], s[2], s[3], s[4]) : ERRCODE_INTERNAL_ERROR;
+	edata->message = pstrdup(totals->error ? totals->error : "a slice of the run failed");
+	edata->detail = pstrdup("A slice of the run failed; chunkbatch.slices shows which.");
+	return edata;
+}
+
+/*
+ * A run with parallel > 1: split it at its first start, process its
+ * slices together with the helpers, wait for them, then end the run.
+ * False if the run has no slices (its worker goes on chunk by chunk).
+ */
+static bool
+worker_coordinate(CbRun *run, CbChunkState *cs, MemoryContext chunk_ctx,
+				  TimestampTz began)
+{
+	CbOutcome	out;
+	CbSliceTotals totals;
+	int			pid;
+
+	if (!worker_split(run, cs))
+		return false;
+	cb_wake_schedulers();		/* to start the helpers */
+	worker_slices(run, chunk_ctx, began, true, &out);
+	MemoryContextSwitchTo(RunContext);
+	if (!out.done)
+	{
+		/* The helpers stop at their next chunk boundary. */
+		cb_slot_set_stopping(MySlot);
+		cb_slot_set_phase(MySlot, CB_PHASE_FINISHING);
+		while (cb_slot_run_workers(MyDatabaseId, run->run_id, &pid, 1) > 1)
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 100L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+	bookkeeping_begin();
+	cb_catalog_slice_totals(run->run_id, &totals);
+	bookkeeping_end();
+	run->rows_done = totals.rows_done;
+	run->chunks_done = totals.chunks_done;
+	if (out.done)
+		worker_succeed(run, began, false);
+	else if (out.error != NULL)
+		worker_fail(run, out.error, began);
+	else if (totals.failed > 0)
+		worker_fail(run, slice_error(&totals), began);
+	else
+		worker_stop(run, out.stop);
+	return true;
+}
+
+/*
+ * A helper: a worker that the scheduler started for the slices of a run
+ * that another worker executes.  It takes no group lock and runs no step.
+ */
+static void
+worker_help(CbRun *run, MemoryContext chunk_ctx, TimestampTz began)
+{
+	CbOutcome	out;
+	volatile bool found = false;
+	char		appname[NAMEDATALEN];
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	MemoryContextSwitchTo(RunContext);
+	PG_TRY();
+	{
+		PushActiveSnapshot(GetTransactionSnapshot());
+		found = cb_catalog_load_run(run->run_id, run);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		(void) cb_catch_error(RunContext, false, true);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(RunContext);
+	if (!found)
+		return;
+	run->full_batch_size = run->job.batch_size;
+	cb_current_run = run;
+	snprintf(appname, sizeof(appname), "chunkbatch run %lld slices: %s",
+			 (long long) run->run_id, run->job.job_name);
+	pgstat_report_appname(appname);
+	cb_slot_start_progress(MySlot, 0, 0, run->batch_size);
+	worker_slices(run, chunk_ctx, began, false, &out);
+}
+
 void
 chunkbatch_worker_main(Datum main_arg)
 {
@@ -633,8 +989,6 @@ chunkbatch_worker_main(Datum main_arg)
 	MemoryContext run_ctx;
 	MemoryContext chunk_ctx;
 	TimestampTz began = GetCurrentTimestamp();
-	int			attempts = 0;
-	CbStop		stop;
 	ErrorData  *error;
 	ErrorContextCallback errcb;
 
@@ -667,6 +1021,11 @@ chunkbatch_worker_main(Datum main_arg)
 	errcb.arg = (void *) &run;
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
+	if (args.slice)
+	{
+		worker_help(&run, chunk_ctx, began);
+		proc_exit(0);
+	}
 	if (!worker_start(args.run_id, &run, &cs, run_ctx) ||
 		!worker_take_group(&run, began) ||
 		!worker_plan_steps(&run, began) ||
@@ -679,39 +1038,17 @@ chunkbatch_worker_main(Datum main_arg)
 		proc_exit(0);
 	}
 
-	/* The chunk loop: one committed chunk per iteration. */
-	for (;;)
+	if (!worker_coordinate(&run, cs, chunk_ctx, began))
 	{
-		CbChunkResult res;
+		CbOutcome	out;
 
-		MemoryContextReset(chunk_ctx);
-		MemoryContextSwitchTo(chunk_ctx);
-		if ((stop = worker_should_stop(&run, began)) != CB_GO)
-		{
-			worker_stop(&run, stop);
-			break;
-		}
-		worker_publish(&run, CB_PHASE_CHUNK, 0);
-		cb_chunk_execute(cs, &res);
-		if (!res.ok && worker_recover(&run, cs, &res, &attempts, began))
-			continue;
-		if (!res.ok)
-		{
-			worker_fail(&run, res.error, began);
-			break;
-		}
-		attempts = 0;
-		worker_publish(&run, CB_PHASE_SLEEPING, res.processed);
-		if (res.done)
-		{
-			worker_succeed(&run, began);
-			break;
-		}
-		if (!worker_pace(&run, &res, &error) && error != NULL)
-		{
-			worker_fail(&run, error, began);
-			break;
-		}
+		worker_chunks(&run, cs, chunk_ctx, began, &out);
+		if (out.done)
+			worker_succeed(&run, began, true);
+		else if (out.error != NULL)
+			worker_fail(&run, out.error, began);
+		else
+			worker_stop(&run, out.stop);
 	}
 
 	cb_slot_set_phase(MySlot, CB_PHASE_FINISHING);

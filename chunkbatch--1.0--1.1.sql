@@ -639,6 +639,29 @@ GRANT EXECUTE ON FUNCTION chunkbatch.alter_job(text, text, integer, text, regtyp
     text, text, text, integer, text[], text[], boolean, boolean, boolean, integer,
     text[]) TO PUBLIC;
 
+/* run() and run_and_wait() take the run's parallel (its slices). */
+DROP FUNCTION chunkbatch.run(text, jsonb, boolean, text);
+CREATE FUNCTION chunkbatch.run(
+    job_name    text,
+    params      jsonb DEFAULT '{}',
+    wait        boolean DEFAULT false,
+    trigger     text DEFAULT NULL,
+    parallel    integer DEFAULT NULL)
+RETURNS bigint
+LANGUAGE C CALLED ON NULL INPUT VOLATILE
+AS 'MODULE_PATHNAME', 'chunkbatch_run';
+GRANT EXECUTE ON FUNCTION chunkbatch.run(text, jsonb, boolean, text, integer) TO PUBLIC;
+DROP PROCEDURE chunkbatch.run_and_wait(text, jsonb, text, bigint);
+CREATE PROCEDURE chunkbatch.run_and_wait(
+    job_name    text,
+    params      jsonb DEFAULT '{}',
+    trigger     text DEFAULT NULL,
+    parallel    integer DEFAULT NULL,
+    INOUT run_id bigint DEFAULT NULL)
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'chunkbatch_run_and_wait';
+GRANT EXECUTE ON PROCEDURE chunkbatch.run_and_wait(text, jsonb, text, integer, bigint) TO PUBLIC;
+
 /*
  * Range mode (range_table, range_key, range_filter) and the order of runs
  * of one group queued together (priority): create_job takes them too.
@@ -1430,8 +1453,8 @@ COMMENT ON FUNCTION chunkbatch.jobs_changed() IS 'Trigger: records the jobs owne
 COMMENT ON FUNCTION chunkbatch.create_job(text, text, integer, text, regtype, integer, boolean, boolean, text, interval, integer, interval, interval, interval, text, text, integer, integer, integer, integer, double precision, interval, bigint, text, text, text, text, text, integer, text[], text[], boolean, boolean, boolean, integer) IS 'Create a job owned by the current role';
 COMMENT ON FUNCTION chunkbatch.alter_job(text, text, integer, text, regtype, integer, boolean, boolean, text, interval, integer, interval, interval, interval, text, text, integer, integer, integer, integer, double precision, interval, bigint, text, text, text, text, text, integer, text[], text[], boolean, boolean, boolean, integer, text[]) IS 'Change settings of a job (reset: back to their default); runs pick them up at their next chunk';
 COMMENT ON FUNCTION chunkbatch.drop_job(text) IS 'Drop a job that has no active runs, with its pg_cron schedules';
-COMMENT ON FUNCTION chunkbatch.run(text, jsonb, boolean, text) IS 'Queue a run of a job (and wait for it with wait => true); returns the run id';
-COMMENT ON PROCEDURE chunkbatch.run_and_wait(text, jsonb, text, bigint) IS 'Queue a run and wait for it, committing while it waits';
+COMMENT ON FUNCTION chunkbatch.run(text, jsonb, boolean, text, integer) IS 'Queue a run of a job (and wait for it with wait => true; parallel: its slices, if not the jobs); returns the run id';
+COMMENT ON PROCEDURE chunkbatch.run_and_wait(text, jsonb, text, integer, bigint) IS 'Queue a run and wait for it, committing while it waits';
 COMMENT ON FUNCTION chunkbatch.wait(bigint, interval) IS 'Wait for a run to end or rest; returns its state';
 COMMENT ON FUNCTION chunkbatch.cancel(bigint) IS 'Cancel a run at its next chunk boundary';
 COMMENT ON FUNCTION chunkbatch.pause(bigint) IS 'Pause a run at its next chunk boundary';

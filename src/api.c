@@ -638,12 +638,38 @@ run_trigger(FunctionCallInfo fcinfo, int argno)
 }
 
 /*
+ * The parallel argument of run() and run_and_wait(): the run's slices,
+ * instead of the job's; 0 when NULL (the job's).
+ */
+static int32
+run_parallel(FunctionCallInfo fcinfo, int argno, const CbJob *job)
+{
+	int32		parallel;
+
+	if (PG_ARGISNULL(argno))
+		return 0;
+	parallel = PG_GETARG_INT32(argno);
+	if (parallel < 1 || parallel > CB_MAX_PARALLEL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("parallel must be between 1 and %d", CB_MAX_PARALLEL)));
+	if (parallel > 1 && job->range_table == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("parallel needs a range-mode job, and job \"%s\" is not one",
+						job->job_name),
+				 errdetail("A run is split into slices of the keys of its range_table.")));
+	return parallel;
+}
+
+/*
  * Hand a run to the database's scheduler, which commits its row at once
  * (this function cannot commit the caller's transaction), and return the
  * new run's id.
  */
 static int64
-submit_run_request(const CbJob *job, Jsonb *params, const char *trigger)
+submit_run_request(const CbJob *job, Jsonb *params, const char *trigger,
+				   int32 parallel)
 {
 	int			req;
 	int64		run_id = 0;
@@ -658,7 +684,7 @@ submit_run_request(const CbJob *job, Jsonb *params, const char *trigger)
 				 errhint("Queue the run with wait => false and call chunkbatch.wait().")));
 
 	while ((req = cb_request_submit(MyDatabaseId, job->job_id, GetUserId(),
-									trigger, params, VARSIZE(params))) < 0)
+									trigger, parallel, params, VARSIZE(params))) < 0)
 	{
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 10L, PG_WAIT_EXTENSION);
@@ -721,7 +747,8 @@ chunkbatch_run(PG_FUNCTION_ARGS)
 		find_job(name, &job, CB_JOB_KEY_SHARE);
 		check_can_queue(&job);
 		run_id = cb_catalog_insert_run(job.job_id, JsonbPGetDatum(params),
-									GetUserId(), trigger);
+									GetUserId(), trigger,
+									run_parallel(fcinfo, 4, &job));
 		wake_at_commit = true;
 		PG_RETURN_INT64(run_id);
 	}
@@ -729,14 +756,14 @@ chunkbatch_run(PG_FUNCTION_ARGS)
 	check_can_wait();
 	find_job(name, &job, CB_JOB_NO_LOCK);
 	check_can_queue(&job);
-	run_id = submit_run_request(&job, params, trigger);
+	run_id = submit_run_request(&job, params, trigger, run_parallel(fcinfo, 4, &job));
 	state = wait_for_run(run_id, -1, &sqlstate, &error);
 	report_run_outcome(run_id, name, state, sqlstate, error);
 	PG_RETURN_INT64(run_id);
 }
 
 /*
- * CALL chunkbatch.run_and_wait(job_name, params, trigger, run_id): queue a
+ * CALL chunkbatch.run_and_wait(job_name, params, trigger, parallel, run_id): queue a
  * run, commit, and wait for it like run(..., wait => true), but committing
  * between its looks at the run, so that the caller holds no snapshot (and
  * does not hold back the cleanup of dead rows) while the run executes.
@@ -776,7 +803,7 @@ chunkbatch_run_and_wait(PG_FUNCTION_ARGS)
 	find_job(name, &job, CB_JOB_KEY_SHARE);
 	check_can_queue(&job);
 	run_id = cb_catalog_insert_run(job.job_id, JsonbPGetDatum(params),
-								GetUserId(), trigger);
+								GetUserId(), trigger, run_parallel(fcinfo, 3, &job));
 	wake_at_commit = true;
 
 	if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)

@@ -546,15 +546,17 @@ catalog_notify(int64 run_id, const char *state, const char *sqlstate)
  * not exist (any more).
  */
 int64
-cb_catalog_insert_run(int64 job_id, Datum params, Oid queued_by, const char *trigger)
+cb_catalog_insert_run(int64 job_id, Datum params, Oid queued_by, const char *trigger,
+					  int32 parallel)
 {
 	static LocalTransactionId first_lxid = InvalidLocalTransactionId;
 	static int64 first_run_id = 0;
 	bool		together = (first_lxid == MyProc->lxid);
 	CbAsOwner	s;
-	Oid			types[7] = {INT8OID, JSONBOID, OIDOID, TEXTOID, OIDOID, INT8OID, INT8OID};
-	Datum		values[7];
-	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[8] = {INT8OID, JSONBOID, OIDOID, TEXTOID, OIDOID, INT8OID, INT8OID,
+	INT4OID};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	int64		run_id = 0;
 
 	values[0] = Int64GetDatum(job_id);
@@ -565,6 +567,8 @@ cb_catalog_insert_run(int64 job_id, Datum params, Oid queued_by, const char *tri
 	values[5] = Int64GetDatum((int64) GetSystemIdentifier());
 	values[6] = Int64GetDatum(first_run_id);
 	nulls[6] = together ? ' ' : 'n';
+	values[7] = Int32GetDatum(parallel);
+	nulls[7] = (parallel > 0) ? ' ' : 'n';
 	cb_catalog_enter(&s);
 	cb_exec("INSERT INTO chunkbatch.runs (job_id, job_name, owner_oid, owner,"
 			" lock_group, params, queued_by, trigger, batch_size, origin_db,"
@@ -572,10 +576,10 @@ cb_catalog_insert_run(int64 job_id, Datum params, Oid queued_by, const char *tri
 			" SELECT j.job_id, j.job_name, j.owner_oid,"
 			" pg_catalog.pg_get_userbyid(j.owner_oid), j.lock_group, $2,"
 			" pg_catalog.pg_get_userbyid($3), $4, j.batch_size, $5, $6, j.priority, $7,"
-			" j.parallel"
+			" COALESCE($8, j.parallel)"
 			" FROM chunkbatch.jobs j WHERE j.job_id OPERATOR(pg_catalog.=) $1"
 			" RETURNING run_id",
-			7, types, values, nulls, SPI_OK_INSERT_RETURNING);
+			8, types, values, nulls, SPI_OK_INSERT_RETURNING);
 	if (SPI_processed == 1)
 		run_id = DatumGetInt64(col_datum(0, 1));
 	cb_catalog_leave(&s);
@@ -2062,4 +2066,133 @@ cb_catalog_sliced_runs(void)
 	}
 	cb_catalog_leave(&s);
 	return runs;
+}
+
+/*
+ * A slice's chunk locks the slice's row first and reads where the slice
+ * ends now (NULL: no end): a thief lowers that end under the same lock
+ * (cb_catalog_slice_steal), so a chunk never passes it.  The lock is held
+ * until the chunk commits its checkpoint in the same row.
+ */
+char *
+cb_catalog_slice_lock(const CbRun *slice)
+{
+	static SPIPlanPtr plan = NULL;
+	CbAsOwner	s;
+	MemoryContext mcxt = CurrentMemoryContext;
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		values[2] = {Int64GetDatum(slice->run_id), Int32GetDatum(slice->slice_no)};
+	char	   *last;
+
+	cb_catalog_enter(&s);
+	cb_exec_saved(&plan, "SELECT range_last FROM chunkbatch.slices"
+				  " WHERE run_id OPERATOR(pg_catalog.=) $1"
+				  " AND slice_no OPERATOR(pg_catalog.=) $2 FOR NO KEY UPDATE",
+				  2, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		elog(ERROR, "slice %d of run %lld does not exist",
+			 slice->slice_no, (long long) slice->run_id);
+	last = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (last != NULL)
+		last = MemoryContextStrdup(mcxt, last);
+	cb_catalog_leave(&s);
+	return last;
+}
+
+/* The slices of the run that workers process now (CbSliceRest each). */
+List *
+cb_catalog_slice_victims(int64 run_id)
+{
+	CbAsOwner	s;
+	MemoryContext mcxt = CurrentMemoryContext;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(run_id)};
+	List	   *rests = NIL;
+	uint64		i;
+
+	cb_catalog_enter(&s);
+	cb_exec("SELECT slice_no, COALESCE(cursor, range_first), cursor IS NULL, range_last"
+			" FROM chunkbatch.slices WHERE run_id OPERATOR(pg_catalog.=) $1"
+			" AND state = 'running' AND COALESCE(cursor, range_first) IS NOT NULL"
+			" ORDER BY slice_no",
+			1, types, values, NULL, SPI_OK_SELECT);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		MemoryContext old = MemoryContextSwitchTo(mcxt);
+		CbSliceRest *rest = palloc0(sizeof(CbSliceRest));
+
+		rest->slice_no = DatumGetInt32(col_datum(i, 1));
+		rest->lower = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		rest->inclusive = DatumGetBool(col_datum(i, 3));
+		rest->last = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 4);
+		rests = lappend(rests, rest);
+		MemoryContextSwitchTo(old);
+	}
+	cb_catalog_leave(&s);
+	return rests;
+}
+
+/*
+ * Work stealing: take the keys of the victim's slice after "split" as a
+ * new slice of this worker's (into *slice, a copy of the run).  The
+ * victim's end is lowered to "split" under its row lock, only if the
+ * victim is still short of it and nobody moved its end meanwhile: a chunk
+ * of the victim in progress holds that lock until it commits, so this
+ * waits for it and then sees its checkpoint.  Thieves of one run go one at
+ * a time (cb_grouplock_lock_steals).  False if the steal did not happen.
+ */
+bool
+cb_catalog_slice_steal(const CbRun *run, const CbSliceRest *victim,
+					   const char *split, CbRun *slice)
+{
+	CbAsOwner	s;
+	MemoryContext mcxt = CurrentMemoryContext;
+	Oid			types[6] = {INT8OID, INT4OID, TEXTOID, TEXTOID, INT4OID, INT4OID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	char	   *type = format_type_be_qualified(run->job.cursor_type);
+	bool		stolen;
+
+	values[0] = Int64GetDatum(run->run_id);
+	values[1] = Int32GetDatum(victim->slice_no);
+	values[2] = CStringGetTextDatum(split);
+	values[3] = victim->last ? CStringGetTextDatum(victim->last) : (Datum) 0;
+	nulls[3] = victim->last ? ' ' : 'n';
+	values[4] = Int32GetDatum(MyProcPid);
+	values[5] = Int32GetDatum(run->batch_size);
+	cb_grouplock_lock_steals(run->run_id);
+	cb_catalog_enter(&s);
+	cb_exec(psprintf("UPDATE chunkbatch.slices SET range_last = $3"
+					 " WHERE run_id OPERATOR(pg_catalog.=) $1"
+					 " AND slice_no OPERATOR(pg_catalog.=) $2 AND state = 'running'"
+					 " AND range_last IS NOT DISTINCT FROM $4"
+					 " AND (cursor IS NULL OR cursor::%s OPERATOR(pg_catalog.<) $3::%s)",
+					 type, type),
+			4, types, values, nulls, SPI_OK_UPDATE);
+	stolen = (SPI_processed == 1);
+	if (stolen)
+	{
+		cb_exec("INSERT INTO chunkbatch.slices (run_id, slice_no, state, cursor, range_last,"
+				" batch_size, worker_pid, workers, started_at)"
+				" SELECT $1, pg_catalog.max(slice_no) OPERATOR(pg_catalog.+) 1, 'running',"
+				" $3, $4, $6, $5, 1, pg_catalog.clock_timestamp()"
+				" FROM chunkbatch.slices WHERE run_id OPERATOR(pg_catalog.=) $1"
+				" RETURNING slice_no",
+				6, types, values, nulls, SPI_OK_INSERT_RETURNING);
+		{
+			MemoryContext old = MemoryContextSwitchTo(mcxt);
+
+			slice->slice_no = DatumGetInt32(col_datum(0, 1));
+			slice->range_first = NULL;
+			slice->range_last = victim->last ? pstrdup(victim->last) : NULL;
+			slice->cursor = pstrdup(split);
+			slice->rows_done = slice->chunks_done = 0;
+			slice->avg_chunk_ms = slice->max_chunk_ms = 0;
+			slice->retries = 0;
+			slice->dead_letters = slice->lock_waiters_seen = 0;
+			MemoryContextSwitchTo(old);
+		}
+	}
+	cb_catalog_leave(&s);
+	return stolen;
 }

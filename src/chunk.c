@@ -70,6 +70,8 @@ struct CbChunkState
 	FmgrInfo	output;
 };
 
+static void chunk_slice_end(CbChunkState *cs);
+
 /* Set up a run's chunk execution; call inside a transaction. */
 CbChunkState *
 cb_chunk_begin(CbRun *run, MemoryContext run_ctx)
@@ -134,6 +136,10 @@ void
 cb_chunk_retarget(CbChunkState *cs)
 {
 	CbRun	   *run = cs->run;
+
+	/* Past its first cursor, a slice's first key is of no use. */
+	if (run->range_first == NULL && run->range_last != NULL)
+		run->range_first = run->cursor;
 
 	Assert(cs->range != NULL);
 	if (!cs->cursor_null && !cs->typbyval)
@@ -649,6 +655,28 @@ chunk_range(CbChunkState *cs, MemoryContext chunk_ctx, CbChunkResult *res,
 	return true;
 }
 
+/*
+ * A slice's chunk first locks the slice's row and reads where the slice
+ * ends now: a worker that took over the slice's upper part (work
+ * stealing) lowered it under the same lock.  Call inside the chunk's
+ * transaction.
+ */
+static void
+chunk_slice_end(CbChunkState *cs)
+{
+	CbRun	   *run = cs->run;
+	char	   *last;
+
+	if (run->slice_no < 0)
+		return;
+	last = cb_catalog_slice_lock(run);
+	if (last == NULL || (run->range_last != NULL && strcmp(last, run->range_last) == 0))
+		return;					/* an end is only ever lowered, never removed */
+	run->range_last = MemoryContextStrdup(cs->run_ctx, last);
+	cb_range_set_span(cs->range, run->range_first ? run->range_first : run->cursor,
+					  run->range_last, cs->run_ctx);
+}
+
 static void
 chunk_body(CbChunkState *cs, MemoryContext chunk_ctx, CbChunkResult *res,
 		   CbCheckpoint *cp, Datum *newkey, bool *have_key)
@@ -664,6 +692,7 @@ chunk_body(CbChunkState *cs, MemoryContext chunk_ctx, CbChunkResult *res,
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (cs->plan == NULL)
 		chunk_prepare(cs);
+	chunk_slice_end(cs);
 
 	start = GetCurrentTimestamp();
 	*have_key = false;
@@ -903,6 +932,7 @@ isolate_keys(CbIsolation *iso)
 
 	if (cs->range)
 	{
+		chunk_slice_end(cs);
 		iso->nkeys = cb_range_keys(cs->range, cs->run->batch_size, cs->cursor,
 								   cs->cursor_null, cs->run->params,
 								   &iso->keys, CurrentMemoryContext);
@@ -1090,6 +1120,51 @@ cb_chunk_split(CbChunkState *cs, int n, char ***bounds)
 	nbounds = cb_range_split(cs->range, cs->run->params, n, bounds, cs->run_ctx);
 	SPI_finish();
 	return nbounds;
+}
+
+/*
+ * Work stealing, when a worker of a run with slices finds none left to
+ * take: the running slice with the most keys left (counted by index-only
+ * scans, as the owner) gives the upper half of its rest to this worker,
+ * as a new slice in *slice (see cb_catalog_slice_steal), if it has at
+ * least two chunks' worth.  Aims cs at that slice.  Call inside a
+ * transaction.
+ */
+bool
+cb_chunk_steal(CbChunkState *cs, const CbRun *run, CbRun *slice)
+{
+	List	   *rests = cb_catalog_slice_victims(run->run_id);
+	CbSliceRest *victim = NULL;
+	int64		most = 0;
+	char	   *split = NULL;
+	ListCell   *lc;
+
+	if (rests == NIL)
+		return false;
+	chunk_apply_settings(cs);
+	disable_timeout(STATEMENT_TIMEOUT, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	foreach(lc, rests)
+	{
+		CbSliceRest *rest = lfirst(lc);
+		int64		n = cb_range_count_keys(cs->range, rest->lower, rest->inclusive,
+											rest->last);
+
+		if (n > most)
+		{
+			most = n;
+			victim = rest;
+		}
+	}
+	if (victim != NULL && most >= 2 * (int64) Max(run->batch_size, 1))
+		split = cb_range_nth_key(cs->range, victim->lower, victim->inclusive,
+								 victim->last, most / 2 - 1, cs->run_ctx);
+	SPI_finish();
+	if (split == NULL || !cb_catalog_slice_steal(run, victim, split, slice))
+		return false;
+	cb_chunk_retarget(cs);
+	return true;
 }
 
 /*

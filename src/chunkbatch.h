@@ -32,10 +32,11 @@
  * Transaction locks of chunkbatch's own, in the advisory lock space of the
  * database but with a fourth key field that no SQL function uses
  * (pg_advisory_lock uses 1 and 2): whoever changes the jobs of a group
- * name, or of an owner role.
+ * name, or of an owner role; the thieves of a run.
  */
 #define CB_LOCKSPACE_GROUP_NAME	3
 #define CB_LOCKSPACE_OWNER		4
+#define CB_LOCKSPACE_STEAL		5	/* work stealing among a run's workers */
 #define CB_SCHEMA_VERSION	"1.1"	/* the SQL objects this library uses */
 #define CB_PAUSE_FILE		"chunkbatch_pause_all"	/* in the data directory */
 #define CB_MAX_DATABASES	64
@@ -132,6 +133,7 @@ typedef struct CbRequestCopy
 	int64		job_id;
 	Oid			queued_by;
 	char		trigger[NAMEDATALEN * 2];
+	int32		parallel;		/* 0: the job's */
 	Datum		params;			/* jsonb, palloc'd */
 } CbRequestCopy;
 
@@ -196,8 +198,8 @@ extern bool cb_slot_signal_run(Oid dboid, int64 run_id, bool cancel);
 extern void cb_slot_wake_all(void);
 extern int	cb_slot_snapshot(Oid dboid, CbSlotView **views);
 extern int	cb_request_submit(Oid dboid, int64 job_id, Oid queued_by,
-							  const char *trigger, const void *params,
-							  int params_len);
+							  const char *trigger, int32 parallel,
+							  const void *params, int params_len);
 extern bool cb_request_poll(int idx, int64 *run_id, char *error, int errlen,
 							bool *failed);
 extern void cb_request_abandon(int idx);
@@ -440,7 +442,7 @@ extern void cb_catalog_delete_job(int64 job_id);
 extern int64 cb_catalog_unschedule_job(const char *job_name);
 extern int64 cb_catalog_count_active_runs(int64 job_id);
 extern int64 cb_catalog_insert_run(int64 job_id, Datum params, Oid queued_by,
-								const char *trigger);
+								const char *trigger, int32 parallel);
 extern void cb_catalog_mark_waiting(int64 run_id);
 extern void cb_catalog_group_tick(int64 run_id);
 extern void cb_catalog_skip_run(int64 run_id, const char *reason);
@@ -470,6 +472,20 @@ extern void cb_catalog_slices_reopen(int64 run_id);
 extern bool cb_catalog_slice_claim(const CbRun *run, const int *live_pids, int npids,
 								   CbRun *slice);
 extern void cb_catalog_slice_release(const CbRun *slice, ErrorData *edata);
+extern char *cb_catalog_slice_lock(const CbRun *slice);
+
+/* A slice another worker processes, as a thief sees it. */
+typedef struct CbSliceRest
+{
+	int			slice_no;
+	char	   *lower;			/* its cursor, or its first key if it has none */
+	bool		inclusive;		/* lower is its first key, not yet done */
+	char	   *last;			/* its last key, or NULL: no end */
+} CbSliceRest;
+
+extern List *cb_catalog_slice_victims(int64 run_id);
+extern bool cb_catalog_slice_steal(const CbRun *run, const CbSliceRest *victim,
+								   const char *split, CbRun *slice);
 extern void cb_catalog_slice_totals(int64 run_id, CbSliceTotals *t);
 extern List *cb_catalog_sliced_runs(void);
 
@@ -599,6 +615,7 @@ extern bool cb_chunk_find_span(CbChunkState *cs, char **first, char **last,
 							   int64 *count);
 extern int	cb_chunk_split(CbChunkState *cs, int n, char ***bounds);
 extern void cb_chunk_retarget(CbChunkState *cs);
+extern bool cb_chunk_steal(CbChunkState *cs, const CbRun *run, CbRun *slice);
 extern void cb_chunk_set_span(CbChunkState *cs, const char *first, const char *last);
 extern void cb_chunk_validate_sql(const CbJob *job, Oid owner);
 extern void cb_chunk_validate_select(const char *job_name, const char *what,
@@ -631,6 +648,10 @@ extern bool cb_range_find_span(CbRange *r, Datum run_params, char **first,
 extern bool cb_range_count_is_span(const CbJob *job);
 extern int	cb_range_split(CbRange *r, Datum run_params, int n, char ***bounds,
 						   MemoryContext cxt);
+extern int64 cb_range_count_keys(CbRange *r, const char *lower, bool inclusive,
+								 const char *last);
+extern char *cb_range_nth_key(CbRange *r, const char *lower, bool inclusive,
+							  const char *last, int64 n, MemoryContext cxt);
 extern void cb_range_set_span(CbRange *r, const char *first, const char *last,
 							  MemoryContext cxt);
 
@@ -646,6 +667,7 @@ extern void cb_grouplock_release(CbRun *run);
 extern void cb_grouplock_wake_waiters(void);
 extern int	cb_grouplock_holder(const char *group);
 extern void cb_grouplock_lock_name(const char *group);
+extern void cb_grouplock_lock_steals(int64 run_id);
 
 /* throttle.c */
 extern bool cb_throttle_wait_once(CbSlot *slot, long timeout_ms);

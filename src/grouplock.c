@@ -136,3 +136,17 @@ cb_grouplock_wake_waiters(void)
 {
 	cb_slot_wake_group_waiters();
 }
+
+/*
+ * The workers of a run that take over parts of its slices (work stealing)
+ * go one at a time: a transaction lock of chunkbatch's own, per run.
+ */
+void
+cb_grouplock_lock_steals(int64 run_id)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (run_id >> 32), (uint32) run_id,
+						 CB_LOCKSPACE_STEAL);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+}

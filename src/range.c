@@ -808,3 +808,75 @@ cb_range_split(CbRange *r, Datum run_params, int n, char ***bounds,
 	}
 	return nbounds;
 }
+
+/*
+ * Work stealing: the keys after "lower" (from it on, if "inclusive") up to
+ * "last" (NULL: no end), as "FROM ... WHERE ..." with $1 and $2 their text
+ * forms.
+ */
+static char *
+range_between_sql(CbRange *r, bool inclusive, bool bounded)
+{
+	const CbJob *job = r->job;
+	const char *key = quote_identifier(job->range_key);
+	char	   *type = format_type_be_qualified(job->cursor_type);
+
+	return psprintf("FROM %s WHERE %s OPERATOR(pg_catalog.%s) $1::%s%s%s%s%s",
+					job->range_table, key, inclusive ? ">=" : ">", type,
+					bounded ? " AND " : "", bounded ? key : "",
+					bounded ? " OPERATOR(pg_catalog.<=) $2::" : "",
+					bounded ? type : "");
+}
+
+/*
+ * How many keys a slice has left (see range_between_sql), by an ordered
+ * scan of the key's index, inside the caller's SPI connection.
+ */
+int64
+cb_range_count_keys(CbRange *r, const char *lower, bool inclusive, const char *last)
+{
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		values[2] = {CStringGetTextDatum(lower), last ? CStringGetTextDatum(last) : (Datum) 0};
+	char		nulls[2] = {' ', last ? ' ' : 'n'};
+	int			nest = ordered_key_scans();
+	int			rc;
+	bool		isnull;
+	int64		n;
+
+	rc = SPI_execute_with_args(psprintf("SELECT pg_catalog.count(*) %s",
+										range_between_sql(r, inclusive, last != NULL)),
+							   2, argtypes, values, nulls, true, 1);
+	AtEOXact_GUC(true, nest);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "the key count failed: %s", SPI_result_code_string(rc));
+	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+									&isnull));
+	return n;
+}
+
+/* The key "n" keys into a slice's rest (n from 0), text form in cxt. */
+char *
+cb_range_nth_key(CbRange *r, const char *lower, bool inclusive, const char *last,
+				 int64 n, MemoryContext cxt)
+{
+	const char *key = quote_identifier(r->job->range_key);
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, INT8OID};
+	Datum		values[3] = {CStringGetTextDatum(lower),
+		last ? CStringGetTextDatum(last) : (Datum) 0, Int64GetDatum(n)};
+	char		nulls[3] = {' ', last ? ' ' : 'n', ' '};
+	int			nest = ordered_key_scans();
+	int			rc;
+	char	   *k;
+
+	rc = SPI_execute_with_args(psprintf("SELECT %s::text %s ORDER BY %s OFFSET $3 LIMIT 1",
+										key, range_between_sql(r, inclusive, last != NULL),
+										key),
+							   3, argtypes, values, nulls, true, 1);
+	AtEOXact_GUC(true, nest);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "the key search failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed != 1)
+		return NULL;
+	k = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	return k ? MemoryContextStrdup(cxt, k) : NULL;
+}

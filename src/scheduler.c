@@ -278,7 +278,8 @@ scheduler_take_requests(void)
 		PushActiveSnapshot(GetTransactionSnapshot());
 		for (i = 0; i < n; i++)
 			run_ids[i] = cb_catalog_insert_run(reqs[i].job_id, reqs[i].params,
-											reqs[i].queued_by, reqs[i].trigger);
+											reqs[i].queued_by, reqs[i].trigger,
+											reqs[i].parallel);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 	}

@@ -122,6 +122,7 @@ typedef struct CbRunRequest
 	int64		job_id;
 	Oid			queued_by;
 	char		trigger[NAMEDATALEN * 2];
+	int32		parallel;		/* 0: the job's */
 	pid_t		pid;			/* the caller's */
 	Latch	   *latch;
 	int64		run_id;
@@ -766,6 +767,7 @@ cb_requests_take(Oid dboid, CbRequestCopy *out)
 		out[n].job_id = req->job_id;
 		out[n].queued_by = req->queued_by;
 		strlcpy(out[n].trigger, req->trigger, sizeof(out[n].trigger));
+		out[n].parallel = req->parallel;
 		out[n].params = PointerGetDatum(params);
 		n++;
 	}
@@ -1226,7 +1228,7 @@ cb_slot_snapshot(Oid dboid, CbSlotView **views)
  */
 int
 cb_request_submit(Oid dboid, int64 job_id, Oid queued_by, const char *trigger,
-				  const void *params, int params_len)
+				  int32 parallel, const void *params, int params_len)
 {
 	int			i;
 
@@ -1244,6 +1246,7 @@ cb_request_submit(Oid dboid, int64 job_id, Oid queued_by, const char *trigger,
 		req->job_id = job_id;
 		req->queued_by = queued_by;
 		strlcpy(req->trigger, trigger, sizeof(req->trigger));
+		req->parallel = parallel;
 		req->pid = MyProcPid;
 		req->latch = MyLatch;
 		req->run_id = 0;

@@ -753,9 +753,11 @@ worker_split(CbRun *run, CbChunkState *cs)
 }
 
 /*
- * Take a slice of the run that no worker processes, into *slice, and aim
- * *cs at it; false if there is none (then *totals, if given, says how the
- * slices stand) or if that failed (*error).
+ * Take a slice of the run that no worker processes, or else the upper
+ * half of the biggest rest of one that another worker processes (work
+ * stealing), into *slice, and aim *cs at it; false if there is none (then
+ * *totals, if given, says how the slices stand) or if that failed
+ * (*error).
  */
 static bool
 worker_take_slice(CbRun *run, CbRun *slice, CbChunkState **cs,
@@ -766,6 +768,7 @@ worker_take_slice(CbRun *run, CbRun *slice, CbChunkState **cs,
 	int		   *pids = palloc(sizeof(int) * nslots);
 	int			npids = 0;
 	volatile bool taken = false;
+	volatile bool stolen = false;
 
 	(void) cb_slot_run_workers(MyDatabaseId, run->run_id, pids, nslots);
 	while (npids < nslots && pids[npids] != 0)
@@ -777,16 +780,13 @@ worker_take_slice(CbRun *run, CbRun *slice, CbChunkState **cs,
 		PushActiveSnapshot(GetTransactionSnapshot());
 		MemoryContextSwitchTo(RunContext);
 		taken = cb_catalog_slice_claim(run, pids, npids, slice);
+		if (*cs == NULL)
+			*cs = cb_chunk_begin(slice, RunContext);
 		if (taken)
-		{
-			/* Past its first cursor, a slice's first key is of no use. */
-			if (slice->range_first == NULL && slice->range_last != NULL)
-				slice->range_first = slice->cursor;
-			if (*cs == NULL)
-				*cs = cb_chunk_begin(slice, RunContext);
 			cb_chunk_retarget(*cs);
-		}
-		else if (totals != NULL)
+		else
+			taken = stolen = cb_chunk_steal(*cs, run, slice);
+		if (!taken && totals != NULL)
 			cb_catalog_slice_totals(run->run_id, totals);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
@@ -794,10 +794,15 @@ worker_take_slice(CbRun *run, CbRun *slice, CbChunkState **cs,
 	PG_CATCH();
 	{
 		*error = cb_catch_error(old, true, true);
-		taken = false;
+		taken = stolen = false;
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(old);
+	if (stolen)
+		ereport(LOG,
+				(errmsg("chunkbatch run %lld of job \"%s\": this worker takes over the keys after %s as slice %d",
+						(long long) run->run_id, run->job.job_name, slice->cursor,
+						slice->slice_no)));
 	return taken;
 }
 

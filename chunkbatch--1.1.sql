@@ -938,6 +938,7 @@ DECLARE
     hi          text;
     span_first  text;
     span_last   text;
+    bounds      text[];
     planner     text[] := ARRAY[pg_catalog.current_setting('enable_seqscan'),
                                 pg_catalog.current_setting('enable_sort'),
                                 pg_catalog.current_setting('enable_bitmapscan')];
@@ -1004,6 +1005,29 @@ BEGIN
                                 'strict $.** ? (@.type() == "object" && exists(@."Node Type"))."Node Type"') v)
                       OPERATOR(pg_catalog.||) pg_catalog.format(' on %s.%I', j.range_table, j.range_key);
             RETURN NEXT;
+            IF j.parallel OPERATOR(pg_catalog.>) 1 THEN
+                /* The slices, split at quantiles of the matching keys as a worker splits. */
+                EXECUTE pg_catalog.format(E'PREPARE %I (integer, %s, jsonb) AS SELECT (pg_catalog.percentile_disc(ARRAY(SELECT g::float8 OPERATOR(pg_catalog./) %s FROM pg_catalog.generate_series(1, %s) g)) WITHIN GROUP (ORDER BY k))::text[], pg_catalog.count(*) FROM (SELECT %I AS k FROM %s WHERE %I IS NOT NULL AND (\n%s\n) OFFSET 0) s',
+                                          stmt OPERATOR(pg_catalog.||) '_slices', j.cursor_type,
+                                          j.parallel, j.parallel OPERATOR(pg_catalog.-) 1,
+                                          j.range_key, j.range_table, j.range_key,
+                                          COALESCE(j.range_filter, 'true'));
+                EXECUTE pg_catalog.format('EXECUTE %I(%s, NULL, %L)', stmt OPERATOR(pg_catalog.||) '_slices',
+                                          j.batch_size, params) INTO bounds, n;
+                EXECUTE pg_catalog.format('DEALLOCATE %I', stmt OPERATOR(pg_catalog.||) '_slices');
+                n := CASE WHEN n OPERATOR(pg_catalog.>) 1
+                          THEN 1 OPERATOR(pg_catalog.+) (SELECT pg_catalog.count(DISTINCT b)
+                                                           FROM pg_catalog.unnest(bounds) b)
+                          ELSE 0 END;
+                item := 'slices';
+                detail := CASE WHEN n OPERATOR(pg_catalog.<) 2
+                               THEN pg_catalog.format('none: too few keys to split (parallel => %s)', j.parallel)
+                               ELSE pg_catalog.format('%s slices of about as many matching rows each (parallel => %s), split after the keys %s; each gets a worker as slots allow, and a worker without a slice takes over half the rest of the biggest',
+                                                      n, j.parallel,
+                                                      pg_catalog.array_to_string(ARRAY(SELECT u.b FROM pg_catalog.unnest(bounds) WITH ORDINALITY u(b, i) GROUP BY u.b ORDER BY pg_catalog.min(u.i)), ', '))
+                          END;
+                RETURN NEXT;
+            END IF;
         END IF;
 
         IF j.count_sql IS NOT NULL THEN
@@ -1190,6 +1214,11 @@ BEGIN
         END;
         BEGIN
             EXECUTE pg_catalog.format('DEALLOCATE %I', stmt OPERATOR(pg_catalog.||) '_span');
+        EXCEPTION WHEN invalid_sql_statement_name THEN
+            NULL;
+        END;
+        BEGIN
+            EXECUTE pg_catalog.format('DEALLOCATE %I', stmt OPERATOR(pg_catalog.||) '_slices');
         EXCEPTION WHEN invalid_sql_statement_name THEN
             NULL;
         END;

@@ -1,0 +1,66 @@
+--
+-- Parallel slices: the parallel setting and run argument (bad values, and
+-- jobs that are not in range mode, each a clear error that leaves the
+-- catalog as it was), what dry_run says of the slices, and a run split
+-- into slices: one runs row, every row processed once, the slices'
+-- checkpoints covering the keys, and the slices seen only by those who
+-- see the run.
+--
+SELECT wait_idle();
+
+CREATE TABLE cb_par (id bigint PRIMARY KEY, v int NOT NULL DEFAULT 0, n int NOT NULL DEFAULT 0);
+INSERT INTO cb_par (id) SELECT g * 2 FROM generate_series(1, 3000) g;
+UPDATE cb_par SET v = 1 WHERE id % 3 = 0;
+GRANT SELECT ON cb_par TO regress_cb_other;
+
+SELECT chunkbatch.create_update('regress_par', 'cb_par', 'v = 1, n = n + 1', 'v = 0',
+    batch_size => 400, parallel => 3) > 0 AS created;
+SELECT chunkbatch.create_job('regress_par_keyset', 'SELECT 1 WHERE false', batch_size => 10) > 0 AS created;
+SELECT job_name, parallel FROM chunkbatch.jobs WHERE job_name LIKE 'regress\_par%' ORDER BY 1;
+
+SELECT catalog_digest() AS before \gset
+SELECT expect_error($$SELECT chunkbatch.create_update('regress_x', 'cb_par', 'n = 1', 'true', parallel => 0)$$);
+SELECT expect_error($$SELECT chunkbatch.create_update('regress_x', 'cb_par', 'n = 1', 'true', parallel => 65)$$);
+SELECT expect_error($$SELECT chunkbatch.create_job('regress_x', 'SELECT 1', parallel => 2)$$);
+SELECT expect_error($$SELECT chunkbatch.alter_job('regress_par', parallel => -1)$$);
+SELECT expect_error($$SELECT chunkbatch.alter_job('regress_par_keyset', parallel => 4)$$);
+SELECT expect_error($$SELECT chunkbatch.run('regress_par', parallel => 0)$$);
+SELECT expect_error($$SELECT chunkbatch.run('regress_par_keyset', parallel => 2)$$);
+SELECT catalog_digest() = :'before' AS unchanged;
+
+-- parallel => 1 is no slices, for any job
+SELECT chunkbatch.run('regress_par_keyset', wait => true, parallel => 1) > 0 AS ran;
+
+SELECT item, detail FROM chunkbatch.dry_run('regress_par') WHERE item = 'slices';
+
+-- a run of three slices: one runs row; every matching row once (no slice
+-- has two chunks' worth of keys left when another is done: no stealing)
+SELECT chunkbatch.run('regress_par', wait => true) AS run_id \gset
+SELECT state, rows_done, parallel FROM chunkbatch.runs WHERE run_id = :run_id;
+SELECT count(*) AS runs FROM chunkbatch.runs WHERE job_name = 'regress_par';
+SELECT n, count(*) FROM cb_par GROUP BY n ORDER BY n;
+SELECT count(*) AS slices, count(*) FILTER (WHERE state = 'done') AS done,
+       sum(rows_done) AS rows_done
+  FROM chunkbatch.slices WHERE run_id = :run_id;
+-- the first slice begins at the first matching key; each other begins
+-- after the last key of the one before it; the last ends at the last one
+SELECT slice_no, state, range_first, range_last, cursor, rows_done
+  FROM chunkbatch.slices WHERE run_id = :run_id ORDER BY slice_no;
+SELECT count(*) AS slice_rows FROM chunkbatch.slice_status WHERE run_id = :run_id;
+
+-- a run of one slice, asked for by run(): no slices, one worker
+UPDATE cb_par SET v = 0 WHERE id <= 600;
+SELECT chunkbatch.run('regress_par', wait => true, parallel => 1) AS run1 \gset
+SELECT state, rows_done, parallel FROM chunkbatch.runs WHERE run_id = :run1;
+SELECT count(*) AS slices FROM chunkbatch.slices WHERE run_id = :run1;
+
+-- another role sees neither the run nor its slices
+SET ROLE regress_cb_other;
+SELECT count(*) AS runs_seen FROM chunkbatch.runs WHERE run_id = :run_id;
+SELECT count(*) AS slices_seen FROM chunkbatch.slices WHERE run_id = :run_id;
+SELECT count(*) AS slice_status_seen FROM chunkbatch.slice_status WHERE run_id = :run_id;
+RESET ROLE;
+
+SELECT chunkbatch.drop_job('regress_par');
+SELECT chunkbatch.drop_job('regress_par_keyset');
+DROP TABLE cb_par;

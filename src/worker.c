@@ -862,17 +862,24 @@ worker_slices(CbRun *run, MemoryContext chunk_ctx, TimestampTz began,
 			return;
 		if (!worker_take_slice(run, slice, &cs, own ? &totals : NULL, &out->error))
 		{
-			if (own && out->error == NULL && totals.failed > 0)
-				out->stop = CB_STOP_RUN;	/* a helper's slice failed */
-			else if (own && out->error == NULL && totals.open > 0)
+			/* A lock timeout or deadlock while taking a slice: try later. */
+			bool		retry = (out->error != NULL &&
+								 cb_chunk_error_is_transient(out->error));
+
+			if (retry || (own && out->error == NULL && totals.failed == 0 &&
+						  totals.open > 0))
 			{
+				if (!own)
+					return;		/* a helper leaves; another may come */
 				/* The run's worker waits for the slices of its helpers. */
+				out->error = NULL;
 				cb_slot_set_phase(MySlot, CB_PHASE_SLEEPING);
 				(void) cb_throttle_wait_once(MySlot, 1000L);
 				continue;
 			}
-			else
-				out->done = (out->error == NULL);
+			if (own && out->error == NULL && totals.failed > 0)
+				out->stop = CB_STOP_RUN;	/* a helper's slice failed */
+			out->done = (out->error == NULL && out->stop == CB_GO);
 			return;
 		}
 		cb_current_run = slice;

@@ -251,11 +251,11 @@ SELECT chunkbatch.create_update('steal', 't_steal', 'n = n + 1 + slow_row(id), w
 # 3. SIGKILL of a worker of the run at random moments.
 # ---------------------------------------------------------------------------
 {
-	my $rows = 24000;
+	my $rows = 16000;
 	$node->sql(
 		q{CREATE TABLE t_kill (id bigint PRIMARY KEY, r int NOT NULL, n int NOT NULL DEFAULT 0, w int);
 SELECT chunkbatch.create_update('kill', 't_kill', 'n = n + 1, w = pg_backend_pid()',
-                                'r = ($3->>''r'')::int', batch_size => 400, sleep_ms => 40);},
+                                'r = ($3->>''r'')::int', batch_size => 400, sleep_ms => 150);},
 		role => 'app');
 	my $target = 10;
 	my ($landed, $sent, $helper_kills, $own_kills) = (0, 0, 0, 0);

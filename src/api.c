@@ -861,9 +861,10 @@ chunkbatch_wait(PG_FUNCTION_ARGS)
 }
 
 /*
- * Flag the worker that executes the run, if any, to cancel or to pause at
- * its next chunk boundary, and wake it; a cancel also cancels the chunk in
- * progress.  Returns false if no worker has the run.
+ * Flag the workers that execute the run, if any, to cancel or to pause at
+ * their next chunk boundary, and wake them; a cancel also cancels the
+ * chunk in progress.  Returns false if no worker of its own has the run
+ * (helpers with its slices stop when that worker is gone).
  */
 static bool
 signal_run_worker(int64 run_id, bool cancel)

@@ -501,8 +501,9 @@ scheduler_start_runs(bool all_paused, bool *queued)
  * Runs with parallel > 1 get helpers for their slices from the slots that
  * queued runs left free, one slot at a time per run in run order, within
  * the owner's share: a run gets fewer workers than slices when slots are
- * short, and more join as slots free.  A run whose own worker is gone gets
- * none (its helpers stop; it resumes as interrupted).
+ * short, and more join as slots free.  A run whose own worker is gone, or
+ * stops the run, gets none (its helpers stop; a run whose own worker is
+ * gone resumes as interrupted).
  */
 static void
 scheduler_start_slices(bool all_paused)
@@ -526,6 +527,7 @@ scheduler_start_slices(bool all_paused)
 			int			workers = cb_slot_run_workers(MyDb, ref->run_id, &pid, 1);
 
 			if (workers == 0 || workers >= ref->workers_wanted ||
+				!cb_slot_run_wants_helpers(MyDb, ref->run_id) ||
 				!scheduler_fair_share(ref, &limits))
 				continue;
 			if (!scheduler_launch(ref, true))

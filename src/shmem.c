@@ -995,6 +995,34 @@ cb_slot_run_stopping(CbSlot *slot)
 	return stop;
 }
 
+/*
+ * May the run get one more helper?  Only while its own worker executes it
+ * and does not stop it (see cb_slot_run_stopping).
+ */
+bool
+cb_slot_run_wants_helpers(Oid dboid, int64 run_id)
+{
+	bool		wants = false;
+	int			i;
+
+	LWLockAcquire(cb_shared->lock, LW_SHARED);
+	for (i = 0; i < cb_shared->nslots; i++)
+	{
+		CbSlot	   *slot = &cb_shared->slots[i];
+
+		if (slot->state != CB_SLOT_RUNNING || slot->slice || slot->pid == 0 ||
+			slot->dboid != dboid || slot->run_id != run_id)
+			continue;
+		SpinLockAcquire(&slot->mutex);
+		wants = !(slot->stopping || slot->slice_failed || slot->cancel_requested ||
+				  slot->pause_requested);
+		SpinLockRelease(&slot->mutex);
+		break;
+	}
+	LWLockRelease(cb_shared->lock);
+	return wants;
+}
+
 /* The run's own worker stops the run: wake its helpers, which stop too. */
 void
 cb_slot_set_stopping(CbSlot *slot)
@@ -1085,9 +1113,10 @@ cb_slot_wake_group_waiters(void)
  */
 
 /*
- * Flag the worker that executes the run, if any, to cancel or to pause at
- * its next chunk boundary, and wake it; a cancel also cancels the chunk in
- * progress.  Returns false if no worker has the run.
+ * Flag the workers that execute the run, if any, to cancel or to pause at
+ * their next chunk boundary, and wake them; a cancel also cancels the
+ * chunk in progress.  Returns false if the run has no worker of its own
+ * (helpers with its slices do not end a run).
  */
 bool
 cb_slot_signal_run(Oid dboid, int64 run_id, bool cancel)
@@ -1117,7 +1146,7 @@ cb_slot_signal_run(Oid dboid, int64 run_id, bool cancel)
 			SetLatch(slot->latch);
 		if (cancel && slot->pid != 0 && phase == CB_PHASE_CHUNK)
 			(void) kill(slot->pid, SIGINT);
-		found = true;
+		found |= !slot->slice;
 	}
 	LWLockRelease(cb_shared->lock);
 	return found;

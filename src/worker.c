@@ -182,7 +182,11 @@ worker_stop(CbRun *run, CbStop why)
 		case CB_STOP_RUNTIME:
 			worker_end_run(run, CB_RUN_STOPPED, NULL, "max_runtime");
 			break;
-		case CB_STOP_RUN:		/* ended by worker_coordinate */
+		case CB_STOP_RUN:
+			/* a helper said its slice failed, and none did: resume */
+			worker_end_run(run, CB_RUN_INTERRUPTED, NULL,
+						   "a worker of its slices stopped");
+			break;
 		case CB_GO:
 			break;
 	}
@@ -249,8 +253,11 @@ worker_fail(CbRun *run, ErrorData *edata, TimestampTz began)
 {
 	CbStop		stop = worker_should_stop(run, began);
 
-	/* max_runtime ends a run that only meets transient errors: stopped. */
-	if (stop != CB_GO &&
+	/*
+	 * max_runtime ends a run that only meets transient errors: stopped.  A
+	 * failed slice (CB_STOP_RUN) is what fails the run.
+	 */
+	if (stop != CB_GO && stop != CB_STOP_RUN &&
 		(stop != CB_STOP_RUNTIME || cb_chunk_error_is_transient(edata)))
 	{
 		worker_stop(run, stop);

@@ -3,40 +3,44 @@
 # Parallel slices: a range-mode run with parallel => N is one run whose
 # keys are split into slices, each with its own checkpoint and worker.
 #
-# - parallel => 4 (a job setting) over 200,000 rows: four workers are seen
-#   working on four slices at once (chunkbatch.slice_status, with the run's
-#   own worker and three helpers in pg_stat_activity); status_detail shows
-#   4 slices and the workers, chunkbatch.status one line 'running xN'; every
-#   row is processed exactly once (a per-row counter); there is one runs
-#   row, whose rows_done and chunks_done are the sums of its slices; each
+# - parallel => 4 (a job setting) over 200,000 rows: four live workers are
+#   seen on four slices at once (chunkbatch.slice_status; the run's own
+#   worker and three helpers in pg_stat_activity); status_detail shows 4
+#   slices and the workers, chunkbatch.status one line 'running xN'; every
+#   row is processed exactly once (a per-row counter that the filter does
+#   not look at, so a key done twice would show); there is one runs row,
+#   whose rows_done and chunks_done are the sums of its slices; each
 #   slice's rows_done is exactly the number of keys of its range;
 # - work stealing: with all matching rows in the last quarter of the key
-#   space, the slices fall in that quarter and more than one worker
+#   space, the 4 slices fall in that quarter and more than one worker
 #   processes it; with the rows of the last quarter slow to process
-#   (run_and_wait(..., parallel => 4)), the workers that finish early take
-#   over the upper half of the rest of a running slice as new slices
-#   (slice_no >= 4, server log), the slow quarter is processed by more than
-#   one worker, and every row exactly once;
-# - pause stops every worker at its chunk boundary (no chunk starts after
-#   the pause, at most one per worker just as it came), leaves no live
-#   worker and no running slice, and nothing moves while paused; resume
-#   continues each slice from its own checkpoint to every row exactly once;
-#   cancel ends the run and all its workers;
-# - a slice that fails (an error for one row) fails the run with its
-#   SQLSTATE and stops the other slices, which keep their checkpoints;
-#   after the cause is fixed, resume reopens the failed slice and finishes
-#   every row exactly once;
-# - SIGKILL of a worker of a run (alternately one of its helpers and its own
-#   worker, at random moments, 10 kills over runs queued with
-#   run(..., parallel => 4)): the server restarts, the runs resume by
-#   themselves and succeed, every row is processed exactly once, each slice's
-#   rows_done equals the keys of its range, and killed slices were taken
-#   again by new workers (from their checkpoints);
+#   (run_and_wait(..., parallel => 4) on a job with parallel 1), the
+#   workers that finish early take over the upper half of the rest of a
+#   running slice as new slices (slice_no >= 4, server log), the slow
+#   quarter is processed by more than one worker, every row exactly once;
+# - SIGKILL of a worker of a run (alternately one of its helpers and its
+#   own worker, at random moments, 10 kills over runs queued with
+#   run(..., parallel => 4) and a filter on the run's parameters): the
+#   server restarts, the runs resume by themselves and succeed, every row
+#   is processed exactly once, each slice's rows_done equals the keys of
+#   its range, and killed slices were taken again by new workers;
+# - pause: the run is paused within 5 s (chunks take 0.15 s), no chunk
+#   begins after the pause (at most one per worker as the pause came), no
+#   worker and no running slice is left, nothing moves while paused;
+#   resume continues each slice right after its own checkpoint, by several
+#   workers, to every row exactly once; without a range_filter the last
+#   slice has no end; cancel ends the run within 5 s with all its workers,
+#   no row done twice;
 # - with chunkbatch.max_workers = 2 (a restart), a parallel => 4 run of one
 #   role gets one worker (max_workers_per_role defaults to max_workers - 1)
-#   and still finishes every row exactly once, while another role's run
+#   that processes all 4 slices, exactly once, while another role's run
 #   starts and ends meanwhile; with max_workers_per_role = 2 a parallel
-#   => 4 run uses 2 workers at most, and finishes.
+#   => 4 run uses 2 workers at most, and finishes;
+# - a slice that fails (an error for one row, in a slice a helper takes)
+#   fails the run with its SQLSTATE and error, stops the other slices
+#   (pending, checkpoints kept), leaves no worker and never passes through
+#   'interrupted'; after the cause is fixed, resume reopens the failed
+#   slice and finishes every row exactly once.
 #
 # Set CHUNKBATCH_PARALLEL_SEED to replay the random kill moments.
 use strict;
@@ -576,6 +580,12 @@ SELECT chunkbatch.create_update('fail4', 't_fail', 'n = n + 1 + check_row(id), w
 			qr/chunkbatch run $run of job "fail4" failed in chunk \d+ of slice $bad: row 10100 is bad/,
 			$log_offset),
 		'fail: the server log names the slice');
+	my $log = slurp_file($node->logfile, $log_offset);
+	my ($own) = $log =~ /\[(\d+)\] LOG:  chunkbatch run $run of job "fail4" is split/;
+	my ($failer) = $log =~ /\[(\d+)\] LOG:  chunkbatch run $run of job "fail4" failed in chunk/;
+	note sprintf('fail: slice %s failed in %s (pid %s; the run\'s own worker is %s)',
+		$bad, (($failer // '') eq ($own // '') ? 'the run\'s own worker' : 'a helper'),
+		$failer // '?', $own // '?');
 	is($node->sql(q{SELECT n FROM t_fail WHERE id = 10100}), '0', 'fail: the bad row is untouched');
 	like(
 		$node->sql(q{SELECT count(*) FILTER (WHERE n = 1) || '|' || count(*) FILTER (WHERE n > 1) FROM t_fail}),

@@ -1239,7 +1239,7 @@ cb_catalog_finish_run(const CbRun *run, CbRunState state, ErrorData *edata,
 					 " finished_at = CASE WHEN $2 IN %s THEN NULL"
 					 " ELSE pg_catalog.clock_timestamp() END,"
 					 " worker_pid = NULL, sqlstate = $3, error = $4, error_detail = $5,"
-					 " error_chunk = $6, retries = $7, reason = $8,"
+					 " error_chunk = $6, retries = COALESCE(t.retries, $7), reason = $8,"
 					 " start_attempts = CASE WHEN $2 IN %s THEN 0"
 					 " ELSE start_attempts END,"
 	/* a run with slices: the sums of its slices */
@@ -1248,14 +1248,17 @@ cb_catalog_finish_run(const CbRun *run, CbRunState state, ErrorData *edata,
 					 " avg_chunk_ms = COALESCE(t.avg_chunk_ms, r.avg_chunk_ms),"
 					 " max_chunk_ms = COALESCE(t.max_chunk_ms, r.max_chunk_ms),"
 					 " dead_letters = COALESCE(t.dead_letters, r.dead_letters),"
-					 " lock_waiters_seen = COALESCE(t.lock_waiters_seen, r.lock_waiters_seen)"
+					 " lock_waiters_seen = COALESCE(t.lock_waiters_seen, r.lock_waiters_seen),"
+					 " last_chunk_at = COALESCE(t.last_chunk_at, r.last_chunk_at)"
 					 " FROM (SELECT pg_catalog.sum(s.rows_done)::bigint AS rows_done,"
 					 "   pg_catalog.sum(s.chunks_done)::bigint AS chunks_done,"
 					 "   pg_catalog.sum(s.avg_chunk_ms OPERATOR(pg_catalog.*) s.chunks_done)"
 					 "     OPERATOR(pg_catalog./) NULLIF(pg_catalog.sum(s.chunks_done), 0) AS avg_chunk_ms,"
 					 "   pg_catalog.max(s.max_chunk_ms) AS max_chunk_ms,"
 					 "   pg_catalog.sum(s.dead_letters)::bigint AS dead_letters,"
-					 "   pg_catalog.sum(s.lock_waiters_seen)::bigint AS lock_waiters_seen"
+					 "   pg_catalog.sum(s.lock_waiters_seen)::bigint AS lock_waiters_seen,"
+					 "   pg_catalog.sum(s.retries)::integer AS retries,"
+					 "   pg_catalog.max(s.last_chunk_at) AS last_chunk_at"
 					 "   FROM chunkbatch.slices s WHERE s.run_id OPERATOR(pg_catalog.=) $1) t"
 					 " WHERE r.run_id OPERATOR(pg_catalog.=) $1",
 					 cb_run_states_sql(resumes), cb_run_states_sql(resumes)),

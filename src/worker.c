@@ -46,6 +46,7 @@ static CbSlot *MySlot = NULL;
 static CbPhase MyPhase = CB_PHASE_STARTING;	/* as last published */
 static MemoryContext RunContext = NULL;	/* lives as long as the run */
 static bool MySliced = false;	/* the run's chunks are in slices */
+static ErrorContextCallback MyErrorContext;	/* see worker_error_context() */
 
 /* Slot release at exit; a worker that never connected reports that. */
 static void
@@ -86,6 +87,10 @@ worker_error_context(void *arg)
 
 	if (run->job.job_name == NULL)
 		errcontext("chunkbatch run %lld", (long long) run->run_id);
+	else if (MyPhase == CB_PHASE_CHUNK && run->slice_no >= 0)
+		errcontext("chunkbatch run %lld, chunk %lld of slice %d of job \"%s\"",
+				   (long long) run->run_id, (long long) run->chunks_done + 1,
+				   run->slice_no, run->job.job_name);
 	else if (MyPhase == CB_PHASE_CHUNK)
 		errcontext("chunkbatch run %lld, chunk %lld of job \"%s\"",
 				   (long long) run->run_id, (long long) run->chunks_done + 1,
@@ -890,7 +895,9 @@ worker_slices(CbRun *run, MemoryContext chunk_ctx, TimestampTz began,
 			return;
 		}
 		cb_current_run = slice;
+		MyErrorContext.arg = (void *) slice;
 		worker_chunks(slice, cs, chunk_ctx, began, out);
+		MyErrorContext.arg = (void *) run;
 		cb_current_run = run;
 		if (!out->done)
 		{
@@ -996,7 +1003,9 @@ worker_help(CbRun *run, MemoryContext chunk_ctx, TimestampTz began)
 			 (long long) run->run_id, run->job.job_name);
 	pgstat_report_appname(appname);
 	cb_slot_start_progress(MySlot, 0, 0, run->batch_size);
-	worker_slices(run, chunk_ctx, began, false, &out);
+	/* Its throttles hold a helper before its first chunk too. */
+	if (worker_gate(run, &out.error))
+		worker_slices(run, chunk_ctx, began, false, &out);
 }
 
 void
@@ -1009,7 +1018,6 @@ chunkbatch_worker_main(Datum main_arg)
 	MemoryContext chunk_ctx;
 	TimestampTz began = GetCurrentTimestamp();
 	ErrorData  *error;
-	ErrorContextCallback errcb;
 
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
 	pqsignal(SIGTERM, cb_worker_sigterm);
@@ -1036,10 +1044,10 @@ chunkbatch_worker_main(Datum main_arg)
 	RunContext = run_ctx;
 	memset(&run, 0, sizeof(run));
 	run.run_id = args.run_id;
-	errcb.callback = worker_error_context;
-	errcb.arg = (void *) &run;
-	errcb.previous = error_context_stack;
-	error_context_stack = &errcb;
+	MyErrorContext.callback = worker_error_context;
+	MyErrorContext.arg = (void *) &run;
+	MyErrorContext.previous = error_context_stack;
+	error_context_stack = &MyErrorContext;
 	if (args.slice)
 	{
 		worker_help(&run, chunk_ctx, began);

@@ -144,8 +144,6 @@ CREATE POLICY slices_visible ON chunkbatch.slices FOR SELECT
                     WHERE r.run_id OPERATOR(pg_catalog.=) slices.run_id));
 REVOKE ALL ON chunkbatch.slices FROM PUBLIC;
 GRANT SELECT ON chunkbatch.slices TO PUBLIC;
-/* Dumped with the runs: a restored run resumes each slice from its checkpoint. */
-SELECT pg_catalog.pg_extension_config_dump('chunkbatch.slices', '');
 
 /*
  * Owners are kept by name (owner) and by OID (owner_oid, what privileges
@@ -202,6 +200,8 @@ SELECT pg_catalog.pg_extension_config_dump('chunkbatch.jobs_job_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('chunkbatch.runs', '');
 SELECT pg_catalog.pg_extension_config_dump('chunkbatch.runs_run_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('chunkbatch.dead_letters', '');
+/* Dumped with the runs: a restored run resumes each slice from its checkpoint. */
+SELECT pg_catalog.pg_extension_config_dump('chunkbatch.slices', '');
 
 /*
  * The emergency stop of the whole cluster: running runs hold at their next

@@ -61,6 +61,37 @@ SELECT count(*) AS slices_seen FROM chunkbatch.slices WHERE run_id = :run_id;
 SELECT count(*) AS slice_status_seen FROM chunkbatch.slice_status WHERE run_id = :run_id;
 RESET ROLE;
 
+-- a failing slice fails the run; its range_filter cannot change while it
+-- is not over (the slices were split by the keys the filter matched), its
+-- statement can; resume() then finishes every row once
+CREATE TABLE cb_par_flag (bad boolean NOT NULL);
+INSERT INTO cb_par_flag VALUES (true);
+CREATE FUNCTION cb_par_check(k bigint) RETURNS int LANGUAGE plpgsql AS $$
+BEGIN
+    IF k = 3000 AND (SELECT bad FROM cb_par_flag) THEN
+        RAISE EXCEPTION 'key % is bad', k USING ERRCODE = 'U0001';
+    END IF;
+    RETURN 0;
+END $$;
+UPDATE cb_par SET v = 0, n = 0;
+SELECT chunkbatch.create_update('regress_par_fail', 'cb_par', 'v = 1, n = n + 1 + cb_par_check(id)',
+    'v = 0', batch_size => 400, parallel => 2) > 0 AS created;
+SELECT chunkbatch.run('regress_par_fail') AS run2 \gset
+SELECT chunkbatch.wait(:run2);
+SELECT state, sqlstate, error FROM chunkbatch.runs WHERE run_id = :run2;
+SELECT slice_no, state, sqlstate, error FROM chunkbatch.slices
+ WHERE run_id = :run2 AND state = 'failed';
+SELECT expect_error($$SELECT chunkbatch.alter_job('regress_par_fail', range_filter => 'v < 1')$$);
+SELECT chunkbatch.alter_job('regress_par_fail', chunk_sql => replace(chunk_sql, 'n = n + 1', 'n = n + 1 '))
+  FROM chunkbatch.jobs WHERE job_name = 'regress_par_fail';
+UPDATE cb_par_flag SET bad = false;
+SELECT chunkbatch.resume(:run2);
+SELECT chunkbatch.wait(:run2);
+SELECT state, rows_done, sqlstate FROM chunkbatch.runs WHERE run_id = :run2;
+SELECT n, count(*) FROM cb_par GROUP BY n ORDER BY n;
+
+SELECT chunkbatch.drop_job('regress_par_fail');
 SELECT chunkbatch.drop_job('regress_par');
 SELECT chunkbatch.drop_job('regress_par_keyset');
-DROP TABLE cb_par;
+DROP TABLE cb_par, cb_par_flag;
+DROP FUNCTION cb_par_check(bigint);

@@ -451,9 +451,16 @@ chunkbatch_alter_job(PG_FUNCTION_ARGS)
 	if (validate)
 		validate_selects(&job);
 	cb_catalog_update_job(&job);
-	if (str_differs(job.range_filter, old.range_filter) ||
-		str_differs(job.chunk_sql, old.chunk_sql))
-		cb_catalog_clear_spans(job.job_id);
+	if ((str_differs(job.range_filter, old.range_filter) ||
+		 str_differs(job.chunk_sql, old.chunk_sql)) &&
+		cb_catalog_clear_spans(job.job_id) &&
+		str_differs(job.range_filter, old.range_filter))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot change the range_filter of job \"%s\" while a run of it with slices is not over",
+						name),
+				 errdetail("The slices of that run were split by the keys the old filter matched."),
+				 errhint("Cancel the run or let it finish first.")));
 	PG_RETURN_VOID();
 }
 

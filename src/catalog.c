@@ -882,24 +882,35 @@ cb_catalog_mark_started(int64 run_id)
 /*
  * The checkpoint of a slice (see cb_catalog_checkpoint: the same values,
  * the last one replaced by the slice's number), in its slice's row: the
- * run's row is not written, so that slices never wait for each other.
- * The last chunk of a slice marks it done.
+ * run's row is not written (but by the first chunk of the run's own
+ * worker), so that slices never wait for each other.  The last chunk of a
+ * slice marks it done.  *slice_end: the slice's end, as committed.
  */
 static TimestampTz
-slice_checkpoint(const CbRun *run, Datum *values, char *nulls)
+slice_checkpoint(const CbRun *run, Datum *values, char *nulls, char **slice_end)
 {
 	static SPIPlanPtr plan = NULL;
 	CbAsOwner	s;
-	Oid			types[12] = {INT8OID, TEXTOID, INT8OID, INT8OID, INT4OID,
-	FLOAT8OID, FLOAT8OID, BOOLOID, INT4OID, INT8OID, INT8OID, INT4OID};
+	Oid			types[13] = {INT8OID, TEXTOID, INT8OID, INT8OID, INT4OID,
+	FLOAT8OID, FLOAT8OID, BOOLOID, INT4OID, INT8OID, INT8OID, INT4OID, BOOLOID};
+	Datum		v[13];
+	char		n[13];
+	MemoryContext mcxt = CurrentMemoryContext;
 	TimestampTz altered_at;
 
-	values[11] = Int32GetDatum(run->slice_no);
+	memcpy(v, values, sizeof(Datum) * 12);
+	memcpy(n, nulls, 12);
+	v[11] = Int32GetDatum(run->slice_no);
+	v[12] = BoolGetDatum(run->start_attempts > 0);
+	n[11] = n[12] = ' ';
 	cb_catalog_enter(&s);
-	/* The run's start_attempts counts its workers' starts without a chunk. */
+	/*
+	 * The run's start_attempts counts the starts of its own worker without a
+	 * chunk: that worker's first chunk sets it back to 0 (run_attempts > 0).
+	 */
 	cb_exec_saved(&plan,
 				  "WITH z AS (UPDATE chunkbatch.runs SET start_attempts = 0"
-				  "   WHERE run_id OPERATOR(pg_catalog.=) $1"
+				  "   WHERE run_id OPERATOR(pg_catalog.=) $1 AND $13"
 				  "   AND start_attempts OPERATOR(pg_catalog.<>) 0)"
 				  " UPDATE chunkbatch.slices s SET cursor = $2,"
 				  " rows_done = $3, chunks_done = $4, batch_size = $5,"
@@ -913,12 +924,15 @@ slice_checkpoint(const CbRun *run, Datum *values, char *nulls)
 				  " AND s.slice_no OPERATOR(pg_catalog.=) $12"
 				  " AND r.run_id OPERATOR(pg_catalog.=) $1"
 				  " AND j.job_id OPERATOR(pg_catalog.=) r.job_id"
-				  " RETURNING COALESCE(j.altered_at, j.created_at)",
-				  12, types, values, nulls, SPI_OK_UPDATE_RETURNING);
+				  " RETURNING COALESCE(j.altered_at, j.created_at), s.range_last",
+				  13, types, v, n, SPI_OK_UPDATE_RETURNING);
 	if (SPI_processed != 1)
 		elog(ERROR, "could not write checkpoint of slice %d of run %lld",
 			 run->slice_no, (long long) run->run_id);
 	altered_at = DatumGetTimestampTz(col_datum(0, 1));
+	*slice_end = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	if (*slice_end != NULL)
+		*slice_end = MemoryContextStrdup(mcxt, *slice_end);
 	cb_catalog_leave(&s);
 	return altered_at;
 }
@@ -928,7 +942,7 @@ slice_checkpoint(const CbRun *run, Datum *values, char *nulls)
  * was the run's last, the run succeeds in the same transaction.
  */
 TimestampTz
-cb_catalog_checkpoint(const CbRun *run, const CbCheckpoint *cp)
+cb_catalog_checkpoint(const CbRun *run, CbCheckpoint *cp)
 {
 	CbAsOwner	s;
 	Oid			types[12] = {INT8OID, TEXTOID, INT8OID, INT8OID, INT4OID,
@@ -952,7 +966,7 @@ cb_catalog_checkpoint(const CbRun *run, const CbCheckpoint *cp)
 	values[10] = Int64GetDatum(cp->lock_waiters_seen);
 	values[11] = Float8GetDatum(cp->last_chunk_ms);
 	if (run->slice_no >= 0)
-		return slice_checkpoint(run, values, nulls);
+		return slice_checkpoint(run, values, nulls, &cp->slice_end);
 
 	cb_catalog_enter(&s);
 	if (checkpoint_plan == NULL)
@@ -1131,14 +1145,17 @@ cb_catalog_set_span(const CbRun *run, const char *first, const char *last)
 /*
  * The job's range_filter or statement changed: the spans of its runs that
  * are not over (or may be resumed) no longer bound what they must process;
- * from their next start they go on over the whole key.
+ * from their next start they go on over the whole key.  Returns true if
+ * one of them has slices (whose bounds come from the old ones).
  */
-void
+bool
 cb_catalog_clear_spans(int64 job_id)
 {
 	CbAsOwner	s;
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(job_id)};
+	bool		sliced = false;
+	uint64		i;
 
 	cb_catalog_enter(&s);
 	/*
@@ -1146,11 +1163,16 @@ cb_catalog_clear_spans(int64 job_id)
 	 * recorded after this transaction's snapshot then makes it fail with a
 	 * serialization error instead of being missed.
 	 */
-	cb_exec(psprintf("UPDATE chunkbatch.runs SET range_first = NULL, range_last = NULL"
-					 " WHERE job_id OPERATOR(pg_catalog.=) $1 AND state IN %s",
+	cb_exec(psprintf("UPDATE chunkbatch.runs r SET range_first = NULL, range_last = NULL"
+					 " WHERE job_id OPERATOR(pg_catalog.=) $1 AND state IN %s"
+					 " RETURNING EXISTS (SELECT 1 FROM chunkbatch.slices s"
+					 "   WHERE s.run_id OPERATOR(pg_catalog.=) r.run_id)",
 					 cb_run_states_sql(CB_STATES_LIVE | CB_STATES_RESUMABLE)),
-			1, types, values, NULL, SPI_OK_UPDATE);
+			1, types, values, NULL, SPI_OK_UPDATE_RETURNING);
+	for (i = 0; i < SPI_processed && !sliced; i++)
+		sliced = DatumGetBool(col_datum(i, 1));
 	cb_catalog_leave(&s);
+	return sliced;
 }
 
 /*
@@ -1854,8 +1876,10 @@ cb_catalog_slices_exist(int64 run_id)
  * Split the run into n slices: bounds[0] is the first key of the first
  * slice, bounds[i] the last key of slice i - 1 and the first cursor of
  * slice i; "last" is the last key of the last slice (NULL: no end).
+ * False, and no slices, if the job's filter or statement changed since
+ * the run's worker read them (the bounds were found with the old ones).
  */
-void
+bool
 cb_catalog_slices_create(const CbRun *run, char **bounds, int n, const char *last)
 {
 	CbAsOwner	s;
@@ -1863,6 +1887,9 @@ cb_catalog_slices_create(const CbRun *run, char **bounds, int n, const char *las
 	Datum		values[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
 	Datum	   *elems = palloc(sizeof(Datum) * n);
+	Oid			jtypes[3] = {INT8OID, TEXTOID, TEXTOID};
+	Datum		jvalues[3];
+	char		jnulls[3] = {' ', ' ', ' '};
 	int			i;
 
 	for (i = 0; i < n; i++)
@@ -1873,6 +1900,20 @@ cb_catalog_slices_create(const CbRun *run, char **bounds, int n, const char *las
 	nulls[2] = last ? ' ' : 'n';
 	values[3] = Int32GetDatum(run->batch_size);
 	cb_catalog_enter(&s);
+	/* As for the span: only while the job's filter and statement are the same. */
+	jvalues[0] = Int64GetDatum(run->job.job_id);
+	jvalues[1] = run->job.range_filter ? CStringGetTextDatum(run->job.range_filter) : (Datum) 0;
+	jnulls[1] = run->job.range_filter ? ' ' : 'n';
+	jvalues[2] = CStringGetTextDatum(run->job.chunk_sql);
+	cb_exec("SELECT FROM chunkbatch.jobs WHERE job_id OPERATOR(pg_catalog.=) $1"
+			" AND range_filter IS NOT DISTINCT FROM $2"
+			" AND chunk_sql OPERATOR(pg_catalog.=) $3 FOR SHARE",
+			3, jtypes, jvalues, jnulls, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+	{
+		cb_catalog_leave(&s);
+		return false;
+	}
 	cb_exec("INSERT INTO chunkbatch.slices (run_id, slice_no, range_first, range_last,"
 			" cursor, batch_size)"
 			" SELECT $1, u.i::integer OPERATOR(pg_catalog.-) 1,"
@@ -1882,6 +1923,7 @@ cb_catalog_slices_create(const CbRun *run, char **bounds, int n, const char *las
 			" FROM pg_catalog.unnest($2) WITH ORDINALITY AS u(b, i)",
 			4, types, values, nulls, SPI_OK_INSERT);
 	cb_catalog_leave(&s);
+	return true;
 }
 
 /* A resumed run: its failed slices are to be done again. */
@@ -1894,69 +1936,88 @@ cb_catalog_slices_reopen(int64 run_id)
 					  run_id, SPI_OK_UPDATE);
 }
 
+/* Fill the fields of *slice from row "row" of a slices query (SLICE_COLUMNS). */
+#define SLICE_COLUMNS \
+	"s.slice_no, s.range_first, s.range_last, s.cursor, s.rows_done, s.chunks_done," \
+	" s.batch_size, s.avg_chunk_ms, s.max_chunk_ms, s.retries, s.dead_letters," \
+	" s.lock_waiters_seen"
+
+static void
+slice_from_row(int row, CbRun *slice, MemoryContext mcxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(mcxt);
+	HeapTuple	tup = SPI_tuptable->vals[row];
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+
+	slice->slice_no = DatumGetInt32(col_datum(row, 1));
+	slice->range_first = SPI_getvalue(tup, desc, 2);
+	slice->range_last = SPI_getvalue(tup, desc, 3);
+	slice->cursor = SPI_getvalue(tup, desc, 4);
+	slice->rows_done = DatumGetInt64(col_datum(row, 5));
+	slice->chunks_done = DatumGetInt64(col_datum(row, 6));
+	if (!col_isnull(row, 7))
+		slice->batch_size = DatumGetInt32(col_datum(row, 7));
+	slice->avg_chunk_ms = col_isnull(row, 8) ? 0 : DatumGetFloat8(col_datum(row, 8));
+	slice->max_chunk_ms = col_isnull(row, 9) ? 0 : DatumGetFloat8(col_datum(row, 9));
+	slice->retries = DatumGetInt32(col_datum(row, 10));
+	slice->dead_letters = DatumGetInt64(col_datum(row, 11));
+	slice->lock_waiters_seen = DatumGetInt64(col_datum(row, 12));
+	MemoryContextSwitchTo(old);
+}
+
 /*
- * Take a slice of the run that no worker processes: a pending one, or one
- * whose worker is not among live_pids (the live workers of the run: it
- * died).  Row locks make two workers never take the same slice.  Fills
- * the slice's fields of *slice (a copy of the run) and returns true, or
- * returns false if there is no such slice or the run no longer executes.
+ * Take a slice of the run that no worker owns: a pending one, or a
+ * running one whose lock is free (its worker died; see
+ * cb_grouplock_slice_try).  The slice's lock, held from here until the
+ * worker lets go of the slice, and row locks make two workers never take
+ * the same slice.  Fills the slice's fields of *slice (a copy of the run,
+ * strings in slice_cxt) and returns true, or returns false if there is no
+ * such slice or the run no longer executes.
  */
 bool
-cb_catalog_slice_claim(const CbRun *run, const int *live_pids, int npids,
-					   CbRun *slice)
+cb_catalog_slice_claim(const CbRun *run, CbRun *slice, MemoryContext slice_cxt)
 {
 	CbAsOwner	s;
-	MemoryContext mcxt = CurrentMemoryContext;
-	Oid			types[3] = {INT8OID, INT4OID, INT4ARRAYOID};
+	Oid			types[3] = {INT8OID, INT4OID, INT4OID};
 	Datum		values[3];
-	Datum	   *pids = palloc(sizeof(Datum) * Max(npids, 1));
-	bool		found;
+	int32	   *candidates;
+	int			n;
 	int			i;
+	bool		found = false;
 
-	for (i = 0; i < npids; i++)
-		pids[i] = Int32GetDatum(live_pids[i]);
 	values[0] = Int64GetDatum(run->run_id);
-	values[1] = Int32GetDatum(MyProcPid);
-	values[2] = PointerGetDatum(construct_array(pids, npids, INT4OID, 4, true, TYPALIGN_INT));
+	values[2] = Int32GetDatum(MyProcPid);
 	cb_catalog_enter(&s);
-	cb_exec(psprintf("UPDATE chunkbatch.slices s SET state = 'running', worker_pid = $2,"
-					 " workers = s.workers OPERATOR(pg_catalog.+) 1,"
-					 " started_at = COALESCE(s.started_at, pg_catalog.clock_timestamp())"
+	cb_exec(psprintf("SELECT s.slice_no FROM chunkbatch.slices s"
 					 " WHERE s.run_id OPERATOR(pg_catalog.=) $1"
-					 " AND s.slice_no OPERATOR(pg_catalog.=) (SELECT c.slice_no"
-					 "   FROM chunkbatch.slices c"
-					 "   WHERE c.run_id OPERATOR(pg_catalog.=) $1"
-					 "   AND (c.state = 'pending' OR (c.state = 'running'"
-					 "     AND c.worker_pid OPERATOR(pg_catalog.<>) ALL ($3)))"
-					 "   AND EXISTS (SELECT 1 FROM chunkbatch.runs r"
-					 "     WHERE r.run_id OPERATOR(pg_catalog.=) $1 AND r.state IN %s)"
-					 "   ORDER BY c.slice_no LIMIT 1 FOR UPDATE SKIP LOCKED)"
-					 " RETURNING s.slice_no, s.range_first, s.range_last, s.cursor,"
-					 " s.rows_done, s.chunks_done, s.batch_size, s.avg_chunk_ms,"
-					 " s.max_chunk_ms, s.retries, s.dead_letters, s.lock_waiters_seen",
+					 " AND s.state IN ('pending', 'running')"
+					 " AND EXISTS (SELECT 1 FROM chunkbatch.runs r"
+					 "   WHERE r.run_id OPERATOR(pg_catalog.=) $1 AND r.state IN %s)"
+					 " ORDER BY s.state = 'running', s.slice_no",
 					 cb_run_states_sql(CB_STATES_EXECUTING)),
-			3, types, values, NULL, SPI_OK_UPDATE_RETURNING);
-	found = (SPI_processed == 1);
-	if (found)
+			1, types, values, NULL, SPI_OK_SELECT);
+	n = (int) SPI_processed;
+	candidates = palloc(sizeof(int32) * Max(n, 1));
+	for (i = 0; i < n; i++)
+		candidates[i] = DatumGetInt32(col_datum(i, 1));
+	for (i = 0; i < n && !found; i++)
 	{
-		MemoryContext old = MemoryContextSwitchTo(mcxt);
-		HeapTuple	tup = SPI_tuptable->vals[0];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-
-		slice->slice_no = DatumGetInt32(col_datum(0, 1));
-		slice->range_first = SPI_getvalue(tup, desc, 2);
-		slice->range_last = SPI_getvalue(tup, desc, 3);
-		slice->cursor = SPI_getvalue(tup, desc, 4);
-		slice->rows_done = DatumGetInt64(col_datum(0, 5));
-		slice->chunks_done = DatumGetInt64(col_datum(0, 6));
-		if (!col_isnull(0, 7))
-			slice->batch_size = DatumGetInt32(col_datum(0, 7));
-		slice->avg_chunk_ms = col_isnull(0, 8) ? 0 : DatumGetFloat8(col_datum(0, 8));
-		slice->max_chunk_ms = col_isnull(0, 9) ? 0 : DatumGetFloat8(col_datum(0, 9));
-		slice->retries = DatumGetInt32(col_datum(0, 10));
-		slice->dead_letters = DatumGetInt64(col_datum(0, 11));
-		slice->lock_waiters_seen = DatumGetInt64(col_datum(0, 12));
-		MemoryContextSwitchTo(old);
+		if (!cb_grouplock_slice_try(run->run_id, candidates[i]))
+			continue;			/* a live worker owns it */
+		values[1] = Int32GetDatum(candidates[i]);
+		cb_exec("UPDATE chunkbatch.slices s SET state = 'running', worker_pid = $3,"
+				" workers = s.workers OPERATOR(pg_catalog.+) 1,"
+				" started_at = COALESCE(s.started_at, pg_catalog.clock_timestamp())"
+				" WHERE s.run_id OPERATOR(pg_catalog.=) $1"
+				" AND s.slice_no OPERATOR(pg_catalog.=) $2"
+				" AND s.state IN ('pending', 'running')"
+				" RETURNING " SLICE_COLUMNS,
+				3, types, values, NULL, SPI_OK_UPDATE_RETURNING);
+		found = (SPI_processed == 1);
+		if (found)
+			slice_from_row(0, slice, slice_cxt);
+		else
+			cb_grouplock_slice_release(run->run_id, candidates[i]);
 	}
 	cb_catalog_leave(&s);
 	return found;
@@ -2072,13 +2133,12 @@ cb_catalog_sliced_runs(void)
 }
 
 /*
- * A slice's chunk locks the slice's row first and reads where the slice
- * ends now (NULL: no end): a thief lowers that end under the same lock
- * (cb_catalog_slice_steal), so a chunk never passes it.  The lock is held
- * until the chunk commits its checkpoint in the same row.
+ * Where a slice ends now (NULL: no end), read by each of its chunks
+ * first: a thief lowers it (cb_catalog_slice_steal), and the chunk's
+ * checkpoint checks it again (slice_checkpoint).
  */
 char *
-cb_catalog_slice_lock(const CbRun *slice)
+cb_catalog_slice_end(const CbRun *slice)
 {
 	static SPIPlanPtr plan = NULL;
 	CbAsOwner	s;
@@ -2090,7 +2150,7 @@ cb_catalog_slice_lock(const CbRun *slice)
 	cb_catalog_enter(&s);
 	cb_exec_saved(&plan, "SELECT range_last FROM chunkbatch.slices"
 				  " WHERE run_id OPERATOR(pg_catalog.=) $1"
-				  " AND slice_no OPERATOR(pg_catalog.=) $2 FOR NO KEY UPDATE",
+				  " AND slice_no OPERATOR(pg_catalog.=) $2",
 				  2, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		elog(ERROR, "slice %d of run %lld does not exist",
@@ -2138,15 +2198,17 @@ cb_catalog_slice_victims(int64 run_id)
 /*
  * Work stealing: take the keys of the victim's slice after "split" as a
  * new slice of this worker's (into *slice, a copy of the run).  The
- * victim's end is lowered to "split" under its row lock, only if the
- * victim is still short of it and nobody moved its end meanwhile: a chunk
- * of the victim in progress holds that lock until it commits, so this
- * waits for it and then sees its checkpoint.  Thieves of one run go one at
- * a time (cb_grouplock_lock_steals).  False if the steal did not happen.
+ * victim's end is lowered to "split" only if the victim's checkpoint is
+ * still short of it and nobody moved its end meanwhile (re-checked on the
+ * row's latest version, after a checkpoint being committed).  A chunk of
+ * the victim in progress read the old end; its checkpoint reads the new
+ * one, and the chunk is undone and done again if it went past it (see
+ * chunk_check_slice_end).  Thieves of one run go one at a time
+ * (cb_grouplock_lock_steals).  False if the steal did not happen.
  */
 bool
 cb_catalog_slice_steal(const CbRun *run, const CbSliceRest *victim,
-					   const char *split, CbRun *slice)
+					   const char *split, const char *collate, CbRun *slice)
 {
 	CbAsOwner	s;
 	MemoryContext mcxt = CurrentMemoryContext;
@@ -2169,8 +2231,8 @@ cb_catalog_slice_steal(const CbRun *run, const CbSliceRest *victim,
 					 " WHERE run_id OPERATOR(pg_catalog.=) $1"
 					 " AND slice_no OPERATOR(pg_catalog.=) $2 AND state = 'running'"
 					 " AND range_last IS NOT DISTINCT FROM $4"
-					 " AND (cursor IS NULL OR cursor::%s OPERATOR(pg_catalog.<) $3::%s)",
-					 type, type),
+					 " AND (cursor IS NULL OR cursor::%s%s OPERATOR(pg_catalog.<) $3::%s%s)",
+					 type, collate, type, collate),
 			4, types, values, nulls, SPI_OK_UPDATE);
 	stolen = (SPI_processed == 1);
 	if (stolen)
@@ -2182,6 +2244,10 @@ cb_catalog_slice_steal(const CbRun *run, const CbSliceRest *victim,
 				" FROM chunkbatch.slices WHERE run_id OPERATOR(pg_catalog.=) $1"
 				" RETURNING slice_no",
 				6, types, values, nulls, SPI_OK_INSERT_RETURNING);
+		/* Nobody sees the new slice before this commits: its lock is free. */
+		if (!cb_grouplock_slice_try(run->run_id, DatumGetInt32(col_datum(0, 1))))
+			elog(ERROR, "the lock of new slice %d of run %lld is taken",
+				 DatumGetInt32(col_datum(0, 1)), (long long) run->run_id);
 		{
 			MemoryContext old = MemoryContextSwitchTo(mcxt);
 

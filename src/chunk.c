@@ -122,6 +122,8 @@ cb_chunk_begin(CbRun *run, MemoryContext run_ctx)
 			MemoryContextSwitchTo(old);
 		}
 	}
+	if (cs->range != NULL)
+		cs->collation = cb_range_key_collation(cs->range);
 	if (cs->range != NULL && run->range_first != NULL &&
 		(run->job.range_filter != NULL || run->slice_no >= 0))
 		cb_range_set_span(cs->range, run->range_first, run->range_last, run_ctx);
@@ -139,7 +141,7 @@ cb_chunk_retarget(CbChunkState *cs)
 
 	/* Past its first cursor, a slice's first key is of no use. */
 	if (run->range_first == NULL && run->range_last != NULL)
-		run->range_first = run->cursor;
+		run->range_first = MemoryContextStrdup(cs->run_ctx, run->cursor);
 
 	Assert(cs->range != NULL);
 	if (!cs->cursor_null && !cs->typbyval)
@@ -656,10 +658,9 @@ chunk_range(CbChunkState *cs, MemoryContext chunk_ctx, CbChunkResult *res,
 }
 
 /*
- * A slice's chunk first locks the slice's row and reads where the slice
- * ends now: a worker that took over the slice's upper part (work
- * stealing) lowered it under the same lock.  Call inside the chunk's
- * transaction.
+ * A slice's chunk first reads where the slice ends now: a worker that took
+ * over the slice's upper part (work stealing) lowered it.  Call inside the
+ * chunk's transaction.
  */
 static void
 chunk_slice_end(CbChunkState *cs)
@@ -669,12 +670,40 @@ chunk_slice_end(CbChunkState *cs)
 
 	if (run->slice_no < 0)
 		return;
-	last = cb_catalog_slice_lock(run);
+	last = cb_catalog_slice_end(run);
 	if (last == NULL || (run->range_last != NULL && strcmp(last, run->range_last) == 0))
 		return;					/* an end is only ever lowered, never removed */
 	run->range_last = MemoryContextStrdup(cs->run_ctx, last);
 	cb_range_set_span(cs->range, run->range_first ? run->range_first : run->cursor,
 					  run->range_last, cs->run_ctx);
+}
+
+/*
+ * A slice's checkpoint read the slice's end again (under the row's lock):
+ * if a thief lowered it below the chunk's last key meanwhile, the chunk
+ * fails as a serialization failure, so that it is undone and done again
+ * within the new end.  (A thief leaves the victim half of its rest, at
+ * least a chunk's worth, so this is rare.)
+ */
+static void
+chunk_check_slice_end(CbChunkState *cs, const CbCheckpoint *cp, Datum lastkey)
+{
+	Oid			func;
+	Oid			ioparam;
+	Datum		end;
+
+	if (cs->run->slice_no < 0 || cp->slice_end == NULL)
+		return;
+	getTypeInputInfo(cs->run->job.cursor_type, &func, &ioparam);
+	end = OidInputFunctionCall(func, cp->slice_end, ioparam, -1);
+	if (DatumGetInt32(FunctionCall2Coll(&cs->cmp, cs->collation, lastkey, end)) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("slice %d of run %lld now ends at key %s, before this chunk's last key %s",
+						cs->run->slice_no, (long long) cs->run->run_id, cp->slice_end,
+						cp->cursor),
+				 errdetail("Another worker took over the keys after %s; the chunk is done again within the new end.",
+						   cp->slice_end)));
 }
 
 static void
@@ -719,7 +748,10 @@ chunk_body(CbChunkState *cs, MemoryContext chunk_ctx, CbChunkResult *res,
 	cp->done = !more && !cb_run_has_after_steps(run);
 	res->lock_waiters = chunk_has_lock_waiters();
 	cp->lock_waiters_seen = run->lock_waiters_seen + (res->lock_waiters ? 1 : 0);
+	cp->slice_end = NULL;
 	res->job_altered_at = cb_catalog_checkpoint(run, cp);
+	if (*have_key)
+		chunk_check_slice_end(cs, cp, *newkey);
 	chunk_test_fault("before_commit", run);
 
 	SPI_finish();
@@ -749,6 +781,7 @@ chunk_advance(CbChunkState *cs, const CbCheckpoint *cp, Datum newkey,
 
 	run->rows_done = cp->rows_done;
 	run->chunks_done = cp->chunks_done;
+	run->start_attempts = 0;	/* the checkpoint set it back */
 	run->avg_chunk_ms = cp->avg_chunk_ms;
 	run->max_chunk_ms = cp->max_chunk_ms;
 	run->dead_letters = cp->dead_letters;
@@ -1053,7 +1086,9 @@ cb_chunk_isolate(CbChunkState *cs, CbChunkResult *res)
 			cp.dead_letters = run->dead_letters + iso.dead;
 			cp.lock_waiters_seen = run->lock_waiters_seen;
 			cp.done = false;
+			cp.slice_end = NULL;
 			res->job_altered_at = cb_catalog_checkpoint(run, &cp);
+			chunk_check_slice_end(cs, &cp, lastkey);
 			ok = true;
 		}
 		SPI_finish();
@@ -1143,6 +1178,9 @@ cb_chunk_steal(CbChunkState *cs, const CbRun *run, CbRun *slice)
 		return false;
 	chunk_apply_settings(cs);
 	disable_timeout(STATEMENT_TIMEOUT, false);
+	/* The thief waits for the victim's chunk in progress, however long. */
+	(void) set_config_option("lock_timeout", "0", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	foreach(lc, rests)
@@ -1159,9 +1197,11 @@ cb_chunk_steal(CbChunkState *cs, const CbRun *run, CbRun *slice)
 	}
 	if (victim != NULL && most >= 2 * (int64) Max(run->batch_size, 1))
 		split = cb_range_nth_key(cs->range, victim->lower, victim->inclusive,
-								 victim->last, most / 2 - 1, cs->run_ctx);
+								 victim->last, most / 2 - 1, CurrentMemoryContext);
 	SPI_finish();
-	if (split == NULL || !cb_catalog_slice_steal(run, victim, split, slice))
+	if (split == NULL ||
+		!cb_catalog_slice_steal(run, victim, split, cb_range_key_collate(cs->range),
+								slice))
 		return false;
 	cb_chunk_retarget(cs);
 	return true;

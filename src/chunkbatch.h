@@ -32,11 +32,12 @@
  * Transaction locks of chunkbatch's own, in the advisory lock space of the
  * database but with a fourth key field that no SQL function uses
  * (pg_advisory_lock uses 1 and 2): whoever changes the jobs of a group
- * name, or of an owner role; the thieves of a run.
+ * name, or of an owner role; the thieves of a run; the owner of a slice.
  */
 #define CB_LOCKSPACE_GROUP_NAME	3
 #define CB_LOCKSPACE_OWNER		4
 #define CB_LOCKSPACE_STEAL		5	/* work stealing among a run's workers */
+#define CB_LOCKSPACE_SLICE		6	/* the worker that owns a slice */
 #define CB_SCHEMA_VERSION	"1.1"	/* the SQL objects this library uses */
 #define CB_PAUSE_FILE		"chunkbatch_pause_all"	/* in the data directory */
 #define CB_MAX_DATABASES	64
@@ -371,6 +372,7 @@ typedef struct CbCheckpoint
 	int64		dead_letters;
 	int64		lock_waiters_seen;
 	bool		done;			/* the run succeeded with this chunk */
+	char	   *slice_end;		/* out, slices: the slice's end (NULL: none) */
 } CbCheckpoint;
 
 /* Has the run steps to run after its last chunk? */
@@ -467,13 +469,13 @@ typedef struct CbSliceTotals
 } CbSliceTotals;
 
 extern bool cb_catalog_slices_exist(int64 run_id);
-extern void cb_catalog_slices_create(const CbRun *run, char **bounds, int n,
+extern bool cb_catalog_slices_create(const CbRun *run, char **bounds, int n,
 									 const char *last);
 extern void cb_catalog_slices_reopen(int64 run_id);
-extern bool cb_catalog_slice_claim(const CbRun *run, const int *live_pids, int npids,
-								   CbRun *slice);
+extern bool cb_catalog_slice_claim(const CbRun *run, CbRun *slice,
+								   MemoryContext slice_cxt);
 extern void cb_catalog_slice_release(const CbRun *slice, ErrorData *edata);
-extern char *cb_catalog_slice_lock(const CbRun *slice);
+extern char *cb_catalog_slice_end(const CbRun *slice);
 
 /* A slice another worker processes, as a thief sees it. */
 typedef struct CbSliceRest
@@ -486,7 +488,8 @@ typedef struct CbSliceRest
 
 extern List *cb_catalog_slice_victims(int64 run_id);
 extern bool cb_catalog_slice_steal(const CbRun *run, const CbSliceRest *victim,
-								   const char *split, CbRun *slice);
+								   const char *split, const char *collate,
+								   CbRun *slice);
 extern void cb_catalog_slice_totals(int64 run_id, CbSliceTotals *t);
 extern List *cb_catalog_sliced_runs(void);
 
@@ -496,13 +499,13 @@ extern void cb_catalog_mark_started(int64 run_id);
 extern void cb_catalog_set_steps(const CbRun *run);
 extern void cb_catalog_set_timeouts(int64 run_id, int statement_ms, int lock_ms);
 extern void cb_catalog_step_done(int64 run_id, int32 steps_done);
-extern TimestampTz cb_catalog_checkpoint(const CbRun *run, const CbCheckpoint *cp);
+extern TimestampTz cb_catalog_checkpoint(const CbRun *run, CbCheckpoint *cp);
 extern void cb_catalog_reload_job(CbJob *job);
 extern TimestampTz cb_catalog_set_throttled(int64 run_id, const char *reason,
 								  double throttled_ms);
 extern void cb_catalog_set_estimate(int64 run_id, int64 total);
 extern bool cb_catalog_set_span(const CbRun *run, const char *first, const char *last);
-extern void cb_catalog_clear_spans(int64 job_id);
+extern bool cb_catalog_clear_spans(int64 job_id);
 extern char *cb_catalog_replica_lag_exceeded(double max_lag_ms, int64 max_lag_bytes);
 extern void cb_catalog_finish_run(const CbRun *run, CbRunState state,
 							   ErrorData *edata, const char *reason);
@@ -653,6 +656,8 @@ extern int64 cb_range_count_keys(CbRange *r, const char *lower, bool inclusive,
 								 const char *last);
 extern char *cb_range_nth_key(CbRange *r, const char *lower, bool inclusive,
 							  const char *last, int64 n, MemoryContext cxt);
+extern Oid	cb_range_key_collation(CbRange *r);
+extern char *cb_range_key_collate(CbRange *r);
 extern void cb_range_set_span(CbRange *r, const char *first, const char *last,
 							  MemoryContext cxt);
 
@@ -669,6 +674,8 @@ extern void cb_grouplock_wake_waiters(void);
 extern int	cb_grouplock_holder(const char *group);
 extern void cb_grouplock_lock_name(const char *group);
 extern void cb_grouplock_lock_steals(int64 run_id);
+extern bool cb_grouplock_slice_try(int64 run_id, int32 slice_no);
+extern void cb_grouplock_slice_release(int64 run_id, int32 slice_no);
 
 /* throttle.c */
 extern bool cb_throttle_wait_once(CbSlot *slot, long timeout_ms);

@@ -150,3 +150,36 @@ cb_grouplock_lock_steals(int64 run_id)
 						 CB_LOCKSPACE_STEAL);
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 }
+
+/*
+ * A worker owns a slice of a run while it holds the slice's lock, a
+ * session lock of chunkbatch's own (CB_LOCKSPACE_SLICE) on the run's id and
+ * the slice's number: one whose lock is free has no live worker.  Call
+ * inside a transaction.  (The run's id is taken modulo 2^32: two runs
+ * whose ids differ by a multiple of it would only make each other's
+ * slices look owned for a while.)
+ */
+static void
+slice_locktag(LOCKTAG *tag, int64 run_id, int32 slice_no)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) run_id, (uint32) slice_no,
+						 CB_LOCKSPACE_SLICE);
+}
+
+bool
+cb_grouplock_slice_try(int64 run_id, int32 slice_no)
+{
+	LOCKTAG		tag;
+
+	slice_locktag(&tag, run_id, slice_no);
+	return LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+void
+cb_grouplock_slice_release(int64 run_id, int32 slice_no)
+{
+	LOCKTAG		tag;
+
+	slice_locktag(&tag, run_id, slice_no);
+	(void) LockRelease(&tag, ExclusiveLock, true);
+}

@@ -43,6 +43,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
@@ -829,8 +830,16 @@ range_between_sql(CbRange *r, bool inclusive, bool bounded)
 }
 
 /*
- * How many keys a slice has left (see range_between_sql), by an ordered
- * scan of the key's index, inside the caller's SPI connection.
+ * A thief counts at most this many of a slice's keys: with more, it takes
+ * the keys past the first half of that many, and others may take part of
+ * its rest in turn.
+ */
+#define CB_STEAL_COUNT_MAX	1000000
+
+/*
+ * How many keys a slice has left (see range_between_sql), by a scan of the
+ * key's index, inside the caller's SPI connection; at most
+ * CB_STEAL_COUNT_MAX.
  */
 int64
 cb_range_count_keys(CbRange *r, const char *lower, bool inclusive, const char *last)
@@ -843,8 +852,9 @@ cb_range_count_keys(CbRange *r, const char *lower, bool inclusive, const char *l
 	bool		isnull;
 	int64		n;
 
-	rc = SPI_execute_with_args(psprintf("SELECT pg_catalog.count(*) %s",
-										range_between_sql(r, inclusive, last != NULL)),
+	rc = SPI_execute_with_args(psprintf("SELECT pg_catalog.count(*) FROM (SELECT 1 %s LIMIT %d) s",
+										range_between_sql(r, inclusive, last != NULL),
+										CB_STEAL_COUNT_MAX),
 							   2, argtypes, values, nulls, true, 1);
 	AtEOXact_GUC(true, nest);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
@@ -879,4 +889,47 @@ cb_range_nth_key(CbRange *r, const char *lower, bool inclusive, const char *last
 		return NULL;
 	k = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	return k ? MemoryContextStrdup(cxt, k) : NULL;
+}
+
+/* The key column's collation (InvalidOid for a type without one). */
+Oid
+cb_range_key_collation(CbRange *r)
+{
+	Oid			relid;
+	AttrNumber	attnum;
+	Oid			typid;
+	int32		typmod;
+	Oid			collid = InvalidOid;
+
+	relid = RangeVarGetRelid(makeRangeVarFromNameList(stringToQualifiedNameList(r->job->range_table)),
+							 NoLock, false);
+	attnum = get_attnum(relid, r->job->range_key);
+	if (attnum != InvalidAttrNumber)
+		get_atttypetypmodcoll(relid, attnum, &typid, &typmod, &collid);
+	return collid;
+}
+
+/*
+ * " COLLATE <the key column's collation>", or "" for a key type without
+ * collation: comparisons of keys outside a scan of the key (a thief's
+ * check of a victim's cursor) must order keys as the key's index does.
+ * Call inside a transaction.
+ */
+char *
+cb_range_key_collate(CbRange *r)
+{
+	Oid			collid = cb_range_key_collation(r);
+	HeapTuple	tup;
+	char	   *clause;
+
+	if (!OidIsValid(collid))
+		return "";
+	tup = SearchSysCache1(COLLOID, ObjectIdGetDatum(collid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for collation %u", collid);
+	clause = psprintf(" COLLATE %s",
+					  quote_qualified_identifier(get_namespace_name(((Form_pg_collation) GETSTRUCT(tup))->collnamespace),
+												 NameStr(((Form_pg_collation) GETSTRUCT(tup))->collname)));
+	ReleaseSysCache(tup);
+	return clause;
 }

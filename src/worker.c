@@ -714,14 +714,18 @@ worker_chunks(CbRun *run, CbChunkState *cs, MemoryContext chunk_ctx,
  * ----------------------------------------------------------------
  */
 
-/* Split the run into slices at its first start; false if it has none. */
+/*
+ * Split the run into slices at its first start; false if it has none.
+ * *lost: it had slices, but they are gone (a run restored without them).
+ */
 static bool
-worker_split(CbRun *run, CbChunkState *cs)
+worker_split(CbRun *run, CbChunkState *cs, bool *lost)
 {
 	MemoryContext old = CurrentMemoryContext;
 	volatile bool sliced = false;
 	volatile int nslices = 0;
 
+	*lost = false;
 	if (run->parallel <= 1 || run->job.range_table == NULL)
 		return false;
 	SetCurrentStatementStartTimestamp();
@@ -740,11 +744,12 @@ worker_split(CbRun *run, CbChunkState *cs)
 
 			nslices = cb_chunk_split(cs, run->parallel, &bounds);
 			if (nslices > 1)
-			{
-				cb_catalog_slices_create(run, bounds, nslices, run->range_last);
-				sliced = true;
-			}
+				sliced = cb_catalog_slices_create(run, bounds, nslices, run->range_last);
+			if (!sliced)
+				nslices = 0;
 		}
+		else if (run->cursor == NULL)
+			*lost = true;		/* chunks done, but by slices that are gone */
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 	}
@@ -776,28 +781,27 @@ worker_take_slice(CbRun *run, CbRun *slice, CbChunkState **cs,
 				  CbSliceTotals *totals, ErrorData **error)
 {
 	MemoryContext old = CurrentMemoryContext;
-	int			nslots = cb_slot_count();
-	int		   *pids = palloc(sizeof(int) * nslots);
-	int			npids = 0;
 	volatile bool taken = false;
 	volatile bool stolen = false;
 
-	(void) cb_slot_run_workers(MyDatabaseId, run->run_id, pids, nslots);
-	while (npids < nslots && pids[npids] != 0)
-		npids++;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PG_TRY();
 	{
+		/* Whatever the owner's default: a thief must see the latest rows. */
+		XactIsoLevel = XACT_READ_COMMITTED;
 		PushActiveSnapshot(GetTransactionSnapshot());
-		MemoryContextSwitchTo(RunContext);
-		taken = cb_catalog_slice_claim(run, pids, npids, slice);
+		taken = cb_catalog_slice_claim(run, slice, RunContext);
 		if (*cs == NULL)
 			*cs = cb_chunk_begin(slice, RunContext);
-		if (taken)
+		if (!taken && (taken = stolen = cb_chunk_steal(*cs, run, slice)))
+		{
+			slice->cursor = MemoryContextStrdup(RunContext, slice->cursor);
+			if (slice->range_last != NULL)
+				slice->range_last = MemoryContextStrdup(RunContext, slice->range_last);
+		}
+		else if (taken)
 			cb_chunk_retarget(*cs);
-		else
-			taken = stolen = cb_chunk_steal(*cs, run, slice);
 		if (!taken && totals != NULL)
 			cb_catalog_slice_totals(run->run_id, totals);
 		PopActiveSnapshot();
@@ -828,7 +832,8 @@ worker_release_slice(CbRun *run, CbRun *slice, TimestampTz began, CbOutcome *out
 {
 	CbStop		stop = worker_should_stop(run, began);
 
-	if (out->error != NULL && stop != CB_GO &&
+	/* As in worker_fail: a stop that caused the error (not another failure). */
+	if (out->error != NULL && stop != CB_GO && stop != CB_STOP_RUN &&
 		(stop != CB_STOP_RUNTIME || cb_chunk_error_is_transient(out->error)))
 	{
 		out->stop = stop;
@@ -837,6 +842,7 @@ worker_release_slice(CbRun *run, CbRun *slice, TimestampTz began, CbOutcome *out
 	bookkeeping_begin();
 	cb_catalog_slice_release(slice, out->error);
 	bookkeeping_end();
+	cb_grouplock_slice_release(run->run_id, slice->slice_no);
 	if (out->error != NULL)
 		ereport(LOG,
 				(errmsg("chunkbatch run %lld of job \"%s\" failed in chunk %lld of slice %d: %s",
@@ -865,6 +871,8 @@ worker_slices(CbRun *run, MemoryContext chunk_ctx, TimestampTz began,
 	*slice = *run;
 	slice->steps = NIL;			/* a slice's last chunk is only its own */
 	slice->steps_before = slice->steps_done = 0;
+	if (!own)
+		slice->start_attempts = 0;	/* the run's own worker's count */
 	memset(out, 0, sizeof(CbOutcome));
 	for (;;)
 	{
@@ -899,7 +907,9 @@ worker_slices(CbRun *run, MemoryContext chunk_ctx, TimestampTz began,
 		worker_chunks(slice, cs, chunk_ctx, began, out);
 		MyErrorContext.arg = (void *) run;
 		cb_current_run = run;
-		if (!out->done)
+		if (out->done)
+			cb_grouplock_slice_release(run->run_id, slice->slice_no);
+		else
 		{
 			worker_release_slice(run, slice, began, out);
 			if (out->error != NULL && !own)
@@ -936,9 +946,23 @@ worker_coordinate(CbRun *run, CbChunkState *cs, MemoryContext chunk_ctx,
 	CbOutcome	out;
 	CbSliceTotals totals;
 	int			pid;
+	bool		lost;
 
-	if (!worker_split(run, cs))
+	if (!worker_split(run, cs, &lost) && !lost)
 		return false;
+	if (lost)
+	{
+		ErrorData  *edata = palloc0(sizeof(ErrorData));
+
+		/* Going on without them would do its done rows again. */
+		edata->elevel = ERROR;
+		edata->sqlerrcode = ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE;
+		edata->message = psprintf("the slices of run %lld are missing",
+								  (long long) run->run_id);
+		edata->detail = pstrdup("The run did chunks in slices, but chunkbatch.slices has none of them; it cannot tell which rows are done.");
+		worker_end_run(run, CB_RUN_FAILED, edata, NULL);
+		return true;
+	}
 	cb_wake_schedulers();		/* to start the helpers */
 	worker_slices(run, chunk_ctx, began, true, &out);
 	MemoryContextSwitchTo(RunContext);
@@ -953,6 +977,7 @@ worker_coordinate(CbRun *run, CbChunkState *cs, MemoryContext chunk_ctx,
 		ResetLatch(MyLatch);
 	}
 	bookkeeping_begin();
+	MemoryContextSwitchTo(RunContext);	/* the totals outlive the transaction */
 	cb_catalog_slice_totals(run->run_id, &totals);
 	bookkeeping_end();
 	run->rows_done = totals.rows_done;

@@ -189,6 +189,8 @@ extern void cb_slot_publish(CbSlot *slot, CbPhase phase, int64 rows_done,
 extern void cb_slot_stop_flags(CbSlot *slot, bool *cancel, bool *pause);
 extern bool cb_slot_run_stopping(CbSlot *slot);
 extern bool cb_slot_run_wants_helpers(Oid dboid, int64 run_id);
+extern bool cb_slot_is_helper(CbSlot *slot);
+extern bool cb_slot_run_throttled(CbSlot *slot);
 extern void cb_slot_set_stopping(CbSlot *slot);
 extern void cb_slot_slice_failed(CbSlot *slot);
 extern void cb_slot_throttle_begin(CbSlot *slot, TimestampTz since);

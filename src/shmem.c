@@ -1023,6 +1023,35 @@ cb_slot_run_wants_helpers(Oid dboid, int64 run_id)
 	return wants;
 }
 
+/* Is this slot's worker a helper with the slices of another's run? */
+bool
+cb_slot_is_helper(CbSlot *slot)
+{
+	return slot->slice;
+}
+
+/*
+ * Does the run's own worker hold for the run's throttles?  Its helpers
+ * then hold too: it checks the replica lag and throttle_sql for them all.
+ */
+bool
+cb_slot_run_throttled(CbSlot *slot)
+{
+	bool		throttled = false;
+	CbSlot	   *worker;
+
+	LWLockAcquire(cb_shared->lock, LW_SHARED);
+	worker = slot_run_worker(slot);
+	if (worker != NULL)
+	{
+		SpinLockAcquire(&worker->mutex);
+		throttled = (worker->throttled_since != 0);
+		SpinLockRelease(&worker->mutex);
+	}
+	LWLockRelease(cb_shared->lock);
+	return throttled;
+}
+
 /* The run's own worker stops the run: wake its helpers, which stop too. */
 void
 cb_slot_set_stopping(CbSlot *slot)

@@ -65,7 +65,7 @@ cb_throttle_stop_requested(CbSlot *slot)
 	bool		pause;
 
 	cb_slot_stop_flags(slot, &cancel, &pause);
-	return cancel || pause || terminate_pending;
+	return cancel || pause || terminate_pending || cb_slot_run_stopping(slot);
 }
 
 /*
@@ -422,6 +422,31 @@ throttle_check(CbRun *run, ErrorData **error, bool *job_altered)
 }
 
 /*
+ * A helper with a run's slices holds while the emergency stop is on or the
+ * run's own worker holds for the run's throttles: the replica lag and
+ * throttle_sql are checked once for all the run's workers, by that worker.
+ */
+static bool
+helper_gate(CbSlot *slot)
+{
+	TimestampTz since = 0;
+	bool		go = true;
+
+	while (go && (cb_all_paused(NULL) || cb_slot_run_throttled(slot)))
+	{
+		if (since == 0)
+		{
+			since = GetCurrentTimestamp();
+			cb_slot_throttle_begin(slot, since);
+		}
+		go = cb_throttle_wait_once(slot, 200L);
+	}
+	if (since != 0)
+		cb_slot_throttle_end(slot, GetCurrentTimestamp() - since);
+	return go;
+}
+
+/*
  * Hold the run while the emergency stop is on (pause_all), a standby lags
  * behind the job's limits or its throttle_sql says so: state 'throttled'
  * with the reason, checked five times a second.  Returns false if the run must not go on: it was asked
@@ -440,6 +465,8 @@ cb_throttle_gate(CbRun *run, CbSlot *slot, ErrorData **error, bool *job_altered)
 	if (run->job.max_replica_lag == NULL && run->job.max_replica_lag_bytes <= 0 &&
 		run->job.throttle_sql == NULL && !cb_all_paused(NULL))
 		return true;
+	if (cb_slot_is_helper(slot))
+		return helper_gate(slot);
 	while (throttle_check(run, error, job_altered) != NULL && !*job_altered)
 	{
 		if (since == 0)

@@ -891,10 +891,15 @@ worker_slices(CbRun *run, MemoryContext chunk_ctx, TimestampTz began,
 			{
 				if (!own)
 					return;		/* a helper leaves; another may come */
-				/* The run's worker waits for the slices of its helpers. */
+				/*
+				 * The run's worker waits for the slices of its helpers, and
+				 * checks the run's throttles for them meanwhile.
+				 */
 				out->error = NULL;
 				cb_slot_set_phase(MySlot, CB_PHASE_SLEEPING);
 				(void) cb_throttle_wait_once(MySlot, 1000L);
+				if (!worker_gate(run, &out->error) && out->error != NULL)
+					return;		/* a broken throttle_sql fails the run */
 				continue;
 			}
 			if (own && out->error == NULL && totals.failed > 0)

@@ -40,7 +40,9 @@
 #   fails the run with its SQLSTATE and error, stops the other slices
 #   (pending, checkpoints kept), leaves no worker and never passes through
 #   'interrupted'; after the cause is fixed, resume reopens the failed
-#   slice and finishes every row exactly once.
+#   slice and finishes every row exactly once;
+# - throttle_sql is evaluated only by the run's own worker; while it
+#   holds, no worker of the run processes rows; then every row once.
 #
 # Set CHUNKBATCH_PARALLEL_SEED to replay the random kill moments.
 use strict;
@@ -458,6 +460,56 @@ SELECT chunkbatch.create_job('pause4', 'SELECT * FROM pause_chunk($1, $2)', batc
 		$done, 'cancel: a second later nothing has moved');
 }
 
+
+# ---------------------------------------------------------------------------
+# 4b. Throttles are checked once for the run, by its own worker; its
+#     helpers hold while it holds.
+# ---------------------------------------------------------------------------
+{
+	make_table('t_throttle', 30000);
+	$node->sql(
+		q{CREATE TABLE gate (hold boolean NOT NULL);
+INSERT INTO gate VALUES (false);
+CREATE TABLE probe_log (pid int NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp());
+CREATE FUNCTION probe() RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO probe_log (pid) VALUES (pg_backend_pid());
+    RETURN (SELECT hold FROM gate);
+END $$;
+SELECT chunkbatch.create_update('throttled4', 't_throttle', 'n = n + 1, w = pg_backend_pid()', 'true',
+                                batch_size => 200, sleep_ms => 100, parallel => 4,
+                                throttle_sql => 'SELECT probe()');},
+		role => 'app');
+	my $run = $node->queue_run('throttled4', role => 'app');
+	ok( defined $node->poll_for(live_slices($run), qr/^[34]\|[34]$/, 90),
+		'throttle: three or more workers are at work');
+	$node->sql(q{UPDATE gate SET hold = true});
+	ok( defined $node->poll_for(
+			"SELECT state FROM chunkbatch.runs WHERE run_id = $run", qr/^throttled$/, 30),
+		'throttle: the run holds');
+	# Chunks in progress as the gate closed end; then nothing moves.
+	my $rows_sql = "SELECT sum(rows_done) FROM chunkbatch.slices WHERE run_id = $run";
+	my ($r1, $r2) = (-1, -2);
+	my $deadline = time() + 30;
+	while ($r1 != $r2 && time() < $deadline)
+	{
+		$r1 = $node->sql($rows_sql);
+		sleep 1;
+		$r2 = $node->sql($rows_sql);
+	}
+	is($r1, $r2, "throttle: no worker of the run processes rows while it holds ($r2 rows done)");
+	cmp_ok($r2, '<', 30000, 'throttle: held before its last row');
+	is( $node->sql(
+			qq{SELECT count(DISTINCT pid) || '|' || bool_and(pid = (SELECT worker_pid FROM chunkbatch.runs
+                                                                      WHERE run_id = $run))
+                 FROM probe_log}),
+		'1|true', 'throttle: only the run\'s own worker evaluates throttle_sql');
+	$node->sql(q{UPDATE gate SET hold = false});
+	is($node->final_state($run, '120s'), 'succeeded', 'throttle: the run succeeds once the gate opens');
+	is(counted('t_throttle', 1), '30000|30000', 'throttle: every row processed exactly once');
+	cmp_ok($node->sql(qq{SELECT count(DISTINCT w) FROM t_throttle}),
+		'>=', 2, 'throttle: by several workers');
+}
 
 # ---------------------------------------------------------------------------
 # 5. chunkbatch.max_workers = 2: fewer workers than slices, fair share.

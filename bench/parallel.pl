@@ -21,6 +21,28 @@
 #    the first 10% of the key space, the rest sparse over the other 90%)
 #    and events_bal (the matching rows spread evenly).
 #
+# Next to the chunkbatch figures, baselines done by hand (BY_HAND):
+# - flip "hand1": the whole flip as one statement in one psql
+#   (SET synchronous_commit = off; UPDATE events SET status = 'COMPLETE',
+#   retries = retries + 1 WHERE status IN ('INIT', 'FAIL')), and "hand2":
+#   two psql sessions started together, each running that UPDATE over one
+#   half of the keys (AND id <= MID, AND id > MID; MID = the median key of
+#   the matching rows), timed from the earlier statement's start to the
+#   later one's commit (the server's clock), the application running as
+#   during the chunkbatch flips.
+# - migration "hand2": how the migration was parallelised before slices:
+#   two range jobs with parallel 1 (par_mig_h1, par_mig_h2: the migration's
+#   statement and batch size, range_filter id BETWEEN ($3->>'lo')::bigint
+#   AND ($3->>'hi')::bigint; a job never overlaps itself, so one job cannot
+#   be queued twice), queued in one transaction with the two halves of the
+#   staging keys as params and polled until both are over; time = the
+#   earlier started_at to the later finished_at.  The statement does not
+#   repeat the filter: each run's key span (range_first..range_last, checked
+#   after the run) keeps it to its half; were it not, the checks would find
+#   items written twice.
+# They are variants of their workload like the others (same repetitions,
+# same rotation, same resets and the same checks: exactly once).
+#
 # Each run is queued and waited for with CALL chunkbatch.run_and_wait(job,
 # '{}', NULL, parallel) in its own psql, while a monitor session counts the
 # run's worker processes (its own worker and its helpers) in
@@ -52,6 +74,9 @@
 #                                        (must include 1 and 2)
 #   PAR_SKEW_PARALLEL  2                 parallel of the skew runs
 #   PAR_WORKLOADS      'migration flip skew'   the workloads measured
+#   PAR_BY_HAND        1                 0: no by-hand baselines (flip: one
+#                                        statement, two statements at once;
+#                                        migration: two range jobs at once)
 #   PAR_MIG_BATCH      1000              keys per chunk of the migration (fixed)
 #   PAR_FLIP_BATCH     10000             keys per chunk of the flips
 #   PAR_FLIP_TARGET_MS ''                set: the flips size their chunks
@@ -100,6 +125,7 @@ my $CLIENTS = setting('OLTP_CLIENTS', 4, 4);
 my $BASELINE_SECS = setting('BASELINE_SECS', 5, 2);
 my $POLL = setting('POLL_MS', 100, 100) / 1000;
 my $NOTE = setting('NOTE', '', '');
+my $BY_HAND = setting('BY_HAND', 1, 1);
 my $SETTLE = 1;    # s between pgbench's start and the baseline window
 for ([ ITEMS => $ITEMS ], [ ROWS => $ROWS ], [ REPS => $REPS ], [ SKEW_PARALLEL => $SKEW_P ],
 	[ MIG_BATCH => $MIG_BATCH ], [ FLIP_BATCH => $FLIP_BATCH ], [ OLTP_CLIENTS => $CLIENTS ])
@@ -107,6 +133,7 @@ for ([ ITEMS => $ITEMS ], [ ROWS => $ROWS ], [ REPS => $REPS ], [ SKEW_PARALLEL 
 	die "PAR_$_->[0] must be a positive whole number\n" unless $_->[1] =~ /^\d+$/ && $_->[1] > 0;
 }
 die "PAR_OLTP_RATE must be a whole number\n" unless $RATE =~ /^\d+$/;
+die "PAR_BY_HAND must be 0 or 1\n" unless $BY_HAND =~ /^[01]$/;
 die "PAR_FLIP_TARGET_MS must be empty or a whole number\n" unless $FLIP_TARGET_MS =~ /^\d*$/;
 die "PAR_ROWS must be at least 1000\n" if $ROWS < 1000;
 die "PAR_LEVELS: whole numbers from 1 to 64, including 1 and 2\n"
@@ -325,7 +352,7 @@ my %results = (
 			mig_batch_size => 0 + $MIG_BATCH, flip_batch_size => 0 + $FLIP_BATCH,
 			flip_target_chunk_ms => $FLIP_TARGET_MS eq '' ? undef : 0 + $FLIP_TARGET_MS,
 			oltp_rate => 0 + $RATE, oltp_clients => 0 + $CLIENTS, baseline_secs => 0 + $BASELINE_SECS,
-			poll_ms => $POLL * 1000, dense_end => 0 + $DENSE_END,
+			poll_ms => $POLL * 1000, dense_end => 0 + $DENSE_END, by_hand => 0 + $BY_HAND,
 		},
 		server_conf => [ grep { /\S/ && !/^#/ } split /\n/, $CONF ],
 		oltp_script => $OLTP,
@@ -383,6 +410,10 @@ EOF
 sql('par', "CREATE TABLE par_stop (stop boolean NOT NULL);\nINSERT INTO par_stop VALUES (false);");
 
 my (%JOB_SQL, %MATCHING);
+# the by-hand baselines (BY_HAND): the migration's two jobs (job, lo, hi,
+# params, items) and the flip's statements by variant
+my $HAND_MIG_FILTER = q{id BETWEEN ($3->>'lo')::bigint AND ($3->>'hi')::bigint};
+my (@HAND_MIG, %HAND_FLIP);
 if ($DO{migration})
 {
 	say_progress("filling staging with $ITEMS items");
@@ -396,6 +427,24 @@ if ($DO{migration})
 SELECT chunkbatch.create_job('par_mig', :'chunk_sql', batch_size => :batch,
     range_table => 'staging', range_key => 'id', cursor_type => 'bigint');
 EOF
+	if ($BY_HAND)
+	{
+		# the by-hand baseline: two range jobs with parallel 1, each queued
+		# with one half of the staging keys as its params
+		my ($lo, $mid, $hi) = @{ sql('par', 'SELECT min(id), percentile_disc(0.5) WITHIN GROUP (ORDER BY id), max(id) FROM staging')->[0] };
+		@HAND_MIG = ({ job => 'par_mig_h1', lo => 0 + $lo, hi => 0 + $mid }, { job => 'par_mig_h2', lo => $mid + 1, hi => 0 + $hi });
+		for my $h (@HAND_MIG)
+		{
+			$h->{params} = sprintf('{"lo": %d, "hi": %d}', $h->{lo}, $h->{hi});
+			$h->{items} = 0 + val('par', "SELECT count(*) FROM staging WHERE id BETWEEN $h->{lo} AND $h->{hi}");
+			sql('par', <<'EOF', job => $h->{job}, chunk_sql => $MIG_CHUNK_SQL, batch => $MIG_BATCH, filter => $HAND_MIG_FILTER);
+SELECT chunkbatch.create_job(:'job', :'chunk_sql', batch_size => :batch,
+    range_table => 'staging', range_key => 'id', cursor_type => 'bigint', range_filter => :'filter');
+EOF
+		}
+		$results{run}{by_hand}{migration} = { filter => $HAND_MIG_FILTER, mid => 0 + $mid,
+			runs => [ map { { job => $_->{job}, params => $_->{params}, items => $_->{items} } } @HAND_MIG ] };
+	}
 	$results{run}{migration_indexes} = [ map { $_->[0] } @{ sql('par',
 		"SELECT indexdef FROM pg_indexes WHERE tablename IN (" . join(', ', map { "'$_'" } @DEST) . ") ORDER BY tablename, indexname") } ];
 }
@@ -418,6 +467,26 @@ for my $t (@FLIP_TABLES)
 	$MATCHING{$t} = val('par', "SELECT count(*) FROM $t WHERE $FLIP_TABLE{$t}{target}");
 	my $check = val('par', "SELECT count(*) FROM $t WHERE ($WHERE_SQL) IS DISTINCT FROM ($FLIP_TABLE{$t}{target})");
 	die "$t: the statuses do not match the target rows ($check rows differ)\n" if $check != 0;
+}
+if ($DO{flip} && $BY_HAND)
+{
+	# the flip by hand: one UPDATE, or two, one per half of the keys (MID:
+	# the median key of the matching rows, so that each half has as many)
+	my $p = $FLIP_TABLE{events}{target};
+	my $mid = val('par', "SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY id) FROM events WHERE $p");
+	my $stmt = "UPDATE events SET $SET_SQL WHERE $WHERE_SQL";
+	%HAND_FLIP = (
+		hand1 => [ { stmt => $stmt, rows => $MATCHING{events} } ],
+		hand2 => [ { stmt => "$stmt AND id <= $mid", rows => 0 + val('par', "SELECT count(*) FROM events WHERE ($p) AND id <= $mid") },
+			{ stmt => "$stmt AND id > $mid", rows => 0 + val('par', "SELECT count(*) FROM events WHERE ($p) AND id > $mid") } ],
+	);
+	# their plans (the table as before every run: just reset and analyzed)
+	for my $part (map { @$_ } values %HAND_FLIP)
+	{
+		$part->{plan} = join("\n", map { $_->[0] } @{ sql('par', "EXPLAIN (COSTS OFF) $part->{stmt}") });
+	}
+	$results{run}{by_hand}{flip} = { mid => 0 + $mid, synchronous_commit => 'off',
+		map { my $v = $_; $v => [ map { { statement => $_->{stmt}, matching_rows => $_->{rows}, plan => $_->{plan} } } @{ $HAND_FLIP{$v} } ] } sort keys %HAND_FLIP };
 }
 my %JOB_OF = (events => 'par_flip', events_skew => 'par_skew', events_bal => 'par_bal');
 for my $t (@FLIP_TABLES)
@@ -560,6 +629,37 @@ sub reset_migration
 	sql('par', 'TRUNCATE ' . join(', ', @DEST) . ";\nVACUUM ANALYZE " . join(', ', @DEST) . ";\nCHECKPOINT;\n");
 }
 
+# data_checks(TABLE): the checks of the data after a run (TABLE undef: the
+# migration): every item / matching row processed exactly once
+sub data_checks
+{
+	my ($table) = @_;
+	my @checks;
+	if (!defined $table)
+	{
+		my $c = sql('par', join(' UNION ALL ', map { "SELECT '$_', count(*) FROM $_" } @DEST));
+		my $bad = grep { $_->[1] != $ITEMS } @$c;
+		push @checks, [ !$bad, "$ITEMS items in each table" . ($bad ? ' (' . join(', ', map { "$_->[0] $_->[1]" } @$c) . ')' : '') ];
+		my ($twice, $none) = @{ sql('par', "SELECT count(*) FILTER (WHERE writes > 1), $ITEMS - count(*) FROM meta")->[0] };
+		push @checks, [ $twice == 0 && $none == 0, "every item written once (written more than once: $twice, missing: $none)" ];
+	}
+	else
+	{
+		my $p = $FLIP_TABLE{$table}{target};
+		my ($match, $once, $others_ok, $total) = @{ sql('par', <<"EOF")->[0] };
+SELECT count(*) FILTER (WHERE $p),
+       count(*) FILTER (WHERE ($p) AND status = 'COMPLETE' AND retries = 1),
+       count(*) FILTER (WHERE NOT ($p) AND status = 'COMPLETE' AND retries = 0),
+       count(*)
+  FROM $table
+EOF
+		push @checks, [ $once == $match && $match == $MATCHING{$table},
+			"every matching row flipped exactly once ($once of $match with retries = 1 and COMPLETE)" ];
+		push @checks, [ $others_ok == $total - $match, "no other row changed (" . ($total - $match - $others_ok) . ' changed)' ];
+	}
+	return @checks;
+}
+
 # --- one run -------------------------------------------------------------------------------
 my $POLL_SQL = <<'EOF';
 SELECT r.run_id, r.state, extract(epoch FROM clock_timestamp()),
@@ -695,30 +795,9 @@ EOF
 	# verification
 	my @checks;
 	push @checks, [ $state eq 'succeeded', "run $run_id $state" . ($error ne '' ? " ($sqlstate: $error)" : '') ];
-	if ($workload eq 'migration')
-	{
-		my $c = sql('par', join(' UNION ALL ', map { "SELECT '$_', count(*) FROM $_" } @DEST));
-		my $bad = grep { $_->[1] != $ITEMS } @$c;
-		push @checks, [ !$bad, "$ITEMS items in each table" . ($bad ? ' (' . join(', ', map { "$_->[0] $_->[1]" } @$c) . ')' : '') ];
-		my ($twice, $none) = @{ sql('par', "SELECT count(*) FILTER (WHERE writes > 1), $ITEMS - count(*) FROM meta")->[0] };
-		push @checks, [ $twice == 0 && $none == 0, "every item written once (written more than once: $twice, missing: $none)" ];
-		push @checks, [ $rows == $ITEMS, "rows_done $rows = $ITEMS" ];
-	}
-	else
-	{
-		my $p = $FLIP_TABLE{$table}{target};
-		my ($match, $once, $others_ok, $total) = @{ sql('par', <<"EOF")->[0] };
-SELECT count(*) FILTER (WHERE $p),
-       count(*) FILTER (WHERE ($p) AND status = 'COMPLETE' AND retries = 1),
-       count(*) FILTER (WHERE NOT ($p) AND status = 'COMPLETE' AND retries = 0),
-       count(*)
-  FROM $table
-EOF
-		push @checks, [ $once == $match && $match == $MATCHING{$table},
-			"every matching row flipped exactly once ($once of $match with retries = 1 and COMPLETE)" ];
-		push @checks, [ $others_ok == $total - $match, "no other row changed (" . ($total - $match - $others_ok) . ' changed)' ];
-		push @checks, [ $rows == $MATCHING{$table}, "rows_done $rows = $MATCHING{$table}" ];
-	}
+	push @checks, data_checks($table);
+	my $want = $workload eq 'migration' ? $ITEMS : $MATCHING{$table};
+	push @checks, [ $rows == $want, "rows_done $rows = $want" ];
 	if ($run_parallel > 1)
 	{
 		my $undone = grep { $_->{state} ne 'done' } @slices;
@@ -774,12 +853,251 @@ EOF
 	return \%r;
 }
 
+# --- a by-hand baseline ------------------------------------------------------------------------
+# The monitor's query during a by-hand run: the states of its chunkbatch
+# runs (migration), the processes doing its work (the runs' workers, or the
+# psql sessions running their UPDATE: application_name par_hand), and who
+# waits for a lock.
+my $POLL_HAND_SQL = <<'EOF';
+SELECT extract(epoch FROM clock_timestamp()),
+       coalesce((SELECT string_agg(r.state, ',' ORDER BY r.run_id) FROM chunkbatch.runs r
+                  WHERE r.run_id = ANY ('{%s}'::bigint[])), ''),
+       (SELECT count(*) FROM pg_stat_activity a
+         WHERE (a.backend_type = 'chunkbatch run worker' AND a.application_name ~ '^chunkbatch run (%s)( slices)?: ')
+            OR (a.application_name = 'par_hand' AND a.state = 'active')),
+       (SELECT string_agg(CASE WHEN a.application_name ~ '^chunkbatch run \d+ slices: ' THEN 'helper'
+                               WHEN a.application_name ~ '^chunkbatch run \d+: ' THEN 'run worker'
+                               ELSE coalesce(nullif(a.application_name, ''), a.backend_type) END
+                          || ':' || a.wait_event, ',')
+          FROM pg_stat_activity a
+         WHERE a.wait_event_type = 'Lock' AND a.datname = current_database())
+EOF
+my %OVER = map { $_ => 1 } qw(succeeded failed cancelled skipped paused stopped);
+sub slurp { my ($f) = @_; open my $fh, '<', $f or return undef; local $/; return <$fh> }
+sub sum { my $t = 0; $t += $_ // 0 for @_; return $t }
+
+# measure_by_hand(WORKLOAD, VARIANT, REP, POSITION): flip hand1 / hand2: one
+# psql per statement, all started together; migration hand2: the two range
+# jobs queued in one transaction, then polled until both are over.  The
+# same resets, application and checks as measure().
+sub measure_by_hand
+{
+	my ($workload, $variant, $rep, $pos) = @_;
+	my $table = $workload eq 'migration' ? undef : 'events';
+	my $tag = "${workload}_${variant}_$rep";
+	my $oltp = $workload eq 'flip' && $RATE > 0;
+
+	no_workers_left();
+	if ($workload eq 'migration') { reset_migration() }
+	else { reset_flip($table, 1) }
+	my ($tb0, $tb1);
+	if ($oltp)
+	{
+		oltp_start($tag);
+		sleep $SETTLE;
+		$tb0 = time;
+		sleep $BASELINE_SECS;
+		$tb1 = time;
+	}
+
+	my (@parts, @ids, %kid);
+	my $t0;
+	if ($workload eq 'flip')
+	{
+		my $i = 0;
+		for my $h (@{ $HAND_FLIP{$variant} })
+		{
+			# (not $tag.N: oltp_stop reads and removes pgbench's logs, $tag.N*)
+			my $file = "$WORK/${tag}_statement" . $i++ . '.sql';
+			open my $fh, '>', $file or die "$file: $!";
+			print $fh "SET synchronous_commit = off;\nSELECT extract(epoch FROM clock_timestamp());\n$h->{stmt};\n"
+			  . "\\echo :ROW_COUNT\nSELECT extract(epoch FROM clock_timestamp());\n";
+			close $fh;
+			push @parts, { what => $h->{stmt}, expected_rows => $h->{rows}, file => $file };
+		}
+		$t0 = time;
+		for my $part (@parts)
+		{
+			my $pid = fork // die "fork: $!";
+			if (!$pid)
+			{
+				open STDIN, '<', '/dev/null';
+				open STDOUT, '>', "$part->{file}.out";
+				open STDERR, '>', "$part->{file}.err";
+				$ENV{PGAPPNAME} = 'par_hand';
+				exec @PSQL, '-U', 'par', '-f', $part->{file} or POSIX::_exit(127);
+			}
+			$kid{$pid} = $part;
+		}
+	}
+	else
+	{
+		$t0 = time;
+		@ids = map { 0 + $_ } @{ sql('par', 'SELECT ' . join(', ', map { "chunkbatch.run('$_->{job}', '$_->{params}')" } @HAND_MIG))->[0] };
+	}
+	my $ids = @ids ? join(',', @ids) : '0';
+	my $re = @ids ? join('|', @ids) : '0';
+	my @samples;
+	while (1)
+	{
+		my $line = $watch->query_safe(sprintf($POLL_HAND_SQL, $ids, $re));
+		my ($now, $states, $workers, $waits) = split /\|/, $line, -1;
+		push @samples, [ 0 + $now, $states, 0 + $workers, $waits ];
+		for my $pid (keys %kid)
+		{
+			next unless waitpid($pid, WNOHANG) == $pid;
+			$kid{$pid}{rc} = $?;
+			delete $kid{$pid};
+		}
+		last if $workload eq 'flip' ? !%kid : (grep { $OVER{$_} } split /,/, $states) == @ids;
+		sleep $POLL;
+	}
+	my $t1 = time;
+	my $tx = $oltp ? oltp_stop($tag) : [];
+
+	my @checks;
+	my ($started, $finished, $rows, $state);
+	if ($workload eq 'flip')
+	{
+		my $n = 0;
+		for my $part (@parts)
+		{
+			$n++;
+			my @out = grep { $_ ne '' } split /\n/, slurp("$part->{file}.out") // '';
+			my $err = slurp("$part->{file}.err") // '';
+			$err =~ s/\s+$//;
+			$err =~ s/\n/ /g;
+			my $ok = $part->{rc} == 0 && @out == 3 && !grep { !/^[\d.]+$/ } @out;
+			@$part{qw(started finished rows)} = $ok ? (0 + $out[0], 0 + $out[2], 0 + $out[1]) : (undef, undef, undef);
+			$part->{error} = $err if $err ne '';
+			push @checks, [ $ok && $part->{rows} == $part->{expected_rows},
+				"statement $n: " . ($ok ? "$part->{rows} rows of $part->{expected_rows} matching" : "failed (exit status $part->{rc}" . ($err ne '' ? ": $err" : '') . ')') ];
+			unlink $part->{file}, "$part->{file}.out", "$part->{file}.err" if $ok;
+		}
+		$state = (grep { !$_->[0] } @checks) ? 'failed' : 'succeeded';
+	}
+	else
+	{
+		my $rr = sql('postgres', <<"EOF");
+SELECT run_id, job_name, state, rows_done, chunks_done, coalesce(avg_chunk_ms, 0), coalesce(max_chunk_ms, 0), batch_size,
+       extract(epoch FROM queued_at), extract(epoch FROM started_at), extract(epoch FROM finished_at),
+       coalesce(range_first, ''), coalesce(range_last, ''), coalesce(sqlstate, ''), coalesce(replace(error, E'\\n', ' '), ''),
+       lock_waiters_seen, retries, (SELECT count(*) FROM chunkbatch.slices s WHERE s.run_id = r.run_id)
+  FROM chunkbatch.runs r WHERE run_id IN ($ids) ORDER BY run_id
+EOF
+		my %by_id = map { $_->[0] => $_ } @$rr;
+		for my $i (0 .. $#HAND_MIG)
+		{
+			my $h = $HAND_MIG[$i];
+			my ($id, $job, $st, $done, $chunks, $avg, $max, $batch, $queued, $s0, $s1, $first, $last, $sqlstate, $error, $waiters, $retries, $nslices)
+			  = @{ $by_id{ $ids[$i] } // [] };
+			my %part = (what => "run $ids[$i] of $h->{job} (params $h->{params})", run_id => $ids[$i], job => $h->{job}, params => $h->{params},
+				state => $st // 'missing', rows => 0 + ($done // 0), expected_rows => $h->{items}, chunks => 0 + ($chunks // 0),
+				avg_chunk_ms => 0 + ($avg // 0), max_chunk_ms => 0 + ($max // 0), final_batch => 0 + ($batch // 0),
+				lock_waiters_seen => 0 + ($waiters // 0), retries => 0 + ($retries // 0), slices => 0 + ($nslices // 0),
+				queued => defined $queued ? 0 + $queued : undef,
+				started => defined $s0 && $s0 ne '' ? 0 + $s0 : undef, finished => defined $s1 && $s1 ne '' ? 0 + $s1 : undef,
+				range_first => $first, range_last => $last);
+			push @parts, \%part;
+			push @checks, [ defined $id && $id == $ids[$i] && $st eq 'succeeded', "run $ids[$i] " . ($st // 'missing') . (($error // '') ne '' ? " ($sqlstate: $error)" : '') ];
+			push @checks, [ ($first // '') eq $h->{lo} && ($last // '') eq $h->{hi},
+				"run $ids[$i] covered the keys $h->{lo}..$h->{hi} (span " . ($first || 'none') . '..' . ($last || 'none') . ')' ];
+			push @checks, [ $part{rows} == $h->{items}, "run $ids[$i] rows_done $part{rows} = $h->{items}" ];
+			push @checks, [ $part{slices} == 0, "run $ids[$i] has no slices (parallel 1)" ];
+		}
+		$state = join(',', map { $_->{state} } @parts);
+	}
+	push @checks, data_checks($table);
+	$rows = sum(map { $_->{rows} } @parts);
+	my $want = $workload eq 'migration' ? $ITEMS : $MATCHING{$table};
+	push @checks, [ $rows == $want, "rows of the " . ($workload eq 'migration' ? 'two runs' : 'statement(s)') . " $rows = $want" ];
+	if (!grep { !defined $_->{started} || !defined $_->{finished} } @parts)
+	{
+		($started) = sort { $a <=> $b } map { $_->{started} } @parts;
+		($finished) = sort { $b <=> $a } map { $_->{finished} } @parts;
+	}
+	for my $part (@parts)
+	{
+		$part->{started_s} = defined $started && defined $part->{started} ? $part->{started} - $started : undef;
+		$part->{finished_s} = defined $started && defined $part->{finished} ? $part->{finished} - $started : undef;
+	}
+
+	# the workers (migration) or statements (flip) seen at work meanwhile
+	my @running = defined $started ? grep { $_->[0] >= $started && $_->[0] <= $finished } @samples : ();
+	my ($max_workers, $sum_workers, $first_full) = (0, 0, undef);
+	for my $s (@running)
+	{
+		$max_workers = $s->[2] if $s->[2] > $max_workers;
+		$sum_workers += $s->[2];
+	}
+	for my $s (@running)
+	{
+		if ($s->[2] >= $max_workers && $max_workers > 0) { $first_full = $s->[0] - $started; last }
+	}
+	my %lock_waits;
+	for my $s (@running)
+	{
+		$lock_waits{$_}++ for grep { $_ ne '' } split /,/, $s->[3];
+	}
+
+	my $verified = !grep { !$_->[0] } @checks;
+	my $verify = join('; ', map { ($_->[0] ? 'ok' : 'not ok') . " - $_->[1]" } @checks);
+	ok($verified, "$tag: $verify");
+	my $mig = $workload eq 'migration';
+	my $chunks = $mig ? sum(map { $_->{chunks} } @parts) : undef;
+	my %r = (
+		workload => $workload, variant => $variant, by_hand => JSON::PP::true, sessions => scalar @parts,
+		parallel => $mig ? 1 : undef, rep => 0 + $rep, position => 0 + $pos,
+		job => $mig ? join('+', map { $_->{job} } @HAND_MIG) : undef, run_id => undef, run_ids => $mig ? \@ids : undef,
+		state => $state, rows => 0 + $rows, chunks => $chunks,
+		avg_chunk_ms => $mig && $chunks ? sum(map { $_->{avg_chunk_ms} * $_->{chunks} } @parts) / $chunks : undef,
+		max_chunk_ms => $mig ? (sort { $b <=> $a } map { $_->{max_chunk_ms} } @parts)[0] : undef,
+		lock_waiters_seen => $mig ? sum(map { $_->{lock_waiters_seen} } @parts) : undef,
+		retries => $mig ? sum(map { $_->{retries} } @parts) : undef, lock_waits_sampled => \%lock_waits,
+		exec_s => defined $started ? $finished - $started : undef, wall_s => $t1 - $t0,
+		start_spread_s => defined $started ? (sort { $b <=> $a } map { $_->{started_s} } @parts)[0] : undef,
+		slices => $mig ? 0 : undef, stolen_slices => $mig ? 0 : undef,
+		workers_max_seen => $max_workers, workers_mean_seen => @running ? $sum_workers / @running : undef,
+		workers_max_first_seen_s => $first_full, samples => scalar @running,
+		parts => [ map { my %p = %$_; delete $p{file}; \%p } @parts ],
+		verified => $verified ? JSON::PP::true : JSON::PP::false,
+		verify => $verify,
+		load => loadavg(),
+		other_work => other_work(),
+		t => { started => $started, finished => $finished, t0 => $t0, t1 => $t1 },
+	);
+	if ($oltp)
+	{
+		my $bl = lat_window($tx, $tb0, $tb1);
+		my $rl = defined $started ? lat_window($tx, $started, $finished) : [];
+		$r{oltp} = { baseline => lat_stats($bl), run => lat_stats($rl) };
+		$r{t}{baseline_from} = $tb0;
+		$r{t}{baseline_to} = $tb1;
+		push @{ $RAW{"$workload/$variant"}{run} }, @$rl;
+		push @{ $RAW{"$workload/$variant"}{baseline} }, @$bl;
+		push @{ $RAW{"$workload/all"}{baseline} }, @$bl;
+	}
+	push @{ $results{runs} }, \%r;
+	write_results();
+	say_progress(sprintf('%-9s %-8s rep %d: %s s (wall %.2f s; %s), %d rows%s, %s max %d mean %s%s; %s',
+		$workload, $variant, $rep, f2($r{exec_s}), $r{wall_s}, join(', ', map { sprintf('%s-%s s', f2($_->{started_s}), f2($_->{finished_s})) } @parts),
+		$rows, $mig ? ", $chunks chunks" : '', $mig ? 'workers' : 'statements', $max_workers, f1($r{workers_mean_seen}),
+		$oltp ? sprintf('; app p99 %s ms max %s ms (alone: p99 %s ms)', f1($r{oltp}{run}{p99_ms}), f1($r{oltp}{run}{max_ms}), f1($r{oltp}{baseline}{p99_ms})) : '',
+		$verified ? 'verified' : "VERIFICATION FAILED: $verify"));
+	return \%r;
+}
+
 # --- the run ---------------------------------------------------------------------------------
 # variants of a workload: [label, parallel]
+# (by hand: parallel undef), and what the report calls them
 my %VARIANTS = (
-	migration => [ map { [ "p$_", $_ ] } @LEVELS ],
-	flip => [ map { [ "p$_", $_ ] } @LEVELS ],
+	migration => [ (map { [ "p$_", $_ ] } @LEVELS), ($BY_HAND ? ([ 'hand2', undef ]) : ()) ],
+	flip => [ (map { [ "p$_", $_ ] } @LEVELS), ($BY_HAND ? ([ 'hand1', undef ], [ 'hand2', undef ]) : ()) ],
 	skew => [ [ 'skew', $SKEW_P ], [ 'bal', $SKEW_P ] ],
+);
+my %HAND_LABEL = (
+	migration => { hand2 => 'by hand, two range jobs at once' },
+	flip => { hand1 => 'by hand, one statement', hand2 => 'by hand, two statements at once' },
 );
 for my $rep (1 .. $REPS)
 {
@@ -791,6 +1109,12 @@ for my $rep (1 .. $REPS)
 		my $pos = 0;
 		for my $v (@v)
 		{
+			if (!defined $v->[1])
+			{
+				say_progress("$w $v->[0] ($HAND_LABEL{$w}{$v->[0]}) rep $rep");
+				measure_by_hand($w, $v->[0], $rep, ++$pos);
+				next;
+			}
 			say_progress("$w $v->[0] (parallel $v->[1]) rep $rep");
 			measure($w, $v->[0], $v->[1], $rep, ++$pos);
 		}
@@ -872,6 +1196,7 @@ sub summarize
 				stolen_slices => median(map { $_->{stolen_slices} } @r),
 				workers_max_seen => maxof(map { $_->{workers_max_seen} } @r),
 				workers_mean_seen => median(map { $_->{workers_mean_seen} } @r),
+				start_spread_s => median(map { $_->{start_spread_s} } @r),
 				all_verified => (grep { !$_->{verified} } @r) ? JSON::PP::false : JSON::PP::true,
 			};
 		}
@@ -882,6 +1207,12 @@ sub summarize
 		for my $n (grep { $_ != 1 } @LEVELS)
 		{
 			$s{$w}{ratios}{"p${n}_p1"} = ratio($w, "p$n", 'p1');
+		}
+		if ($BY_HAND)
+		{
+			$s{$w}{ratios}{"${_}_p1"} = ratio($w, $_, 'p1') for sort keys %{ $HAND_LABEL{$w} };
+			if ($w eq 'migration') { $s{$w}{ratios}{hand2_p2} = ratio($w, 'hand2', 'p2') }
+			else { $s{$w}{ratios}{hand2_hand1} = ratio($w, 'hand2', 'hand1') }
 		}
 		my $r = $s{$w}{ratios}{p2_p1};
 		push @targets, target("${w}_p2_p1", "$w: time with parallel 2 / time with parallel 1", $r->{median}, 0.60,
@@ -934,6 +1265,11 @@ sub write_results
 	rename "$opt{out}.tmp", $opt{out} or die "rename $opt{out}: $!";
 }
 
+sub run_label
+{
+	my ($r) = @_;
+	return $r->{run_ids} ? 'runs ' . join(' + ', @{ $r->{run_ids} }) : $r->{by_hand} ? 'psql' : "run $r->{run_id}";
+}
 sub f0 { return defined $_[0] ? sprintf('%.0f', $_[0]) : 'n/a' }
 sub f1 { return defined $_[0] ? sprintf('%.1f', $_[0]) : 'n/a' }
 sub f2 { return defined $_[0] ? sprintf('%.2f', $_[0]) : 'n/a' }
@@ -954,8 +1290,8 @@ sub write_report
 	}
 	$md .= "## Result\n\n";
 	$md .= "Run time = `finished_at - started_at` of the run (median of $REPS repetition(s)); ratios: the median of the "
-	  . "per-repetition ratios (the variants of one repetition ran back to back).\n\n";
-	my @others = grep { $_ != 1 } @LEVELS;
+	  . "per-repetition ratios (the variants of one repetition ran back to back)."
+	  . ($BY_HAND ? ' By hand: the same work without slices, measured in the same repetitions (see below each table).' : '') . "\n\n";
 	for my $w (grep { $_ eq 'migration' || $_ eq 'flip' } @WORKLOADS)
 	{
 		$md .= $w eq 'migration'
@@ -963,16 +1299,51 @@ sub write_report
 		  : "### Status flip ($MATCHING{events} of $ROWS rows, $FLIP_BATCH keys per chunk"
 		  . ($FLIP_TARGET_MS ne '' ? ", target_chunk_ms $FLIP_TARGET_MS" : '')
 		  . ($RATE > 0 ? ", with the application running" : '') . ")\n\n";
-		$md .= '| | ' . join(' | ', map { "parallel $_" } @LEVELS) . " |\n|---|" . join('', map { '---|' } @LEVELS) . "\n";
-		$md .= '| median run time | ' . join(' | ', map { f2($s->{$w}{"p$_"}{exec_s}) . ' s' } @LEVELS) . " |\n";
-		$md .= '| run time / parallel 1 | ' . join(' | ', map { $_ == 1 ? '1' : '**' . f2($s->{$w}{ratios}{"p${_}_p1"}{median}) . '**' } @LEVELS) . " |\n";
-		$md .= '| per repetition | ' . join(' | ', map { my $l = $_; join(', ', map { f2($_) } @{ $s->{$w}{"p$l"}{exec_s_per_rep} }) . ' s' } @LEVELS) . " |\n";
-		$md .= '| chunks (median) | ' . join(' | ', map { f0($s->{$w}{"p$_"}{chunks}) } @LEVELS) . " |\n";
-		$md .= '| chunks that made another session wait (median) | ' . join(' | ', map { f0($s->{$w}{"p$_"}{lock_waiters_seen}) } @LEVELS) . " |\n";
-		$md .= '| avg chunk (median) / longest | ' . join(' | ', map { f1($s->{$w}{"p$_"}{avg_chunk_ms}) . ' / ' . f1($s->{$w}{"p$_"}{max_chunk_ms}) . ' ms' } @LEVELS) . " |\n";
-		$md .= '| slices (median; stolen) | ' . join(' | ', map { $_ == 1 ? '-' : f0($s->{$w}{"p$_"}{slices}) . ' (' . f0($s->{$w}{"p$_"}{stolen_slices}) . ')' } @LEVELS) . " |\n";
-		$md .= '| workers seen (max; mean while running) | ' . join(' | ', map { f0($s->{$w}{"p$_"}{workers_max_seen}) . '; ' . f1($s->{$w}{"p$_"}{workers_mean_seen}) } @LEVELS) . " |\n";
+		my $S = $s->{$w};
+		my @cols = map { $_->[0] } @{ $VARIANTS{$w} };
+		my %name = ((map { ("p$_" => "parallel $_") } @LEVELS), %{ $HAND_LABEL{$w} });
+		# a flip by hand is no chunkbatch run: no chunks, no slices
+		my $nochunks = sub { $w eq 'flip' && $_[0] =~ /^hand/ };
+		my $row = sub { my ($label, $f) = @_; return "| $label | " . join(' | ', map { $f->($_) } @cols) . " |\n" };
+		$md .= '| | ' . join(' | ', map { $name{$_} } @cols) . " |\n|---|" . join('', map { '---|' } @cols) . "\n";
+		$md .= $row->('median run time', sub { f2($S->{ $_[0] }{exec_s}) . ' s' });
+		$md .= $row->('run time / parallel 1', sub { $_[0] eq 'p1' ? '1' : '**' . f2($S->{ratios}{"$_[0]_p1"}{median}) . '**' });
+		$md .= $row->('run time / parallel 2', sub { $_[0] eq 'p2' ? '1' : $_[0] eq 'hand2' ? '**' . f2($S->{ratios}{hand2_p2}{median}) . '**' : '' })
+		  if $BY_HAND && $w eq 'migration';
+		$md .= $row->('two statements / one statement', sub { $_[0] eq 'hand1' ? '1' : $_[0] eq 'hand2' ? '**' . f2($S->{ratios}{hand2_hand1}{median}) . '**' : '' })
+		  if $BY_HAND && $w eq 'flip';
+		$md .= $row->('per repetition', sub { join(', ', map { f2($_) } @{ $S->{ $_[0] }{exec_s_per_rep} }) . ' s' });
+		$md .= $row->('chunks (median)', sub { $nochunks->($_[0]) ? '-' : f0($S->{ $_[0] }{chunks}) });
+		$md .= $row->('chunks that made another session wait (median)', sub { $nochunks->($_[0]) ? '-' : f0($S->{ $_[0] }{lock_waiters_seen}) });
+		$md .= $row->('avg chunk (median) / longest',
+			sub { $nochunks->($_[0]) ? '-' : f1($S->{ $_[0] }{avg_chunk_ms}) . ' / ' . f1($S->{ $_[0] }{max_chunk_ms}) . ' ms' });
+		$md .= $row->('slices (median; stolen)',
+			sub { $_[0] eq 'p1' || $_[0] =~ /^hand/ ? '-' : f0($S->{ $_[0] }{slices}) . ' (' . f0($S->{ $_[0] }{stolen_slices}) . ')' });
+		$md .= $row->('workers seen (max; mean while running)', sub { f0($S->{ $_[0] }{workers_max_seen}) . '; ' . f1($S->{ $_[0] }{workers_mean_seen}) });
 		$md .= "\n";
+		if ($BY_HAND && $w eq 'migration')
+		{
+			my $h = $results{run}{by_hand}{migration};
+			$md .= "By hand, two range jobs at once: how the migration was parallelised before slices. Two jobs with `parallel => 1`, "
+			  . "`par_mig_h1` and `par_mig_h2` (the statement and batch size above; `range_filter` `$h->{filter}`, which the run's key "
+			  . "span applies; a job never overlaps itself, so it takes two), queued in one transaction with the halves of the staging keys as params ("
+			  . join(', ', map { "`$_->{params}`" } @{ $h->{runs} }) . ", split at the median key) and waited for together. Run time: the "
+			  . "earlier run's `started_at` to the later one's `finished_at` (the second started "
+			  . f2($S->{hand2}{start_spread_s}) . " s after the first, median); chunks, chunks that made another session wait: both runs' "
+			  . "together; workers: both runs'. Ratios: **" . f2($S->{ratios}{hand2_p1}{median}) . "** × parallel 1, **"
+			  . f2($S->{ratios}{hand2_p2}{median}) . "** × parallel 2.\n\n";
+		}
+		if ($BY_HAND && $w eq 'flip')
+		{
+			my $h = $results{run}{by_hand}{flip};
+			$md .= "By hand: the flip as one `UPDATE` in one psql session, or two sessions started together, each running it over one "
+			  . "half of the keys (`AND id <= $h->{mid}` / `AND id > $h->{mid}`; $h->{mid} = the median key of the matching rows), all with "
+			  . "`SET synchronous_commit = off` (as chunkbatch's chunks). Run time: the earlier statement's start to the later one's commit "
+			  . "(the server's clock); workers seen: the sessions seen running their statement. One statement: **"
+			  . f2($S->{ratios}{hand1_p1}{median}) . "** × parallel 1; two statements at once: **" . f2($S->{ratios}{hand2_p1}{median})
+			  . "** × parallel 1; two / one = **" . f2($S->{ratios}{hand2_hand1}{median}) . "**: the scaling PostgreSQL itself gives "
+			  . "this flip on this machine" . ($RATE > 0 ? ' (with the application running)' : '') . ".\n\n";
+		}
 	}
 	if ($DO{skew})
 	{
@@ -1001,11 +1372,12 @@ sub write_report
 		$md .= "| window | n | p50 | p99 | max | p99 / no-batch p99 | p99 ratio per run (to the window before it) |\n|---|---|---|---|---|---|---|\n";
 		my $b = $s->{oltp}{baseline};
 		$md .= sprintf("| no batch | %d | %s ms | %s ms | %s ms | 1 | |\n", $b->{n}, f1($b->{p50_ms}), f1($b->{p99_ms}), f1($b->{max_ms}));
-		for my $l (@LEVELS)
+		for my $v (map { $_->[0] } @{ $VARIANTS{flip} })
 		{
-			my $o = $s->{oltp}{"p$l"};
-			$md .= sprintf("| during parallel %d | %d | %s ms | %s ms | %s ms | %s | %s |\n", $l, $o->{n}, f1($o->{p50_ms}), f1($o->{p99_ms}), f1($o->{max_ms}),
-				($l == 2 ? '**' . f2($o->{p99_ratio}) . '**' : f2($o->{p99_ratio})), join(', ', map { f2($_) } @{ $o->{p99_ratio_per_run} }));
+			my $o = $s->{oltp}{$v};
+			$md .= sprintf("| during %s | %d | %s ms | %s ms | %s ms | %s | %s |\n", $v =~ /^p(\d+)$/ ? "parallel $1" : $HAND_LABEL{flip}{$v},
+				$o->{n}, f1($o->{p50_ms}), f1($o->{p99_ms}), f1($o->{max_ms}),
+				($v eq 'p2' ? '**' . f2($o->{p99_ratio}) . '**' : f2($o->{p99_ratio})), join(', ', map { f2($_) } @{ $o->{p99_ratio_per_run} }));
 		}
 		$md .= "\n";
 	}
@@ -1021,10 +1393,11 @@ sub write_report
 	  . "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
 	for my $r (@runs)
 	{
-		$md .= sprintf("| %s | %s | %d | %d | %d | %s s | %s s | %d | %d | %d | %s | %d / %s | %s | %s | %s | %s |\n",
-			$r->{workload}, $r->{variant}, $r->{rep}, $r->{position}, $r->{run_id}, f2($r->{exec_s}), f2($r->{wall_s}), $r->{rows}, $r->{chunks},
-			$r->{lock_waiters_seen},
-			$r->{parallel} > 1 ? "$r->{slices} ($r->{stolen_slices})" : '-', $r->{workers_max_seen}, f1($r->{workers_mean_seen}),
+		$md .= sprintf("| %s | %s | %d | %d | %s | %s s | %s s | %d | %s | %s | %s | %d / %s | %s | %s | %s | %s |\n",
+			$r->{workload}, $r->{variant}, $r->{rep}, $r->{position},
+			$r->{run_ids} ? join(' + ', @{ $r->{run_ids} }) : $r->{by_hand} ? '-' : $r->{run_id}, f2($r->{exec_s}), f2($r->{wall_s}), $r->{rows},
+			$r->{chunks} // '-', $r->{lock_waiters_seen} // '-',
+			!$r->{by_hand} && $r->{parallel} > 1 ? "$r->{slices} ($r->{stolen_slices})" : '-', $r->{workers_max_seen}, f1($r->{workers_mean_seen}),
 			defined $r->{workers_max_first_seen_s} ? f2($r->{workers_max_first_seen_s}) . ' s' : 'n/a',
 			$r->{oltp} ? sprintf('%s / %s ms (%s / %s)', f1($r->{oltp}{run}{p99_ms}), f1($r->{oltp}{run}{max_ms}),
 				f1($r->{oltp}{baseline}{p99_ms}), f1($r->{oltp}{baseline}{max_ms})) : '',
@@ -1034,7 +1407,7 @@ sub write_report
 	$md .= "Per slice: number, rows, chunks (of which made someone wait), last chunk's size, workers that took it, seconds from the run's "
 	  . "start to the slice's start and end. Then the sessions seen waiting for a lock while the run ran (samples every "
 	  . ($POLL * 1000) . " ms, `who:wait_event` × samples).\n\n";
-	for my $r (grep { $_->{parallel} > 1 } @runs)
+	for my $r (grep { !$_->{by_hand} && $_->{parallel} > 1 } @runs)
 	{
 		my $lw = $r->{lock_waits_sampled};
 		$md .= sprintf("- %s %s rep %d (run %d): %s; lock waits seen: %s\n", $r->{workload}, $r->{variant}, $r->{rep}, $r->{run_id},
@@ -1042,8 +1415,23 @@ sub write_report
 				$_->{lock_waiters_seen}, $_->{final_batch}, $_->{workers}, f1($_->{started_s}), f1($_->{finished_s})) } @{ $r->{slice_detail} }) || 'none',
 			join(', ', map { "$_ × $lw->{$_}" } sort { $lw->{$b} <=> $lw->{$a} || $a cmp $b } keys %$lw) || 'none');
 	}
+	if (my @hand = grep { $_->{by_hand} } @runs)
+	{
+		$md .= "\n### The parts of the by-hand runs\n\n";
+		$md .= "Per part (a run of a job, or a statement): rows, chunks (of which made someone wait), seconds from the earlier part's "
+		  . "start to the part's start and end. Then the sessions seen waiting for a lock meanwhile (as above).\n\n";
+		for my $r (@hand)
+		{
+			my $lw = $r->{lock_waits_sampled};
+			$md .= sprintf("- %s %s rep %d (%s): %s; lock waits seen: %s\n", $r->{workload}, $r->{variant}, $r->{rep}, run_label($r),
+				join('; ', map { sprintf('%s: %s rows%s %s-%s s', defined $_->{run_id} ? "run $_->{run_id} ($_->{job})" : "`$_->{what}`",
+					$_->{rows} // 'n/a', defined $_->{chunks} ? " $_->{chunks} chunks ($_->{lock_waiters_seen})" : '',
+					f1($_->{started_s}), f1($_->{finished_s})) } @{ $r->{parts} }),
+				join(', ', map { "$_ × $lw->{$_}" } sort { $lw->{$b} <=> $lw->{$a} || $a cmp $b } keys %$lw) || 'none');
+		}
+	}
 	$md .= "\n### Verification after each run\n\n";
-	$md .= "- $_->{workload} $_->{variant} rep $_->{rep} (run $_->{run_id}): $_->{verify}\n" for @runs;
+	$md .= "- $_->{workload} $_->{variant} rep $_->{rep} (" . run_label($_) . "): $_->{verify}\n" for @runs;
 	$md .= "\n## Method\n\n";
 	$md .= "- A throwaway cluster (`PostgreSQL::Test::Cluster`; $results{run}{postgres_version}); settings: "
 	  . join(', ', map { "`$_`" } @{ $results{run}{server_conf} }) . ". The benchmark's tables have `autovacuum_enabled = false` "
@@ -1052,8 +1440,23 @@ sub write_report
 	  . "(no snapshot held); run time = `finished_at - started_at` of `chunkbatch.runs` (the split into slices and the helpers' start are inside it), "
 	  . "wall = the CALL. Parallel 1 is a plain run (no slices). A monitor session counts the run's worker processes "
 	  . "(`application_name` 'chunkbatch run N: ...' and 'chunkbatch run N slices: ...') every " . ($POLL * 1000) . " ms.\n";
+	if ($BY_HAND && ($DO{migration} || $DO{flip}))
+	{
+		$md .= "- By hand (`PAR_BY_HAND=0` leaves them out): "
+		  . join('; ', ($DO{migration} ? ("migration: the two range jobs `par_mig_h1` and `par_mig_h2` (parallel 1) queued in one transaction "
+				. "(`SELECT chunkbatch.run('par_mig_h1', params), chunkbatch.run('par_mig_h2', params)`), then polled by the monitor session "
+				. "until both are over; run time = the earlier `started_at` to the later `finished_at`, wall = from the queueing to the poll "
+				. "that saw both over") : ()),
+			($DO{flip} ? ("flip: one psql per statement (`application_name` par_hand; `SET synchronous_commit = off`, "
+				. "`SELECT clock_timestamp()`, the `UPDATE` (autocommit), `SELECT clock_timestamp()`), all forked together; run time = the "
+				. "earlier first timestamp to the later second one, wall = from the forks to the later exit; the monitor counts the "
+				. "sessions running a statement") : ()))
+		  . ". They are variants of their workload: the same repetitions, rotation, resets, application and checks (exactly once).\n";
+	}
 	$md .= "- Order: every repetition runs " . join(', then ', @WORKLOADS) . ", each workload's variants back to back in an order "
-	  . "rotated by one per repetition (parallel " . join(' ', @LEVELS) . " first, then starting with the next, ...; skewed and balanced alternate).\n";
+	  . "rotated by one per repetition (" . join('; ', map { my $w = $_; "$w: " . join(' ', map { $_->[0] } @{ $VARIANTS{$w} }) }
+			grep { $_ ne 'skew' } @WORKLOADS) . " first, then starting with the next, ...; skewed and balanced alternate; "
+	  . "the variants as named in the table below).\n";
 	$md .= "- Before every run, outside the timed window: no chunkbatch run worker left; migration: `TRUNCATE` of the 6 destination tables "
 	  . "(the indexes stay), `VACUUM ANALYZE`, `CHECKPOINT`; flips: `UPDATE` of the target rows back to their status with `retries = 0`, "
 	  . "`VACUUM (ANALYZE)`, `CHECKPOINT`. Each flip table went through one unmeasured flip and reset after it was filled, so that every "
@@ -1083,10 +1486,22 @@ sub write_report
 	$md .= "- Load average at the start: $results{run}{load_start}; at the end: $results{run}{load_end}. Other work on the machine (pgrep) "
 	  . "at the start: $results{run}{other_work_at_start}; at the end: $results{run}{other_work_at_end}.\n";
 	$md .= "\n## The statements\n\n";
+	my %shown;    # statement -> the job it was shown with
 	for my $j (sort keys %{ $results{run}{jobs} })
 	{
 		my $jj = $results{run}{jobs}{$j};
-		$md .= "`$j` (range_table `$jj->{range_table}`, key `$jj->{range_key}`" . (defined $jj->{range_filter} ? ", filter `$jj->{range_filter}`" : '') . "):\n\n```sql\n$jj->{chunk_sql}\n```\n\n";
+		$md .= "`$j` (range_table `$jj->{range_table}`, key `$jj->{range_key}`" . (defined $jj->{range_filter} ? ", filter `$jj->{range_filter}`" : '') . ")"
+		  . ($shown{ $jj->{chunk_sql} } ? ": the statement of `$shown{ $jj->{chunk_sql} }`.\n\n" : ":\n\n```sql\n$jj->{chunk_sql}\n```\n\n");
+		$shown{ $jj->{chunk_sql} } //= $j;
+	}
+	if (my $h = $results{run}{by_hand}{flip})
+	{
+		$md .= "The flip by hand (each in its own psql after `SET synchronous_commit = off`), with its plan (`EXPLAIN (COSTS OFF)` after a reset):\n\n";
+		for my $v (sort keys %{ $HAND_LABEL{flip} })
+		{
+			$md .= "- $HAND_LABEL{flip}{$v}:\n\n" . join('', map { "  ```sql\n  $_->{statement};\n  ```\n\n  ```\n"
+				  . join('', map { "  $_\n" } split /\n/, $_->{plan}) . "  ```\n\n" } @{ $h->{$v} });
+		}
 	}
 	$md .= "The application's transaction (pgbench):\n\n```\n$OLTP```\n" if $DO{flip} && $RATE > 0;
 	open my $fh, '>', $opt{md} or die "$opt{md}: $!";

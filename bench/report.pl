@@ -1,17 +1,22 @@
 #!/usr/bin/perl
 # bench/report.pl: RESULTS.md from one results file of bench/bench.pl.
 #
-#   perl bench/report.pl [--out FILE.md] [RESULTS.json]
+#   perl bench/report.pl [--out FILE.md] [--parallel PARALLEL.json] [RESULTS.json]
 #
 # Default input: the newest bench/results/2*.json (not migration-*.json, the
-# migration benchmark's); default output:
+# migration benchmark's, nor parallel-*.json); default output:
 # bench/RESULTS.md.  Every figure is computed here from the per-measurement
 # lines of the results file (medians over repetitions, ratios, OLTP latency
 # against the no-batch window); the targets judged come from
-# bench/targets.tsv.  Needs nothing but Perl.
+# bench/targets.tsv.  Its section "Parallel slices" shows the summary of
+# the newest bench/results/parallel-*.json (bench/parallel.pl's; --parallel
+# names another): medians, ratios and targets as that file records them,
+# nothing recomputed.  Needs nothing but Perl.
 use strict;
 use warnings;
 
+use File::Basename qw(dirname);
+use File::Spec;
 use FindBin;
 use Getopt::Long;
 use JSON::PP;
@@ -19,8 +24,10 @@ use List::Util qw(max min sum);
 
 my $BENCH = $FindBin::RealBin;
 my $out_file = "$BENCH/RESULTS.md";
-GetOptions('out=s' => \$out_file) && @ARGV <= 1
-  or die "usage: report.pl [--out FILE.md] [RESULTS.json]\n";
+my $par_file;
+GetOptions('out=s' => \$out_file, 'parallel=s' => \$par_file) && @ARGV <= 1
+  or die "usage: report.pl [--out FILE.md] [--parallel PARALLEL.json] [RESULTS.json]\n";
+$par_file //= (sort glob "$BENCH/results/parallel-*.json")[-1];
 my $in_file = $ARGV[0] // (sort glob "$BENCH/results/2*.json")[-1]
   // die "no results file in $BENCH/results\n";
 my $R = do { local $/; open my $fh, "<", $in_file or die "$in_file: $!\n"; JSON::PP->new->decode(<$fh>) };    # bytes in, bytes out
@@ -269,6 +276,9 @@ put("", "(OLTP columns: median over repetitions of each window's p99, and the wo
 put("", "## Targets", "", '| target | figure reached | met? |', '|---|---|---|');
 put(map { sprintf('| %s | %s | %s |', @$_{qw(target fig met)}) } targets());
 
+# --- parallel slices (bench/parallel.pl) ------------------------------------------------
+put("", "## Parallel slices", "", parallel_text());
+
 # --- per workload -----------------------------------------------------------------------
 put("", "## Throughput and OLTP latency, per workload");
 for my $size (@sizes)
@@ -448,6 +458,124 @@ sub decl_text
 		  "  (purge; flip alike), run once at run start unless the span's read of every matching row made the same count.";
 	}
 	return @t ? join("\n", @t) . "\n" : '';
+}
+
+# --- parallel slices (bench/parallel.pl's results file) ------------------------------------
+# The lines of the section "Parallel slices": the run, its medians and
+# ratios per variant, the application's p99, its by-hand baselines when it
+# has them, and its targets, met or not as the file records them.
+sub parallel_text
+{
+	return "No results of bench/parallel.sh yet (no bench/results/parallel-*.json)." unless defined $par_file;
+	my $P = do { local $/; open my $fh, "<", $par_file or die "$par_file: $!\n"; JSON::PP->new->decode(<$fh>) };
+	my ($pr, $S) = ($P->{run}, $P->{summary} // {});
+	my $pc = $pr->{config} // {};
+	my $rel = $par_file =~ s{^\Q$BENCH\E/}{bench/}r;
+	my $full = "$BENCH/PARALLEL.md";
+	my $link = File::Spec->abs2rel($full, dirname(File::Spec->rel2abs($out_file)));
+	my $same = do { local $/; my $fh; open($fh, '<', $full) && index(<$fh>, $pr->{started_at}) >= 0 };
+	my $el = $pr->{elapsed_s} // 0;
+	my @t = (sprintf('Measured by `%s` (bench/parallel.pl) on %s in %d min %d s, on %s CPUs;', $pr->{command}, $pr->{started_at},
+			$el / 60, $el % 60, $pr->{machine}{cpus} // '—'),
+		"results in `$rel`; chunkbatch: $pr->{chunkbatch}.");
+	push @t, '**This run did not complete**: the figures below are those measured before it stopped.' unless $pr->{complete};
+	push @t, '**A smoke run** (small tables, one repetition): the figures show that the benchmark works, not how fast parallel slices are.'
+	  if $pr->{smoke};
+	push @t, "The full report (every run, its slices, the checks, the method): [bench/PARALLEL.md]($link)"
+	  . ($same ? '.' : ' (**from another run** than this results file).');
+	push @t, "", 'Notes of the run:', "", map { "- $_" } @{ $pr->{notes} } if @{ $pr->{notes} // [] };
+
+	# the workloads
+	my $sp = $pc->{skew_parallel} // '?';
+	my @ix = @{ $pr->{migration_indexes} // [] };
+	my %dest = map { /\bON (\S+)/ ? ($1 => 1) : () } @ix;
+	my %what = (
+		migration => sprintf('%s items of `staging` upserted into %d tables with %d secondary indexes (kept) by one range-mode job, %s keys per chunk',
+			f($pc->{items}, 0), scalar keys %dest, scalar(grep { !/\bUNIQUE\b/ } @ix), $pc->{mig_batch_size} // '—'),
+		flip => sprintf('`create_update` of %s of %s rows of `events` (INIT/FAIL to COMPLETE), %s keys per chunk%s%s',
+			f(($pr->{matching_rows} // {})->{events}, 0), f($pc->{rows}, 0), $pc->{flip_batch_size} // '—',
+			defined $pc->{flip_target_chunk_ms} ? ", target_chunk_ms $pc->{flip_target_chunk_ms}" : '',
+			$S->{oltp} ? ', with the application (pgbench) running' : ''),
+		skew => sprintf('the same flip with parallel %s on two tables of %s rows with %s matching rows each, `events_skew`'
+			  . ' (%s%% of them in the first tenth of the keys) and `events_bal` (spread evenly)',
+			$sp, f($pc->{rows}, 0), f(($pr->{skew} // {})->{matching_rows}, 0), f(100 * (($pr->{skew} // {})->{share_in_first_tenth} // 0), 0)),
+	);
+	my @ws = grep { ref $S->{$_} eq 'HASH' } @{ $pc->{workloads} // [] };
+	push @t, "", 'Workloads:', "", map { "- $_: " . ($what{$_} // 'see bench/PARALLEL.md') . '.' } @ws;
+
+	# medians and ratios, a line per variant
+	my %hand = (migration => { hand2 => 'by hand, two range jobs at once' },
+		flip => { hand1 => 'by hand, one statement', hand2 => 'by hand, two statements at once' });
+	my $name = sub
+	{
+		my ($w, $v) = @_;
+		return $v =~ /^p(\d+)$/ ? "parallel $1" : $v eq 'skew' ? 'skewed' : $v eq 'bal' ? 'balanced' : $hand{$w}{$v} // $v;
+	};
+	my $rank = sub { $_[0] =~ /^p(\d+)$/ ? $1 : { skew => 1000, bal => 1001 }->{ $_[0] } // 2000 };
+	my $oltp = $S->{oltp} // {};
+	my $by_hand = grep { my $w = $_; grep { $hand{$w}{$_} } keys %{ $S->{$w} } } @ws;
+	push @t, "", sprintf('Run time: `finished_at - started_at` of the run%s, median of %s repetition(s), the variants of one repetition back to'
+		  . ' back; a ratio is the median of the per-repetition ratios.',
+		$by_hand ? ' (by hand: from the first part\'s start to the last one\'s end)' : '', $pc->{reps} // '—'),
+	  "",
+	  '| workload | variant | median run time | per repetition | ratio (median) | slices at the end (median; stolen) | application p99 during the run (× no batch) |',
+	  '|---|---|---:|---|---|---|---|';
+	for my $w (@ws)
+	{
+		my $sw = $S->{$w};
+		my @v = sort { $rank->($a) <=> $rank->($b) || $a cmp $b } grep { $_ ne 'ratios' && ref $sw->{$_} eq 'HASH' } keys %$sw;
+		my %is_v = map { $_ => 1 } @v;
+		my $rt = $sw->{ratios} // {};
+		my %den = map { /^(.+?)_(.+)$/ && $is_v{$2} ? ($2 => 1) : () } keys %$rt;
+		for my $v (@v)
+		{
+			my $x = $sw->{$v};
+			my @r = map { f($rt->{"${v}_$_"}{median}, 2) . ' × ' . $name->($w, $_) }
+			  sort { $rank->($a) <=> $rank->($b) || $a cmp $b } grep { $rt->{"${v}_$_"} } @v;
+			my $o = $w eq 'flip' ? $oltp->{$v} : undef;
+			push @t, '| ' . join(' | ', $w,
+				$name->($w, $v) . (defined $x->{all_verified} && !$x->{all_verified} ? ' (**check failed**)' : ''),
+				f($x->{exec_s}, 2) . ' s', join(', ', map { f($_, 2) } @{ $x->{exec_s_per_rep} // [] }) . ' s',
+				@r ? join('; ', @r) : $den{$v} ? '1' : '—',
+				$x->{slices} ? f($x->{slices}, 0) . ' (' . f($x->{stolen_slices}, 0) . ')' : '—',
+				$o ? f($o->{p99_ms}, 1) . ' ms (' . f($o->{p99_ratio}, 2) . '×)' : '—') . ' |';
+		}
+	}
+	if (my $b = $oltp->{baseline})
+	{
+		push @t, "", sprintf('Application during the flips: pgbench, %s clients, %s tx/s in all (`-R`; latency from the scheduled start), pooled'
+			  . ' over the repetitions; without a batch (the %s s windows before each flip run): p50 %s ms, p99 %s ms, max %s ms (%s transactions).',
+			$pc->{oltp_clients} // '—', $pc->{oltp_rate} // '—', $pc->{baseline_secs} // '—',
+			f($b->{p50_ms}, 1), f($b->{p99_ms}, 1), f($b->{max_ms}, 1), f($b->{n}, 0));
+	}
+
+	# the by-hand baselines, when the run has them
+	my @hb;
+	if (my $h = ($pr->{by_hand} // {})->{migration})
+	{
+		push @hb, sprintf('migration: two range jobs with parallel 1 (%s; `range_filter` `%s`) queued in one transaction, each over one half'
+			  . ' of the staging keys (split at key %s); run time from the earlier `started_at` to the later `finished_at`',
+			join(', ', map { "`$_->{job}` with `$_->{params}`" } @{ $h->{runs} // [] }) || 'two jobs', $h->{filter} // '—', $h->{mid} // '—');
+	}
+	if (my $h = ($pr->{by_hand} // {})->{flip})
+	{
+		push @hb, sprintf('flip: the `UPDATE` as one statement in one psql session, or two sessions started together, each over one half'
+			  . ' of the keys (split at id %s), with `synchronous_commit = %s`; run time from the earlier statement\'s start to the later one\'s commit',
+			$h->{mid} // '—', $h->{synchronous_commit} // '—');
+	}
+	push @t, "", 'By hand, the same work without slices, in the same repetitions:', "", map { "- $_." } @hb if @hb;
+
+	# the targets, as bench/parallel.pl judged them
+	push @t, "", 'Targets of the parallel benchmark (judged by bench/parallel.pl; "met?" as its results file records it):', "",
+	  '| target | value | limit | met? | how |', '|---|---:|---|---|---|';
+	for my $x (@{ $S->{targets} // [] })
+	{
+		my $runs = ($x->{id} // '') eq 'verified';
+		push @t, sprintf('| %s | %s | %s | %s | %s |', $x->{what} // $x->{id},
+			$runs ? ($x->{value} // '—') . ' runs' : f($x->{value}, 3), $runs ? "all $x->{limit} runs" : "≤ $x->{limit}",
+			!defined $x->{met} ? '—' : $x->{met} ? 'yes' : '**no**', $x->{detail} // '');
+	}
+	return @t;
 }
 
 # --- targets (bench/targets.tsv) ------------------------------------------------------------

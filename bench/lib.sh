@@ -58,3 +58,70 @@ bench_cleanup() {
     echo "bench/$BENCH_NAME.sh: $(( ($(date +%s) - BENCH_START) / 60 )) min, exit status $rc" >&2
     exit "$rc"
 }
+
+# bench_cluster_script NAME PREFIX SHOW_FROM SHOW_TO ARGS...: the body of
+# bench/NAME.sh for a benchmark bench/NAME.pl that runs on a throwaway
+# cluster of its own (migration.sh, parallel.sh).
+#   NAME       migration, parallel: bench/NAME.pl writes results.json and
+#              NAME-in-capitals.md in the work directory
+#   PREFIX     of its settings (MIG, PAR): PREFIX_* variables are passed on,
+#              PREFIX_KEEP=1 keeps the cluster, PREFIX_OUT=FILE the report
+#   SHOW_FROM, SHOW_TO   the lines of the report printed at the end (sed
+#              addresses; the SHOW_TO line itself is not printed)
+#   ARGS       the script's arguments: --smoke, --installed
+# Writes bench/results/NAME-<UTC stamp>.json and bench/NAME-in-capitals.md
+# (--smoke: bench/work/NAME-smoke.json and bench/work/NAME-in-capitals-smoke.md);
+# a run whose results are incomplete leaves bench/work/NAME-incomplete.json
+# and fails.  A failed verification makes NAME.pl exit non-zero after
+# finishing: the results and the report are kept all the same, then this
+# fails.
+bench_cluster_script() {
+    local name=$1 prefix=$2 show_from=$3 show_to=$4
+    shift 4
+    local report
+    report=$(echo "$name" | tr '[:lower:]' '[:upper:]').md
+    local smoke=0 build=1 arg
+    for arg in "$@"; do
+        case "$arg" in
+            --smoke) smoke=1 ;;
+            --installed) build=0 ;;
+            *) echo "usage: bash bench/$name.sh [--smoke] [--installed]" >&2; exit 2 ;;
+        esac
+    done
+    local keepvar=${prefix}_KEEP outvar=${prefix}_OUT
+    local results out
+    if [ "$smoke" = 1 ]; then
+        results=$BENCH_DIR/work/$name-smoke.json
+        out=${!outvar:-$BENCH_DIR/work/${report%.md}-smoke.md}
+    else
+        results=$BENCH_DIR/results/$name-$(date -u +%Y%m%d-%H%M).json
+        out=${!outvar:-$BENCH_DIR/$report}
+    fi
+
+    bench_prepare "$name" "${!keepvar:-0}" "$build"
+    local pgxs_src
+    pgxs_src=$(dirname "$(dirname "$("$CB_PG_CONFIG" --pgxs)")")   # .../lib/pgxs/src
+    local args=(--out "$WORK/results.json" --md "$WORK/$report" --git "$GIT"
+                --command "bash bench/$name.sh${*:+ $*}")
+    [ "$smoke" = 1 ] && args+=(--smoke)
+    local envs=(TESTDIR="$WORK" PERL5LIB="$pgxs_src/test/perl"
+                PG_REGRESS="$pgxs_src/test/regress/pg_regress")
+    local v
+    for v in $(compgen -e | grep "^${prefix}_" || true); do envs+=("$v=${!v}"); done
+    [ "${!keepvar:-0}" = 1 ] && envs+=(PG_TEST_NOCLEAN=1)
+    local rc=0
+    (cd "$WORK" && cb_as_pg env "${envs[@]}" perl "$TREE/bench/$name.pl" "${args[@]}") || rc=$?
+    if ! grep -q '"complete" : true' "$WORK/results.json" 2>/dev/null; then
+        mkdir -p "$BENCH_DIR/work"
+        cp "$WORK/results.json" "$BENCH_DIR/work/$name-incomplete.json" 2>/dev/null &&
+            cb_log "incomplete results: bench/work/$name-incomplete.json"
+        [ "$rc" -ne 0 ] || rc=1
+        exit "$rc"
+    fi
+    mkdir -p "$(dirname "$results")" "$(dirname "$out")"
+    cp "$WORK/results.json" "$results"
+    cp "$WORK/$report" "$out"
+    cb_log "wrote ${results#$CB_ROOT/} and ${out#$CB_ROOT/}"
+    sed -n "/$show_from/,/$show_to/p" "$out" | sed '$d'
+    exit "$rc"
+}

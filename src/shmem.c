@@ -801,6 +801,26 @@ cb_request_finish(int idx, int64 run_id, const char *error)
  */
 
 /*
+ * Set the latch of every other worker of SLOT's run (caller holds the
+ * shared lock).
+ */
+static void
+wake_run_workers(CbSlot *slot)
+{
+	int			i;
+
+	for (i = 0; i < cb_shared->nslots; i++)
+	{
+		CbSlot	   *other = &cb_shared->slots[i];
+
+		if (other != slot && other->state == CB_SLOT_RUNNING &&
+			other->dboid == slot->dboid && other->run_id == slot->run_id &&
+			other->latch != NULL)
+			SetLatch(other->latch);
+	}
+}
+
+/*
  * Attach to the slot the scheduler claimed; NULL if the slot is no longer
  * ours (the claim was given up meanwhile).  The worker registers its own
  * exit callback, which calls cb_slot_detach().
@@ -853,8 +873,6 @@ cb_slot_report_start_failure(CbSlot *slot, int errcode, const char *message)
 void
 cb_slot_detach(CbSlot *slot, bool terminated)
 {
-	int			i;
-
 	LWLockAcquire(cb_shared->lock, LW_EXCLUSIVE);
 	if (slot->pid == MyProcPid)
 	{
@@ -864,15 +882,7 @@ cb_slot_detach(CbSlot *slot, bool terminated)
 		slot->latch = NULL;
 	}
 	/* A run's worker may wait for its helpers to be gone. */
-	for (i = 0; i < cb_shared->nslots; i++)
-	{
-		CbSlot	   *other = &cb_shared->slots[i];
-
-		if (other != slot && other->state == CB_SLOT_RUNNING &&
-			other->dboid == slot->dboid && other->run_id == slot->run_id &&
-			other->latch != NULL)
-			SetLatch(other->latch);
-	}
+	wake_run_workers(slot);
 	LWLockRelease(cb_shared->lock);
 }
 
@@ -1056,21 +1066,11 @@ cb_slot_run_throttled(CbSlot *slot)
 void
 cb_slot_set_stopping(CbSlot *slot)
 {
-	int			i;
-
 	SpinLockAcquire(&slot->mutex);
 	slot->stopping = true;
 	SpinLockRelease(&slot->mutex);
 	LWLockAcquire(cb_shared->lock, LW_SHARED);
-	for (i = 0; i < cb_shared->nslots; i++)
-	{
-		CbSlot	   *other = &cb_shared->slots[i];
-
-		if (other != slot && other->state == CB_SLOT_RUNNING &&
-			other->dboid == slot->dboid && other->run_id == slot->run_id &&
-			other->latch != NULL)
-			SetLatch(other->latch);
-	}
+	wake_run_workers(slot);
 	LWLockRelease(cb_shared->lock);
 }
 

@@ -11,7 +11,9 @@
 #    server, every suite even when an earlier one failed:
 #      regress    sql/*.sql      pg_regress --temp-instance
 #      isolation  specs/*.spec   pg_isolation_regress --temp-instance
-#      tap        t/*.pl         prove, one script at a time
+#      tap        t/*.pl         prove, one script at a time in each of
+#                                 CHUNKBATCH_TAP_JOBS lanes (default 2), each
+#                                 lane in its own copy of the tree
 #      doctest    scripts/doctest.sh: every SQL block of the README and
 #                 the guides, in order, in a throwaway cluster
 #      package    scripts/package-test.sh (as root): builds the .deb,
@@ -27,6 +29,7 @@
 # Exits non-zero if anything failed or if no test ran.
 #
 # Environment: CHUNKBATCH_KEEP=1 keeps the temporary tree and its logs;
+# CHUNKBATCH_TAP_JOBS=N runs the TAP scripts in N lanes (1: one at a time);
 # CHUNKBATCH_SKIP_INSTALL=1 builds but tests the chunkbatch already installed
 # (for a user who cannot write to the PostgreSQL directories).
 
@@ -57,7 +60,7 @@ on_exit() {
         if [ "${CHUNKBATCH_KEEP:-0}" = 1 ]; then
             echo "kept the test tree and its logs in $TREE"
         else
-            rm -rf "$TREE"
+            rm -rf "$TREE" "$TREE".lane*
         fi
     fi
     echo
@@ -232,24 +235,105 @@ else
 fi
 
 # ---------------------------------------------------------------------------
-section "tap: ${#tap_files[@]} script(s)"
+# TAP scripts mostly wait (for pg_cron's next minute, a naptime, a restart),
+# so they run in lanes: each lane takes scripts one at a time, in its own
+# copy of the tree (make installcheck empties the tree's tmp_check), and the
+# lanes share one port reservation directory, so that their clusters never
+# take the same port.  The pg_cron scripts, which spend most of their
+# minute or two waiting for pg_cron's next minute, go to the first lane
+# first, so that the busiest scripts run next to them; the others are
+# dealt longest first (the seconds below, from earlier runs; 10 for the
+# others) to the lane with the least work.
+# The output of every script is printed and counted afterwards, in order.
+tap_secs() {
+    case $1 in
+        t/011_*|t/012_*|t/048_*|t/057_*) echo 60 ;;   # (011, 012: see below)
+        t/010_*|t/020_*|t/021_*|t/030_*|t/044_*|t/045_*) echo 40 ;;
+        t/042_*|t/043_*|t/050_*|t/055_*) echo 22 ;;
+        *) echo 10 ;;
+    esac
+}
+
+# Run the scripts $3... in lane $1 (directory $2); write the output of
+# each to $RES/tap-<script>.out and its exit status to $RES/tap-<script>.rc.
+tap_lane() {
+    local lane=$1 dir=$2 f script rc
+    shift 2
+    for f in "$@"; do
+        script=${f#t/}
+        echo "[lane $lane] $f"
+        rc=0
+        cb_as_pg make -C "$dir" --no-print-directory PG_CONFIG="$CB_PG_CONFIG" installcheck \
+            REGRESS= ISOLATION= TAP_TESTS=1 PROVE_TESTS="$f" PROVE_FLAGS=--verbose \
+            > "$RES/tap-$script.out" 2>&1 || rc=$?
+        echo "$rc" > "$RES/tap-$script.rc"
+        mkdir -p "$RES/tap/$script"
+        cp -a "$dir/tmp_check/log/." "$RES/tap/$script/" 2>/dev/null || true
+    done
+}
+
+TAP_JOBS=${CHUNKBATCH_TAP_JOBS:-2}
+[[ $TAP_JOBS =~ ^[1-9][0-9]*$ ]] || TAP_JOBS=1
+[ "$TAP_JOBS" -le "${#tap_files[@]}" ] || TAP_JOBS=${#tap_files[@]}
+section "tap: ${#tap_files[@]} script(s) in ${TAP_JOBS:-0} lane(s)"
 if [ ${#tap_files[@]} -eq 0 ]; then
     echo "no t/*.pl: skipped"
+else
+    export PG_TEST_PORT_DIR="$TREE.lane-ports"
+    mkdir -p "$PG_TEST_PORT_DIR"
+    cb_give_to_pg "$PG_TEST_PORT_DIR"
+    declare -a lane_dir lane_load lane_list
+    for ((i = 0; i < TAP_JOBS; i++)); do
+        if [ "$i" -eq 0 ]; then
+            lane_dir[i]=$TREE
+        else
+            lane_dir[i]=$TREE.lane$i
+            mkdir -p "${lane_dir[i]}"
+            tar -C "$TREE" --exclude=./ci-results --exclude=./tmp_check --exclude=./tmp_check_iso \
+                -cf - . | tar -C "${lane_dir[i]}" -xf -
+            cb_give_to_pg "${lane_dir[i]}"
+        fi
+        lane_load[i]=0
+        lane_list[i]=""
+    done
+    while read -r secs f; do
+        best=0
+        if [ "$secs" -ne 1000 ]; then
+            for ((i = 1; i < TAP_JOBS; i++)); do
+                [ "${lane_load[i]}" -lt "${lane_load[best]}" ] && best=$i
+            done
+        else
+            secs=60
+        fi
+        lane_load[best]=$((lane_load[best] + secs))
+        lane_list[best]+="$f "
+    done < <(for f in "${tap_files[@]}"; do
+                 case $f in
+                     t/011_*|t/012_*) echo "1000 $f" ;;
+                     *) echo "$(tap_secs "$f") $f" ;;
+                 esac
+             done | sort -k1,1nr -k2,2)
+    pids=()
+    for ((i = 0; i < TAP_JOBS; i++)); do
+        # shellcheck disable=SC2086
+        tap_lane $((i + 1)) "${lane_dir[i]}" ${lane_list[i]} &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" || true
+    done
+    for f in "${tap_files[@]}"; do
+        script=${f#t/}
+        echo "--- $f"
+        rc=$(cat "$RES/tap-$script.rc" 2>/dev/null || echo 1)
+        cat "$RES/tap-$script.out" 2>/dev/null || true
+        if ! count_tap "$f" "$RES/tap-$script.out" "$rc"; then
+            for log in "$RES/tap/$script"/*; do
+                show "$log" 60 tail
+            done
+        fi
+    done
 fi
-for f in "${tap_files[@]}"; do
-    script=${f#t/}
-    echo "--- $f"
-    rc=0
-    pg_make "$RES/tap-$script.out" installcheck REGRESS= ISOLATION= TAP_TESTS=1 \
-        PROVE_TESTS="$f" PROVE_FLAGS=--verbose || rc=$?
-    mkdir -p "$RES/tap/$script"
-    cp -a tmp_check/log/. "$RES/tap/$script/" 2>/dev/null || true
-    if ! count_tap "$f" "$RES/tap-$script.out" "$rc"; then
-        for log in "$RES/tap/$script"/*; do
-            show "$log" 60 tail
-        done
-    fi
-done
 
 # ---------------------------------------------------------------------------
 section "doctest: the SQL examples of the README and the guides"

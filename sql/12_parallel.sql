@@ -63,7 +63,9 @@ RESET ROLE;
 
 -- a failing slice fails the run; its range_filter cannot change while it
 -- is not over (the slices were split by the keys the filter matched), its
--- statement can; resume() then finishes every row once
+-- statement can; resume() then finishes every row once.  Each of the two
+-- slices holds 1500 keys, less than two chunks' worth: no worker steals
+-- part of the other's, so the failing key stays in slice 0
 CREATE TABLE cb_par_flag (bad boolean NOT NULL);
 INSERT INTO cb_par_flag VALUES (true);
 CREATE FUNCTION cb_par_check(k bigint) RETURNS int LANGUAGE plpgsql AS $$
@@ -75,7 +77,7 @@ BEGIN
 END $$;
 UPDATE cb_par SET v = 0, n = 0;
 SELECT chunkbatch.create_update('regress_par_fail', 'cb_par', 'v = 1, n = n + 1 + cb_par_check(id)',
-    'v = 0', batch_size => 400, parallel => 2) > 0 AS created;
+    'v = 0', batch_size => 1000, parallel => 2) > 0 AS created;
 SELECT chunkbatch.run('regress_par_fail') AS run2 \gset
 SELECT chunkbatch.wait(:run2);
 SELECT state, sqlstate, error FROM chunkbatch.runs WHERE run_id = :run2;

@@ -41,8 +41,15 @@ tree=$(cb_copy_tree)
 cb_give_to_pg "$tree"
 for round in 1 2; do
     cb_log "make installcheck against cluster $CB_PG_MAJOR/$CLUSTER, round $round"
-    cb_as_pg env PGHOST=/var/run/postgresql PGPORT="$PORT" PGUSER=postgres \
-        make -C "$tree" PG_CONFIG="$CB_PG_CONFIG" installcheck
+    if ! cb_as_pg env PGHOST=/var/run/postgresql PGPORT="$PORT" PGUSER=postgres \
+        make -C "$tree" PG_CONFIG="$CB_PG_CONFIG" installcheck; then
+        for f in "$tree/regression.diffs" "$tree/output_iso/regression.diffs"; do
+            [ -s "$f" ] && { echo "----- $f -----"; head -n 300 "$f"; }
+        done
+        echo "----- the cluster's log (last 100 lines) -----"
+        tail -n 100 "/var/log/postgresql/postgresql-$CB_PG_MAJOR-$CLUSTER.log" || true
+        cb_die "make installcheck failed in round $round"
+    fi
 done
 left=$(cb_as_pg psql -X -At -h /var/run/postgresql -p "$PORT" -d postgres \
     -c "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'regress\\_cb\\_%'")

@@ -370,7 +370,7 @@ else
     else
         FAILED=$((FAILED + 1))
         FAILURES+=("package test (scripts/package-test.sh, exit status $rc)")
-        show "$RES/package.out" 120 tail
+        show "$RES/package.out" 500 tail
     fi
 fi
 

@@ -14,7 +14,7 @@ UPDATE cb_par SET v = 1 WHERE id % 3 = 0;
 GRANT SELECT ON cb_par TO regress_cb_other;
 
 SELECT chunkbatch.create_update('regress_par', 'cb_par', 'v = 1, n = n + 1', 'v = 0',
-    batch_size => 400, parallel => 3) > 0 AS created;
+    batch_size => 600, parallel => 3) > 0 AS created;
 SELECT chunkbatch.create_job('regress_par_keyset', 'SELECT 1 WHERE false', batch_size => 10) > 0 AS created;
 SELECT job_name, parallel FROM chunkbatch.jobs WHERE job_name LIKE 'regress\_par%' ORDER BY 1;
 
@@ -33,8 +33,8 @@ SELECT chunkbatch.run('regress_par_keyset', wait => true, parallel => 1) > 0 AS 
 
 SELECT item, detail FROM chunkbatch.dry_run('regress_par') WHERE item = 'slices';
 
--- a run of three slices: one runs row; every matching row once (no slice
--- has two chunks' worth of keys left when another is done: no stealing)
+-- a run of three slices: one runs row; every matching row once (each
+-- slice holds 1000 keys, less than two chunks' worth: no stealing)
 SELECT chunkbatch.run('regress_par', wait => true) AS run_id \gset
 SELECT state, rows_done, parallel FROM chunkbatch.runs WHERE run_id = :run_id;
 SELECT count(*) AS runs FROM chunkbatch.runs WHERE job_name = 'regress_par';
@@ -92,8 +92,54 @@ SELECT chunkbatch.wait(:run2);
 SELECT state, rows_done, sqlstate FROM chunkbatch.runs WHERE run_id = :run2;
 SELECT n, count(*) FROM cb_par GROUP BY n ORDER BY n;
 
+-- max_dead_letters counts the dead letters of the whole run: 3 poison
+-- rows in each of two slices, a limit of 3: the run fails (54000), though
+-- neither slice alone goes above it
+UPDATE cb_par SET v = 0, n = 0;
+CREATE FUNCTION cb_par_poison(k bigint) RETURNS int LANGUAGE plpgsql AS $$
+BEGIN
+    IF k IN (200, 1200, 2200, 3200, 4200, 5200) THEN
+        RAISE EXCEPTION 'key % is poison', k USING ERRCODE = 'U0002';
+    END IF;
+    RETURN 0;
+END $$;
+SELECT chunkbatch.create_update('regress_par_dead', 'cb_par', 'v = 1, n = n + 1 + cb_par_poison(id)',
+    'v = 0', batch_size => 200, parallel => 2, on_error => 'isolate',
+    max_dead_letters => 3) > 0 AS created;
+SELECT chunkbatch.run('regress_par_dead') AS run3 \gset
+SELECT chunkbatch.wait(:run3);
+SELECT state, sqlstate FROM chunkbatch.runs WHERE run_id = :run3;
+SELECT bool_and(dead_letters <= 3) AS each_slice_within_the_limit
+  FROM chunkbatch.slices WHERE run_id = :run3;
+
+-- a run split into slices has begun, though its row counts no chunk
+-- until it ends: after a crash (simulated: the run's row as a killed
+-- worker leaves it, interrupted and without totals), a session holding its
+-- group past group_wait_timeout makes it wait, not end as skipped
+UPDATE cb_par SET v = 0, n = 0;
+SELECT chunkbatch.create_update('regress_par_gw', 'cb_par', 'v = 1, n = n + 1', 'v = 0',
+    batch_size => 200, sleep_ms => 200, parallel => 2, lock_group => 'regress_par_gw',
+    group_wait_timeout => '1 second') > 0 AS created;
+SELECT chunkbatch.run('regress_par_gw') AS run4 \gset
+SELECT wait_until(format('SELECT sum(chunks_done) >= 2 FROM chunkbatch.slices WHERE run_id = %s', :run4));
+SELECT chunkbatch.pause(:run4);
+SELECT wait_until(format('SELECT state = ''paused'' FROM chunkbatch.runs WHERE run_id = %s', :run4));
+SELECT pg_advisory_lock(chunkbatch.group_lock_key('regress_par_gw'));
+UPDATE chunkbatch.runs SET state = 'interrupted', rows_done = 0, chunks_done = 0
+ WHERE run_id = :run4;
+-- (a run of another job wakes the database's scheduler, as a restart does)
+SELECT chunkbatch.run('regress_par_keyset') > 0 AS queued;
+SELECT pg_sleep(3);
+SELECT state <> 'skipped' AS not_skipped FROM chunkbatch.runs WHERE run_id = :run4;
+SELECT pg_advisory_unlock(chunkbatch.group_lock_key('regress_par_gw'));
+SELECT chunkbatch.wait(:run4);
+SELECT state, rows_done FROM chunkbatch.runs WHERE run_id = :run4;
+SELECT n, count(*) FROM cb_par GROUP BY n ORDER BY n;
+
+SELECT chunkbatch.drop_job('regress_par_gw');
+SELECT chunkbatch.drop_job('regress_par_dead');
 SELECT chunkbatch.drop_job('regress_par_fail');
 SELECT chunkbatch.drop_job('regress_par');
 SELECT chunkbatch.drop_job('regress_par_keyset');
 DROP TABLE cb_par, cb_par_flag;
-DROP FUNCTION cb_par_check(bigint);
+DROP FUNCTION cb_par_check(bigint), cb_par_poison(bigint);

@@ -684,7 +684,9 @@ cb_catalog_cancel_unowned(int64 run_id)
 	"job_id, params, cursor, rows_done, chunks_done, batch_size, avg_chunk_ms," \
 	" max_chunk_ms, retries, lock_group, dead_letters, start_attempts," \
 	" lock_waiters_seen, queued_at, trigger, steps, steps_before, steps_done," \
-	" range_first, range_last, parallel"
+	" range_first, range_last, parallel," \
+	" EXISTS (SELECT FROM chunkbatch.slices s" \
+	"   WHERE s.run_id OPERATOR(pg_catalog.=) $1)"
 
 /*
  * Fill *run from row 0 of SPI_tuptable (RUN_COLUMNS) and load its job,
@@ -733,6 +735,7 @@ run_from_row(int64 run_id, CbRun *run, MemoryContext mcxt)
 	run->range_first = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 19);
 	run->range_last = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 20);
 	run->parallel = DatumGetInt32(col_datum(0, 21));
+	run->has_slices = DatumGetBool(col_datum(0, 22));
 	MemoryContextSwitchTo(old);
 
 	values[0] = Int64GetDatum(job_id);
@@ -1457,9 +1460,13 @@ cb_catalog_run_queue(int per_owner)
 										   "   FROM o WHERE o.owner_oid IS NOT NULL)"
 										   " SELECT r.run_id, r.owner_oid, r.job_name, r.lock_group, r.state,"
 										   "   j.on_group_busy OPERATOR(pg_catalog.=) 'skip'"
-										   "   AND r.chunks_done OPERATOR(pg_catalog.=) 0,"
+										   "   AND r.chunks_done OPERATOR(pg_catalog.=) 0"
+										   "   AND NOT EXISTS (SELECT FROM chunkbatch.slices s"
+										   "     WHERE s.run_id OPERATOR(pg_catalog.=) r.run_id),"
 										   "   j.group_wait_timeout IS NOT NULL AND"
 										   "   r.chunks_done OPERATOR(pg_catalog.=) 0 AND"
+										   "   NOT EXISTS (SELECT FROM chunkbatch.slices s"
+										   "     WHERE s.run_id OPERATOR(pg_catalog.=) r.run_id) AND"
 										   "   (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-)"
 										   "    COALESCE(r.waiting_since, r.queued_at))"
 										   "   OPERATOR(pg_catalog.>) j.group_wait_timeout,"
@@ -1922,6 +1929,16 @@ cb_catalog_slices_create(const CbRun *run, char **bounds, int n, const char *las
 			" CASE WHEN u.i OPERATOR(pg_catalog.>) 1 THEN u.b END, $4"
 			" FROM pg_catalog.unnest($2) WITH ORDINALITY AS u(b, i)",
 			4, types, values, nulls, SPI_OK_INSERT);
+
+	/*
+	 * A new version of the run's row: an alter_job of the filter whose
+	 * snapshot is older than the split (REPEATABLE READ) then fails with a
+	 * serialization error when it updates the row (cb_catalog_clear_spans)
+	 * instead of missing the slices.
+	 */
+	cb_exec("UPDATE chunkbatch.runs SET parallel = parallel"
+			" WHERE run_id OPERATOR(pg_catalog.=) $1",
+			1, types, values, NULL, SPI_OK_UPDATE);
 	cb_catalog_leave(&s);
 	return true;
 }
@@ -2162,6 +2179,28 @@ cb_catalog_slice_end(const CbRun *slice)
 	return last;
 }
 
+/*
+ * The dead letters the run's other slices have committed (a chunk of this
+ * slice checks max_dead_letters against them and its own).
+ */
+int64
+cb_catalog_slice_others_dead(const CbRun *slice)
+{
+	CbAsOwner	s;
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		values[2] = {Int64GetDatum(slice->run_id), Int32GetDatum(slice->slice_no)};
+	int64		dead;
+
+	cb_catalog_enter(&s);
+	cb_exec("SELECT pg_catalog.sum(dead_letters)::bigint FROM chunkbatch.slices"
+			" WHERE run_id OPERATOR(pg_catalog.=) $1"
+			" AND slice_no OPERATOR(pg_catalog.<>) $2",
+			2, types, values, NULL, SPI_OK_SELECT);
+	dead = col_isnull(0, 1) ? 0 : DatumGetInt64(col_datum(0, 1));
+	cb_catalog_leave(&s);
+	return dead;
+}
+
 /* The slices of the run that workers process now (CbSliceRest each). */
 List *
 cb_catalog_slice_victims(int64 run_id)
@@ -2174,8 +2213,8 @@ cb_catalog_slice_victims(int64 run_id)
 	uint64		i;
 
 	cb_catalog_enter(&s);
-	cb_exec("SELECT slice_no, COALESCE(cursor, range_first), cursor IS NULL, range_last"
-			" FROM chunkbatch.slices WHERE run_id OPERATOR(pg_catalog.=) $1"
+	cb_exec("SELECT slice_no, COALESCE(cursor, range_first), cursor IS NULL, range_last,"
+			" batch_size FROM chunkbatch.slices WHERE run_id OPERATOR(pg_catalog.=) $1"
 			" AND state = 'running' AND COALESCE(cursor, range_first) IS NOT NULL"
 			" ORDER BY slice_no",
 			1, types, values, NULL, SPI_OK_SELECT);
@@ -2188,6 +2227,7 @@ cb_catalog_slice_victims(int64 run_id)
 		rest->lower = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
 		rest->inclusive = DatumGetBool(col_datum(i, 3));
 		rest->last = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 4);
+		rest->batch_size = col_isnull(i, 5) ? 0 : DatumGetInt32(col_datum(i, 5));
 		rests = lappend(rests, rest);
 		MemoryContextSwitchTo(old);
 	}

@@ -678,12 +678,16 @@ chunk_slice_end(CbChunkState *cs)
 					  run->range_last, cs->run_ctx);
 }
 
+/* Set when chunk_check_slice_end() undoes a chunk; see CbChunkResult. */
+static bool slice_end_moved = false;
+
 /*
  * A slice's checkpoint read the slice's end again (under the row's lock):
  * if a thief lowered it below the chunk's last key meanwhile, the chunk
  * fails as a serialization failure, so that it is undone and done again
- * within the new end.  (A thief leaves the victim half of its rest, at
- * least a chunk's worth, so this is rare.)
+ * within the new end, at once and without counting as a retry.  (A thief
+ * leaves the victim half of its rest, at least two of its chunks' worth,
+ * so this is rare.)
  */
 static void
 chunk_check_slice_end(CbChunkState *cs, const CbCheckpoint *cp, Datum lastkey)
@@ -697,6 +701,8 @@ chunk_check_slice_end(CbChunkState *cs, const CbCheckpoint *cp, Datum lastkey)
 	getTypeInputInfo(cs->run->job.cursor_type, &func, &ioparam);
 	end = OidInputFunctionCall(func, cp->slice_end, ioparam, -1);
 	if (DatumGetInt32(FunctionCall2Coll(&cs->cmp, cs->collation, lastkey, end)) > 0)
+	{
+		slice_end_moved = true;
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("slice %d of run %lld now ends at key %s, before this chunk's last key %s",
@@ -704,6 +710,7 @@ chunk_check_slice_end(CbChunkState *cs, const CbCheckpoint *cp, Datum lastkey)
 						cp->cursor),
 				 errdetail("Another worker took over the keys after %s; the chunk is done again within the new end.",
 						   cp->slice_end)));
+	}
 }
 
 static void
@@ -817,6 +824,7 @@ cb_chunk_execute(CbChunkState *cs, CbChunkResult *res)
 	TimestampTz start;
 
 	memset(res, 0, sizeof(CbChunkResult));
+	slice_end_moved = false;
 	start = GetCurrentTimestamp();
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -829,6 +837,7 @@ cb_chunk_execute(CbChunkState *cs, CbChunkResult *res)
 	PG_CATCH();
 	{
 		res->error = cb_catch_error(chunk_ctx, true, true);
+		res->slice_moved = slice_end_moved;
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(chunk_ctx);
@@ -1050,6 +1059,7 @@ cb_chunk_isolate(CbChunkState *cs, CbChunkResult *res)
 		return;					/* it failed before its SQL could even run */
 	memset(&iso, 0, sizeof(iso));
 	iso.cs = cs;
+	slice_end_moved = false;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PG_TRY();
@@ -1065,8 +1075,11 @@ cb_chunk_isolate(CbChunkState *cs, CbChunkResult *res)
 		{
 			isolate_split(&iso, 0, iso.nkeys, failure);
 			disable_timeout(STATEMENT_TIMEOUT, false);
+			/* a slice counts the dead letters of the whole run */
 			if (run->job.max_dead_letters >= 0 &&
-				run->dead_letters + iso.dead > run->job.max_dead_letters)
+				run->dead_letters + iso.dead +
+				(run->slice_no >= 0 ? cb_catalog_slice_others_dead(run) : 0) >
+				run->job.max_dead_letters)
 				ereport(ERROR,
 						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 						 errmsg("run %lld of job \"%s\" exceeded max_dead_letters (%d)",
@@ -1098,6 +1111,7 @@ cb_chunk_isolate(CbChunkState *cs, CbChunkResult *res)
 	PG_CATCH();
 	{
 		res->error = cb_catch_error(chunk_ctx, true, true);
+		res->slice_moved = slice_end_moved;
 		ok = false;
 	}
 	PG_END_TRY();
@@ -1195,7 +1209,8 @@ cb_chunk_steal(CbChunkState *cs, const CbRun *run, CbRun *slice)
 			victim = rest;
 		}
 	}
-	if (victim != NULL && most >= 2 * (int64) Max(run->batch_size, 1))
+	if (victim != NULL &&
+		most >= 2 * (int64) Max(Max(run->batch_size, victim->batch_size), 1))
 		split = cb_range_nth_key(cs->range, victim->lower, victim->inclusive,
 								 victim->last, most / 2 - 1, CurrentMemoryContext);
 	SPI_finish();

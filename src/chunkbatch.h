@@ -358,6 +358,7 @@ typedef struct CbRun
 	/* parallel slices: see worker_slices() */
 	int32		parallel;		/* slices asked for when queued (1: none) */
 	int32		slice_no;		/* the slice this CbRun executes, or -1 */
+	bool		has_slices;		/* split at an earlier start: it has begun */
 } CbRun;
 
 /* A run's checkpoint as written with each chunk. */
@@ -415,6 +416,7 @@ typedef struct CbChunkResult
 	bool		timed_out;		/* the job's statement_timeout ended it */
 	bool		lock_waiters;	/* other sessions waited for its locks */
 	bool		isolated;		/* committed without its poison rows */
+	bool		slice_moved;	/* undone: a thief lowered its slice's end */
 	TimestampTz job_altered_at; /* the job's altered_at, read at commit */
 } CbChunkResult;
 
@@ -478,6 +480,7 @@ extern bool cb_catalog_slice_claim(const CbRun *run, CbRun *slice,
 								   MemoryContext slice_cxt);
 extern void cb_catalog_slice_release(const CbRun *slice, ErrorData *edata);
 extern char *cb_catalog_slice_end(const CbRun *slice);
+extern int64 cb_catalog_slice_others_dead(const CbRun *slice);
 
 /* A slice another worker processes, as a thief sees it. */
 typedef struct CbSliceRest
@@ -486,6 +489,7 @@ typedef struct CbSliceRest
 	char	   *lower;			/* its cursor, or its first key if it has none */
 	bool		inclusive;		/* lower is its first key, not yet done */
 	char	   *last;			/* its last key, or NULL: no end */
+	int32		batch_size;		/* its chunk size at its last checkpoint */
 } CbSliceRest;
 
 extern List *cb_catalog_slice_victims(int64 run_id);

@@ -166,13 +166,22 @@ slice_locktag(LOCKTAG *tag, int64 run_id, int32 slice_no)
 						 CB_LOCKSPACE_SLICE);
 }
 
+/*
+ * Take a slice's lock.  This process may hold it already, if a claim or a
+ * steal failed after taking it (a session lock outlives the transaction):
+ * it is then held once still, so that one release lets it go.
+ */
 bool
 cb_grouplock_slice_try(int64 run_id, int32 slice_no)
 {
 	LOCKTAG		tag;
+	LockAcquireResult res;
 
 	slice_locktag(&tag, run_id, slice_no);
-	return LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
+	res = LockAcquire(&tag, ExclusiveLock, true, true);
+	if (res == LOCKACQUIRE_ALREADY_HELD || res == LOCKACQUIRE_ALREADY_CLEAR)
+		(void) LockRelease(&tag, ExclusiveLock, true);
+	return res != LOCKACQUIRE_NOT_AVAIL;
 }
 
 void

@@ -106,22 +106,27 @@ scheduler_reap_failed_starts(void)
 }
 
 /*
- * May the run's owner still be the identity of a worker?  If not, fail the
- * run with the reason.  Call inside a transaction.
+ * May the run's owner still be the identity of a worker?  If not, and if
+ * "fail", fail the run with the reason.  (A helper of an executing run is
+ * just not started: its run's own worker finds the cause at its next chunk,
+ * and a helper that could not connect would be started again and again.)
+ * Call inside a transaction.
  */
 static bool
-scheduler_owner_ok(CbRunRef *ref)
+scheduler_owner_ok(CbRunRef *ref, bool fail)
 {
 	HeapTuple	tup;
 	bool		canlogin;
 	int			connlimit;
-	char	   *msg;
+	int			errcode = 0;
+	char	   *msg = NULL;
 
 	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(ref->owner));
 	if (!HeapTupleIsValid(tup))
 	{
-		cb_catalog_fail_unstarted(ref->run_id, ERRCODE_UNDEFINED_OBJECT,
-							   "the job's owner role no longer exists");
+		if (fail)
+			cb_catalog_fail_unstarted(ref->run_id, ERRCODE_UNDEFINED_OBJECT,
+									  "the job's owner role no longer exists");
 		return false;
 	}
 	canlogin = ((Form_pg_authid) GETSTRUCT(tup))->rolcanlogin;
@@ -133,30 +138,34 @@ scheduler_owner_ok(CbRunRef *ref)
 	 * DBA who set one means it: 0 stops the role's runs like NOLOGIN, and a
 	 * limit that is reached keeps the run queued until a connection ends.
 	 */
-	if (canlogin && connlimit == 0)
-	{
-		msg = psprintf("role \"%s\" owning job \"%s\" has CONNECTION LIMIT 0",
-					   GetUserNameFromId(ref->owner, false), ref->job_name);
-		cb_catalog_fail_unstarted(ref->run_id, ERRCODE_TOO_MANY_CONNECTIONS, msg);
-		return false;
-	}
 	if (canlogin && connlimit > 0 && CountUserBackends(ref->owner) >= connlimit)
 		return false;
-	if (!canlogin)
+	if (canlogin && connlimit == 0)
 	{
-		msg = psprintf("role \"%s\" owning job \"%s\" does not have the LOGIN attribute",
-					   GetUserNameFromId(ref->owner, false), ref->job_name);
-		cb_catalog_fail_unstarted(ref->run_id, ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION, msg);
-		return false;
+		errcode = ERRCODE_TOO_MANY_CONNECTIONS;
+		if (fail)
+			msg = psprintf("role \"%s\" owning job \"%s\" has CONNECTION LIMIT 0",
+						   GetUserNameFromId(ref->owner, false), ref->job_name);
 	}
-	if (pg_database_aclcheck(MyDb, ref->owner, ACL_CONNECT) != ACLCHECK_OK)
+	else if (!canlogin)
 	{
-		msg = psprintf("role \"%s\" owning job \"%s\" has no CONNECT privilege on this database",
-					   GetUserNameFromId(ref->owner, false), ref->job_name);
-		cb_catalog_fail_unstarted(ref->run_id, ERRCODE_INSUFFICIENT_PRIVILEGE, msg);
-		return false;
+		errcode = ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
+		if (fail)
+			msg = psprintf("role \"%s\" owning job \"%s\" does not have the LOGIN attribute",
+						   GetUserNameFromId(ref->owner, false), ref->job_name);
 	}
-	return true;
+	else if (pg_database_aclcheck(MyDb, ref->owner, ACL_CONNECT) != ACLCHECK_OK)
+	{
+		errcode = ERRCODE_INSUFFICIENT_PRIVILEGE;
+		if (fail)
+			msg = psprintf("role \"%s\" owning job \"%s\" has no CONNECT privilege on this database",
+						   GetUserNameFromId(ref->owner, false), ref->job_name);
+	}
+	if (errcode == 0)
+		return true;
+	if (fail)
+		cb_catalog_fail_unstarted(ref->run_id, errcode, msg);
+	return false;
 }
 
 /*
@@ -490,7 +499,7 @@ scheduler_start_runs(bool all_paused, bool *queued)
 		taken = lappend(taken, ref->lock_group);
 		if (slots_full || all_paused || !scheduler_fair_share(ref, &limits))
 			continue;
-		if (scheduler_owner_ok(ref) && !scheduler_launch(ref, false))
+		if (scheduler_owner_ok(ref, true) && !scheduler_launch(ref, false))
 			slots_full = true;
 	}
 	step_end();
@@ -528,6 +537,7 @@ scheduler_start_slices(bool all_paused)
 
 			if (workers == 0 || workers >= ref->workers_wanted ||
 				!cb_slot_run_wants_helpers(MyDb, ref->run_id) ||
+				!scheduler_owner_ok(ref, false) ||
 				!scheduler_fair_share(ref, &limits))
 				continue;
 			if (!scheduler_launch(ref, true))

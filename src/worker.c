@@ -198,6 +198,17 @@ worker_stop(CbRun *run, CbStop why)
 }
 
 /*
+ * Whether the run did work at an earlier start: chunks of its own, or a
+ * split into slices (whose chunks the run's row counts only at its end).
+ * Such a run is never skipped, and its steps and estimate are not redone.
+ */
+static bool
+run_begun(const CbRun *run)
+{
+	return run->chunks_done > 0 || run->has_slices;
+}
+
+/*
  * Take the run's group.  Another backend holds it only if an outside
  * session took the lock after the scheduler saw the group free: then the
  * run waits ('waiting'), or ends as skipped by its job's group policy.
@@ -213,9 +224,9 @@ worker_take_group(CbRun *run, TimestampTz began)
 		const char *skip = NULL;
 		CbStop		stop;
 
-		if (run->job.skip_if_busy && run->chunks_done == 0)
+		if (run->job.skip_if_busy && !run_begun(run))
 			skip = "its group was busy";
-		else if (run->job.group_wait_timeout != NULL && run->chunks_done == 0 &&
+		else if (run->job.group_wait_timeout != NULL && !run_begun(run) &&
 				 cb_elapsed_exceeds(began, GetCurrentTimestamp(),
 									run->job.group_wait_timeout))
 			skip = "it waited for its group longer than group_wait_timeout";
@@ -296,6 +307,8 @@ worker_retry(CbRun *run, const CbChunkResult *res, int *attempts,
 
 	if (worker_should_stop(run, began) != CB_GO)
 		return false;
+	if (res->slice_moved)
+		return true;			/* a thief's doing, not the chunk's: at once */
 	if (res->timed_out)
 	{
 		if (run->batch_size <= 1)
@@ -471,7 +484,7 @@ worker_plan_steps(CbRun *run, TimestampTz began)
 	MemoryContext old = CurrentMemoryContext;
 	ErrorData  *error = NULL;
 
-	if (run->steps != NIL || run->chunks_done > 0 ||
+	if (run->steps != NIL || run_begun(run) ||
 		(job->before_sql == NIL && job->after_sql == NIL && !job->rebuild_indexes &&
 		 !job->analyze_after && !job->vacuum_after))
 		return true;
@@ -561,7 +574,7 @@ worker_estimate(CbRun *run, CbChunkState *cs)
 	bool		counted = false;
 
 	/* Done at the first start (a run with slices has no chunk of its own). */
-	if (run->chunks_done > 0 || run->range_first != NULL)
+	if (run_begun(run) || run->range_first != NULL)
 		return;
 	if (run->job.range_filter != NULL)
 		counted = worker_estimate_one(run, cs, true);

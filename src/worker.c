@@ -891,6 +891,7 @@ worker_slices(CbRun *run, MemoryContext chunk_ctx, TimestampTz began,
 	{
 		MemoryContextReset(chunk_ctx);
 		MemoryContextSwitchTo(chunk_ctx);
+		out->done = false;		/* a slice done is not the run done */
 		if ((out->stop = worker_should_stop(run, began)) != CB_GO)
 			return;
 		if (!worker_take_slice(run, slice, &cs, own ? &totals : NULL, &out->error))

@@ -45,6 +45,7 @@ FAILURES=()
 TREE=""
 RES=""
 DONE=0
+LANE_PIDS=()
 
 # Always end with the duration and the summary line, whatever happened.
 on_exit() {
@@ -56,9 +57,17 @@ on_exit() {
         FAILED=$((FAILED + 1))
         FAILURES+=("test.sh (stopped early, exit status $rc)")
     fi
+    # TAP lanes still at work (test.sh was interrupted): stop them and the
+    # servers of their trees before the trees go.
+    if [ "$DONE" -eq 0 ] && [ ${#LANE_PIDS[@]} -gt 0 ] && [ -n "$TREE" ]; then
+        kill "${LANE_PIDS[@]}" 2>/dev/null
+        pkill -TERM -f -- "$TREE" 2>/dev/null
+        sleep 2
+        pkill -KILL -f -- "$TREE" 2>/dev/null
+    fi
     if [ -n "$TREE" ]; then
         if [ "${CHUNKBATCH_KEEP:-0}" = 1 ]; then
-            echo "kept the test tree and its logs in $TREE"
+            echo "kept the test tree and its logs in $TREE (TAP lanes: $TREE.lane*)"
         else
             rm -rf "$TREE" "$TREE".lane*
         fi
@@ -266,7 +275,7 @@ tap_lane() {
         cb_as_pg make -C "$dir" --no-print-directory PG_CONFIG="$CB_PG_CONFIG" installcheck \
             REGRESS= ISOLATION= TAP_TESTS=1 PROVE_TESTS="$f" PROVE_FLAGS=--verbose \
             > "$RES/tap-$script.out" 2>&1 || rc=$?
-        echo "$rc" > "$RES/tap-$script.rc"
+        echo "$rc" > "$RES/tap-$script.rc.tmp" && mv "$RES/tap-$script.rc.tmp" "$RES/tap-$script.rc"
         mkdir -p "$RES/tap/$script"
         cp -a "$dir/tmp_check/log/." "$RES/tap/$script/" 2>/dev/null || true
     done
@@ -318,10 +327,12 @@ else
         # shellcheck disable=SC2086
         tap_lane $((i + 1)) "${lane_dir[i]}" ${lane_list[i]} &
         pids+=($!)
+        LANE_PIDS+=($!)
     done
     for pid in "${pids[@]}"; do
         wait "$pid" || true
     done
+    LANE_PIDS=()
     for f in "${tap_files[@]}"; do
         script=${f#t/}
         echo "--- $f"

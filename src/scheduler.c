@@ -108,8 +108,8 @@ scheduler_reap_failed_starts(void)
 /*
  * May the run's owner still be the identity of a worker?  If not, and if
  * "fail", fail the run with the reason.  (A helper of an executing run is
- * just not started: its run's own worker finds the cause at its next chunk,
- * and a helper that could not connect would be started again and again.)
+ * just not started, and its run's own worker goes on alone: a helper that
+ * could not connect would be started again and again.)
  * Call inside a transaction.
  */
 static bool
@@ -118,7 +118,7 @@ scheduler_owner_ok(CbRunRef *ref, bool fail)
 	HeapTuple	tup;
 	bool		canlogin;
 	int			connlimit;
-	int			errcode = 0;
+	int			sqlstate = 0;
 	char	   *msg = NULL;
 
 	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(ref->owner));
@@ -142,29 +142,29 @@ scheduler_owner_ok(CbRunRef *ref, bool fail)
 		return false;
 	if (canlogin && connlimit == 0)
 	{
-		errcode = ERRCODE_TOO_MANY_CONNECTIONS;
+		sqlstate = ERRCODE_TOO_MANY_CONNECTIONS;
 		if (fail)
 			msg = psprintf("role \"%s\" owning job \"%s\" has CONNECTION LIMIT 0",
 						   GetUserNameFromId(ref->owner, false), ref->job_name);
 	}
 	else if (!canlogin)
 	{
-		errcode = ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
+		sqlstate = ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
 		if (fail)
 			msg = psprintf("role \"%s\" owning job \"%s\" does not have the LOGIN attribute",
 						   GetUserNameFromId(ref->owner, false), ref->job_name);
 	}
 	else if (pg_database_aclcheck(MyDb, ref->owner, ACL_CONNECT) != ACLCHECK_OK)
 	{
-		errcode = ERRCODE_INSUFFICIENT_PRIVILEGE;
+		sqlstate = ERRCODE_INSUFFICIENT_PRIVILEGE;
 		if (fail)
 			msg = psprintf("role \"%s\" owning job \"%s\" has no CONNECT privilege on this database",
 						   GetUserNameFromId(ref->owner, false), ref->job_name);
 	}
-	if (errcode == 0)
+	if (sqlstate == 0)
 		return true;
 	if (fail)
-		cb_catalog_fail_unstarted(ref->run_id, errcode, msg);
+		cb_catalog_fail_unstarted(ref->run_id, sqlstate, msg);
 	return false;
 }
 

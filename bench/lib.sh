@@ -10,6 +10,22 @@
 #     BUILD  1: build and install the tree; 0: measure the installed build
 #   sets TREE, WORK, GIT (a description of the version measured)
 
+# bench_args NAME ARGS...: the options every benchmark script takes;
+# sets SMOKE (1: --smoke) and BUILD (0: --installed), exits 2 on others.
+bench_args() {
+    local name=$1 arg
+    shift
+    SMOKE=0
+    BUILD=1
+    for arg in "$@"; do
+        case "$arg" in
+            --smoke) SMOKE=1 ;;
+            --installed) BUILD=0 ;;
+            *) echo "usage: bash bench/$name.sh [--smoke] [--installed]" >&2; exit 2 ;;
+        esac
+    done
+}
+
 bench_prepare() {
     BENCH_NAME=$1
     BENCH_KEEP_WORK=$2
@@ -80,14 +96,9 @@ bench_cluster_script() {
     shift 4
     local report
     report=$(echo "$name" | tr '[:lower:]' '[:upper:]').md
-    local smoke=0 build=1 arg
-    for arg in "$@"; do
-        case "$arg" in
-            --smoke) smoke=1 ;;
-            --installed) build=0 ;;
-            *) echo "usage: bash bench/$name.sh [--smoke] [--installed]" >&2; exit 2 ;;
-        esac
-    done
+    local smoke build
+    bench_args "$name" "$@"
+    smoke=$SMOKE build=$BUILD
     local keepvar=${prefix}_KEEP outvar=${prefix}_OUT
     local results out
     if [ "$smoke" = 1 ]; then

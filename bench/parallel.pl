@@ -661,22 +661,57 @@ EOF
 }
 
 # --- one run -------------------------------------------------------------------------------
-my $POLL_SQL = <<'EOF';
-SELECT r.run_id, r.state, extract(epoch FROM clock_timestamp()),
-       (SELECT count(*) FROM pg_stat_activity a
-         WHERE a.backend_type = 'chunkbatch run worker'
-           AND a.application_name ~ ('^chunkbatch run ' || r.run_id || '( slices)?: ')),
-       (SELECT count(*) FROM chunkbatch.slices s WHERE s.run_id = r.run_id),
-       (SELECT string_agg(CASE WHEN a.application_name ~ '^chunkbatch run \d+ slices: ' THEN 'helper'
+# Who waits for a lock while a run runs (both monitors' last column).
+my $LOCK_WAITERS_SQL = <<'EOF';
+(SELECT string_agg(CASE WHEN a.application_name ~ '^chunkbatch run \d+ slices: ' THEN 'helper'
                                WHEN a.application_name ~ '^chunkbatch run \d+: ' THEN 'run worker'
                                ELSE coalesce(nullif(a.application_name, ''), a.backend_type) END
                           || ':' || a.wait_event, ',')
           FROM pg_stat_activity a
          WHERE a.wait_event_type = 'Lock' AND a.datname = current_database())
+EOF
+chomp $LOCK_WAITERS_SQL;
+my $POLL_SQL = <<'EOF' . "       $LOCK_WAITERS_SQL\n" . <<'EOF';
+SELECT r.run_id, r.state, extract(epoch FROM clock_timestamp()),
+       (SELECT count(*) FROM pg_stat_activity a
+         WHERE a.backend_type = 'chunkbatch run worker'
+           AND a.application_name ~ ('^chunkbatch run ' || r.run_id || '( slices)?: ')),
+       (SELECT count(*) FROM chunkbatch.slices s WHERE s.run_id = r.run_id),
+EOF
   FROM chunkbatch.runs r WHERE r.run_id > %d ORDER BY r.run_id LIMIT 1
 EOF
 
 my %RAW;    # "workload/variant" -> window -> latencies (ms) of every repetition
+
+# oltp_baseline(TAG): start the application (pgbench, tagged TAG), let it
+# settle, and return the start and end of a window of it alone
+sub oltp_baseline
+{
+	my ($tag) = @_;
+	oltp_start($tag);
+	sleep $SETTLE;
+	my $tb0 = time;
+	sleep $BASELINE_SECS;
+	return ($tb0, time);
+}
+
+# oltp_record(RUN, WORKLOAD, VARIANT, TX, TB0, TB1, RAN, STARTED, FINISHED):
+# the application's latencies of a run: the baseline window TB0-TB1 and,
+# if RAN, the run's STARTED-FINISHED, into RUN and the pooled %RAW
+sub oltp_record
+{
+	my ($r, $workload, $variant, $tx, $tb0, $tb1, $ran, $started, $finished) = @_;
+	my $bl = lat_window($tx, $tb0, $tb1);
+	my $rl = $ran ? lat_window($tx, $started, $finished) : [];
+	$r->{oltp} = { baseline => lat_stats($bl), run => lat_stats($rl) };
+	$r->{t}{baseline_from} = $tb0;
+	$r->{t}{baseline_to} = $tb1;
+	push @{ $RAW{"$workload/$variant"}{run} }, @$rl;
+	push @{ $RAW{"$workload/$variant"}{baseline} }, @$bl;
+	push @{ $RAW{"$workload/all"}{baseline} }, @$bl;
+	return;
+}
+
 sub measure
 {
 	my ($workload, $variant, $parallel, $rep, $pos) = @_;
@@ -690,15 +725,7 @@ sub measure
 	else { reset_flip($table, 1) }
 	my $prev = val('postgres', 'SELECT coalesce(max(run_id), 0) FROM chunkbatch.runs');
 	my $log_offset = -s $node->logfile;
-	my ($tb0, $tb1);
-	if ($oltp)
-	{
-		oltp_start($tag);
-		sleep $SETTLE;
-		$tb0 = time;
-		sleep $BASELINE_SECS;
-		$tb1 = time;
-	}
+	my ($tb0, $tb1) = $oltp ? oltp_baseline($tag) : ();
 
 	# the run, waited for with CALL run_and_wait in its own psql
 	my $t0 = time;
@@ -832,17 +859,7 @@ EOF
 		t => { queued => 0 + $queued, started => $started ne '' ? 0 + $started : undef, finished => $finished ne '' ? 0 + $finished : undef,
 			t0 => $t0, t1 => $t1 },
 	);
-	if ($oltp)
-	{
-		my $bl = lat_window($tx, $tb0, $tb1);
-		my $rl = defined $r{exec_s} ? lat_window($tx, $started, $finished) : [];
-		$r{oltp} = { baseline => lat_stats($bl), run => lat_stats($rl) };
-		$r{t}{baseline_from} = $tb0;
-		$r{t}{baseline_to} = $tb1;
-		push @{ $RAW{"$workload/$variant"}{run} }, @$rl;
-		push @{ $RAW{"$workload/$variant"}{baseline} }, @$bl;
-		push @{ $RAW{"$workload/all"}{baseline} }, @$bl;
-	}
+	oltp_record(\%r, $workload, $variant, $tx, $tb0, $tb1, defined $r{exec_s}, $started, $finished) if $oltp;
 	push @{ $results{runs} }, \%r;
 	write_results();
 	say_progress(sprintf('%-9s %-8s rep %d: %s s (wall %.2f s), %d rows, %d chunks, %d slices (%d stolen), workers max %d mean %s%s; %s',
@@ -858,19 +875,13 @@ EOF
 # runs (migration), the processes doing its work (the runs' workers, or the
 # psql sessions running their UPDATE: application_name par_hand), and who
 # waits for a lock.
-my $POLL_HAND_SQL = <<'EOF';
+my $POLL_HAND_SQL = <<'EOF' . "       $LOCK_WAITERS_SQL\n";
 SELECT extract(epoch FROM clock_timestamp()),
        coalesce((SELECT string_agg(r.state, ',' ORDER BY r.run_id) FROM chunkbatch.runs r
                   WHERE r.run_id = ANY ('{%s}'::bigint[])), ''),
        (SELECT count(*) FROM pg_stat_activity a
          WHERE (a.backend_type = 'chunkbatch run worker' AND a.application_name ~ '^chunkbatch run (%s)( slices)?: ')
             OR (a.application_name = 'par_hand' AND a.state = 'active')),
-       (SELECT string_agg(CASE WHEN a.application_name ~ '^chunkbatch run \d+ slices: ' THEN 'helper'
-                               WHEN a.application_name ~ '^chunkbatch run \d+: ' THEN 'run worker'
-                               ELSE coalesce(nullif(a.application_name, ''), a.backend_type) END
-                          || ':' || a.wait_event, ',')
-          FROM pg_stat_activity a
-         WHERE a.wait_event_type = 'Lock' AND a.datname = current_database())
 EOF
 my %OVER = map { $_ => 1 } qw(succeeded failed cancelled skipped paused stopped);
 sub slurp { my ($f) = @_; open my $fh, '<', $f or return undef; local $/; return <$fh> }
@@ -890,15 +901,7 @@ sub measure_by_hand
 	no_workers_left();
 	if ($workload eq 'migration') { reset_migration() }
 	else { reset_flip($table, 1) }
-	my ($tb0, $tb1);
-	if ($oltp)
-	{
-		oltp_start($tag);
-		sleep $SETTLE;
-		$tb0 = time;
-		sleep $BASELINE_SECS;
-		$tb1 = time;
-	}
+	my ($tb0, $tb1) = $oltp ? oltp_baseline($tag) : ();
 
 	my (@parts, @ids, %kid);
 	my $t0;
@@ -1066,17 +1069,7 @@ EOF
 		other_work => other_work(),
 		t => { started => $started, finished => $finished, t0 => $t0, t1 => $t1 },
 	);
-	if ($oltp)
-	{
-		my $bl = lat_window($tx, $tb0, $tb1);
-		my $rl = defined $started ? lat_window($tx, $started, $finished) : [];
-		$r{oltp} = { baseline => lat_stats($bl), run => lat_stats($rl) };
-		$r{t}{baseline_from} = $tb0;
-		$r{t}{baseline_to} = $tb1;
-		push @{ $RAW{"$workload/$variant"}{run} }, @$rl;
-		push @{ $RAW{"$workload/$variant"}{baseline} }, @$bl;
-		push @{ $RAW{"$workload/all"}{baseline} }, @$bl;
-	}
+	oltp_record(\%r, $workload, $variant, $tx, $tb0, $tb1, defined $started, $started, $finished) if $oltp;
 	push @{ $results{runs} }, \%r;
 	write_results();
 	say_progress(sprintf('%-9s %-8s rep %d: %s s (wall %.2f s; %s), %d rows%s, %s max %d mean %s%s; %s',

@@ -21,16 +21,8 @@ set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$BENCH_DIR/../scripts/setup.sh"
-
-SMOKE=0
-BUILD=1
-for arg in "$@"; do
-    case "$arg" in
-        --smoke) SMOKE=1 ;;
-        --installed) BUILD=0 ;;
-        *) echo "usage: bash bench/run.sh [--smoke] [--installed]" >&2; exit 2 ;;
-    esac
-done
+. "$BENCH_DIR/lib.sh"
+bench_args run "$@"
 
 STAMP=$(date -u +%Y%m%d-%H%M)
 if [ "$SMOKE" = 1 ]; then
@@ -41,7 +33,6 @@ else
     OUT=${BENCH_OUT:-$BENCH_DIR/RESULTS.md}
 fi
 
-. "$BENCH_DIR/lib.sh"
 bench_prepare run "${BENCH_KEEP:-0}" "$BUILD"
 PGXS_SRC=$(dirname "$(dirname "$("$CB_PG_CONFIG" --pgxs)")")   # .../lib/pgxs/src
 ARGS=(--out "$WORK/results.json" --git "$GIT" --command "bash bench/run.sh${*:+ $*}")

@@ -77,6 +77,11 @@ ALTER TABLE chunkbatch.runs ADD COLUMN parallel integer;
 UPDATE chunkbatch.runs SET parallel = 1;
 ALTER TABLE chunkbatch.runs ALTER COLUMN parallel SET DEFAULT 1,
     ALTER COLUMN parallel SET NOT NULL;
+ALTER TABLE chunkbatch.runs ADD COLUMN cursor_kind text;
+-- Under 1.0 a job had no range: its runs' checkpoints hold its cursor type.
+UPDATE chunkbatch.runs r SET cursor_kind = pg_catalog.format('%s', j.cursor_type)
+  FROM chunkbatch.jobs j
+ WHERE j.job_id OPERATOR(pg_catalog.=) r.job_id AND j.cursor_type IS NOT NULL;
 
 /*
  * The scheduler's queue scans: each owner's oldest runs, and whether an
@@ -1129,6 +1134,8 @@ GRANT EXECUTE ON FUNCTION chunkbatch.dry_run(text, jsonb, boolean) TO PUBLIC;
  * as the caller.
  * SECURITY INVOKER and no pinned search_path: the job records the caller's
  * search_path, which its condition may rely on.
+ * alter_job recognises the texts range_job_sql writes (src/range.c,
+ * written_where and written_count): keep them the same there.
  */
 CREATE FUNCTION chunkbatch.range_job_sql(
     action              text,
@@ -1425,6 +1432,7 @@ COMMENT ON COLUMN chunkbatch.runs.range_first IS 'Range mode with a filter: the 
 COMMENT ON COLUMN chunkbatch.runs.range_last IS 'Range mode with a filter: the last key the filter matched at the runs first start';
 COMMENT ON COLUMN chunkbatch.jobs.parallel IS 'Range mode: how many slices of the key a run splits into, each processed by its own worker (1: no slices)';
 COMMENT ON COLUMN chunkbatch.runs.parallel IS 'Slices the run asked for when it was queued (1: none)';
+COMMENT ON COLUMN chunkbatch.runs.cursor_kind IS 'What its checkpoints hold, from its job when it was queued: the cursor type, in range mode with the table and key; resume() refuses a begun run whose job has changed it';
 COMMENT ON TABLE chunkbatch.slices IS 'The slices of runs with parallel > 1: a range of the key and its own checkpoint each';
 COMMENT ON COLUMN chunkbatch.slices.run_id IS 'Run the slice belongs to';
 COMMENT ON COLUMN chunkbatch.slices.slice_no IS 'Number of the slice in its run, from 0, in key order at the split';

@@ -122,7 +122,8 @@ CREATE TABLE chunkbatch.runs (
     lock_timeout    interval,
     range_first     text,
     range_last      text,
-    parallel        integer NOT NULL DEFAULT 1
+    parallel        integer NOT NULL DEFAULT 1,
+    cursor_kind     text
 );
 
 CREATE INDEX runs_job_idx ON chunkbatch.runs (job_id);
@@ -1237,6 +1238,8 @@ $$;
  * as the caller.
  * SECURITY INVOKER and no pinned search_path: the job records the caller's
  * search_path, which its condition may rely on.
+ * alter_job recognises the texts range_job_sql writes (src/range.c,
+ * written_where and written_count): keep them the same there.
  */
 CREATE FUNCTION chunkbatch.range_job_sql(
     action              text,
@@ -1569,6 +1572,7 @@ COMMENT ON COLUMN chunkbatch.runs.range_first IS 'Range mode with a filter: the 
 COMMENT ON COLUMN chunkbatch.runs.range_last IS 'Range mode with a filter: the last key the filter matched at the runs first start';
 COMMENT ON COLUMN chunkbatch.jobs.parallel IS 'Range mode: how many slices of the key a run splits into, each processed by its own worker (1: no slices)';
 COMMENT ON COLUMN chunkbatch.runs.parallel IS 'Slices the run asked for when it was queued (1: none)';
+COMMENT ON COLUMN chunkbatch.runs.cursor_kind IS 'What its checkpoints hold, from its job when it was queued: the cursor type, in range mode with the table and key; resume() refuses a begun run whose job has changed it';
 COMMENT ON TABLE chunkbatch.slices IS 'The slices of runs with parallel > 1: a range of the key and its own checkpoint each';
 COMMENT ON COLUMN chunkbatch.slices.run_id IS 'Run the slice belongs to';
 COMMENT ON COLUMN chunkbatch.slices.slice_no IS 'Number of the slice in its run, from 0, in key order at the split';

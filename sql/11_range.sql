@@ -133,8 +133,53 @@ SELECT chunkbatch.alter_job('regress_rng_upd', after_sql => ARRAY['ANALYZE cb_rn
 SELECT after_sql, analyze_after, rebuild_indexes FROM chunkbatch.jobs WHERE job_name = 'regress_rng_upd';
 SELECT chunkbatch.alter_job('regress_rng_upd', reset => '{after_sql}');
 SELECT after_sql FROM chunkbatch.jobs WHERE job_name = 'regress_rng_upd';
+-- A failed run is resumed from its checkpoint only while the job's keys
+-- are still of the kind the checkpoint holds: under another key (ext
+-- runs the other way) it would repeat rows 1-400 and skip rows 600-999.
+CREATE TABLE cb_rng_kind (id bigint PRIMARY KEY, ext bigint UNIQUE NOT NULL,
+                          n int NOT NULL DEFAULT 0, bad boolean NOT NULL DEFAULT false);
+INSERT INTO cb_rng_kind SELECT i, 1000 - i, 0, i = 450 FROM generate_series(1, 999) i;
+CREATE FUNCTION cb_rng_kind_ok(bad boolean) RETURNS boolean LANGUAGE plpgsql AS
+$$BEGIN IF bad THEN RAISE EXCEPTION 'bad row'; END IF; RETURN true; END$$;
+SELECT chunkbatch.create_update('regress_rng_kind', 'cb_rng_kind', 'n = n + 1', 'cb_rng_kind_ok(bad)',
+                                batch_size => 100, max_retries => 0) > 0 AS created;
+SELECT expect_error($$SELECT chunkbatch.run('regress_rng_kind', wait => true)$$);
+SELECT state, cursor, cursor_kind FROM chunkbatch.runs WHERE job_name = 'regress_rng_kind';
+UPDATE cb_rng_kind SET bad = false;
+-- The statement and count_sql create_update wrote follow the new key.
+SELECT chunkbatch.alter_job('regress_rng_kind', range_key => 'ext');
+SELECT chunk_sql, count_sql, cursor_type FROM chunkbatch.jobs WHERE job_name = 'regress_rng_kind';
+SELECT expect_error(format('SELECT chunkbatch.resume(%s)', run_id)), state
+  FROM chunkbatch.runs WHERE job_name = 'regress_rng_kind';
+SELECT chunkbatch.alter_job('regress_rng_kind', range_key => 'id');
+SELECT chunkbatch.resume(run_id) FROM chunkbatch.runs WHERE job_name = 'regress_rng_kind';
+SELECT chunkbatch.wait(run_id) FROM chunkbatch.runs WHERE job_name = 'regress_rng_kind';
+SELECT n, count(*) FROM cb_rng_kind GROUP BY n ORDER BY n;
+-- A run that failed before its first checkpoint starts over under the new key.
+UPDATE cb_rng_kind SET n = 0, bad = (id = 950);
+SELECT chunkbatch.alter_job('regress_rng_kind', range_key => 'ext');
+SELECT expect_error($$SELECT chunkbatch.run('regress_rng_kind', wait => true)$$);
+UPDATE cb_rng_kind SET bad = false;
+SELECT chunkbatch.alter_job('regress_rng_kind', range_key => 'id');
+SELECT cursor IS NULL AS no_checkpoint, cursor_kind, chunkbatch.resume(run_id)
+  FROM chunkbatch.runs WHERE job_name = 'regress_rng_kind' AND state = 'failed';
+SELECT chunkbatch.wait(max(run_id)) FROM chunkbatch.runs WHERE job_name = 'regress_rng_kind';
+SELECT n, count(*) FROM cb_rng_kind GROUP BY n ORDER BY n;
+-- A new range_filter reaches the written statement too (and a count_sql
+-- given in the same call is kept); a statement changed by hand is kept.
+SELECT chunkbatch.alter_job('regress_rng_kind', range_filter => 'n < 2 AND cb_rng_kind_ok(bad)',
+                            count_sql => 'SELECT 7::bigint');
+SELECT chunk_sql, count_sql FROM chunkbatch.jobs WHERE job_name = 'regress_rng_kind';
+UPDATE cb_rng_kind SET n = 5 WHERE id % 2 = 0;
+SELECT chunkbatch.run('regress_rng_kind', wait => true) > 0 AS ran;
+SELECT n, count(*) FROM cb_rng_kind GROUP BY n ORDER BY n;
+SELECT chunkbatch.alter_job('regress_rng_kind', chunk_sql => 'UPDATE cb_rng_kind SET n = n + 10 WHERE id BETWEEN $1 AND $2');
+SELECT chunkbatch.alter_job('regress_rng_kind', range_filter => 'n < 3');
+SELECT chunk_sql, range_filter FROM chunkbatch.jobs WHERE job_name = 'regress_rng_kind';
+
 SELECT chunkbatch.drop_job('regress_rng_purge'), chunkbatch.drop_job('regress_rng_upd'),
        chunkbatch.drop_job('regress_rng_uuid'), chunkbatch.drop_job('regress_rng_m'),
-       chunkbatch.drop_job('regress_rng_nul');
+       chunkbatch.drop_job('regress_rng_nul'), chunkbatch.drop_job('regress_rng_kind');
 DROP VIEW cb_rng_view;
-DROP TABLE cb_rng, cb_rng_nopk, cb_rng_comp, cb_rng_uuid, cb_rng_m, cb_rng_nul;
+DROP TABLE cb_rng, cb_rng_nopk, cb_rng_comp, cb_rng_uuid, cb_rng_m, cb_rng_nul, cb_rng_kind;
+DROP FUNCTION cb_rng_kind_ok(boolean);

@@ -417,6 +417,7 @@ chunkbatch_alter_job(PG_FUNCTION_ARGS)
 	CbJob		job;
 	char	   *name = text_arg(fcinfo, ARG_NAME, "job_name");
 	bool		validate;
+	bool		rewritten = false;
 	CbJob		old;
 
 	cb_require_primary("alter a job");
@@ -433,6 +434,12 @@ chunkbatch_alter_job(PG_FUNCTION_ARGS)
 	else if (job.range_table == NULL && old.range_table != NULL &&
 			 PG_ARGISNULL(ARG_CURSOR_TYPE))
 		job.cursor_type = InvalidOid;	/* out of range mode: repeat mode */
+	if (PG_ARGISNULL(ARG_SQL) &&
+		(str_differs(job.range_table, old.range_table) ||
+		 str_differs(job.range_key, old.range_key) ||
+		 str_differs(job.range_filter, old.range_filter)))
+		rewritten = cb_range_rewrite_written(&old, &job,
+											 str_differs(job.count_sql, old.count_sql));
 	check_cursor_type_exists(&job);
 	check_group_owner(&job);
 	if ((job.cursor_type != old.cursor_type ||
@@ -445,7 +452,7 @@ chunkbatch_alter_job(PG_FUNCTION_ARGS)
 						name),
 				 errdetail("The checkpoints of those runs hold keys of the old kind."),
 				 errhint("Cancel the runs or wait for them to finish.")));
-	if (validate && (!PG_ARGISNULL(ARG_SQL) || job.cursor_type != old.cursor_type ||
+	if (validate && (!PG_ARGISNULL(ARG_SQL) || rewritten || job.cursor_type != old.cursor_type ||
 					 (job.range_table == NULL) != (old.range_table == NULL)))
 		cb_chunk_validate_sql(&job, job.owner);
 	if (validate)
@@ -958,6 +965,8 @@ chunkbatch_resume(PG_FUNCTION_ARGS)
 	char	   *state;
 	char	   *sqlstate;
 	char	   *error;
+	char	   *was;
+	char	   *now;
 
 	cb_require_primary("resume a run");
 	cb_require_shmem();
@@ -975,6 +984,13 @@ chunkbatch_resume(PG_FUNCTION_ARGS)
 				 errmsg("run %lld cannot be resumed", (long long) run_id),
 				 errdetail("Its state is \"%s\"; only paused, failed and stopped runs can be resumed.",
 						   state)));
+	if (cb_catalog_run_kind_changed(run_id, &was, &now))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("run %lld cannot be resumed", (long long) run_id),
+				 errdetail("Its checkpoints hold keys of %s, but its job's keys are now of %s.",
+						   was, now),
+				 errhint("Run the job anew, or give it back its former cursor type and range with chunkbatch.alter_job() to resume this run.")));
 	if (!cb_catalog_resume_run(run_id))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),

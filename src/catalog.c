@@ -539,6 +539,17 @@ catalog_notify(int64 run_id, const char *state, const char *sqlstate)
  * ----------------------------------------------------------------
  */
 /*
+ * What the checkpoints of a run of job j hold, as runs.cursor_kind keeps
+ * it: the cursor type, in range mode with the table and key; NULL in
+ * repeat mode.  Under cb_catalog_enter's search_path, so that the text of
+ * a type is the same at every look.
+ */
+#define CURSOR_KIND_SQL \
+	"CASE WHEN j.cursor_type IS NULL THEN NULL" \
+	" WHEN j.range_table IS NULL THEN pg_catalog.format('%s', j.cursor_type)" \
+	" ELSE pg_catalog.format('%s.%I (%s)', j.range_table, j.range_key, j.cursor_type) END"
+
+/*
  * Queue a run of the job with the job's current batch size, group and
  * priority.  Runs queued in one transaction are queued together: they
  * carry the first one's run_id in queued_with, and their group orders
@@ -572,11 +583,11 @@ cb_catalog_insert_run(int64 job_id, Datum params, Oid queued_by, const char *tri
 	cb_catalog_enter(&s);
 	cb_exec("INSERT INTO chunkbatch.runs (job_id, job_name, owner_oid, owner,"
 			" lock_group, params, queued_by, trigger, batch_size, origin_db,"
-			" origin_system, priority, queued_with, parallel)"
+			" origin_system, priority, queued_with, parallel, cursor_kind)"
 			" SELECT j.job_id, j.job_name, j.owner_oid,"
 			" pg_catalog.pg_get_userbyid(j.owner_oid), j.lock_group, $2,"
 			" pg_catalog.pg_get_userbyid($3), $4, j.batch_size, $5, $6, j.priority, $7,"
-			" COALESCE($8, j.parallel)"
+			" COALESCE($8, j.parallel), " CURSOR_KIND_SQL
 			" FROM chunkbatch.jobs j WHERE j.job_id OPERATOR(pg_catalog.=) $1"
 			" RETURNING run_id",
 			8, types, values, nulls, SPI_OK_INSERT_RETURNING);
@@ -1317,6 +1328,51 @@ cb_catalog_pause_unowned(int64 run_id)
  * Queue a paused, failed or stopped run again; it continues from its
  * checkpoint.  False if the run is in another state or its job is gone.
  */
+/*
+ * Has the job of a begun run (one with a checkpoint, planned steps or
+ * slices) changed what the run's checkpoints hold since it was queued?
+ * alter_job() refuses such a change only while the job has live runs, and
+ * a failed run can be resumed later.  (A run without any of these starts
+ * over under the new kind: cb_catalog_resume_run drops its span.)  Locks
+ * the job's row against an alter_job() until the end of the transaction;
+ * *was and *now name the two kinds.
+ */
+bool
+cb_catalog_run_kind_changed(int64 run_id, char **was, char **now)
+{
+	CbAsOwner	s;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(run_id)};
+	MemoryContext mcxt = CurrentMemoryContext;
+	bool		changed = false;
+
+	cb_catalog_enter(&s);
+	cb_exec("SELECT COALESCE(r.cursor_kind, 'none'), COALESCE(k.now, 'none'),"
+			" r.cursor_kind IS DISTINCT FROM k.now"
+			" AND (r.cursor IS NOT NULL OR r.steps IS NOT NULL"
+			"      OR EXISTS (SELECT 1 FROM chunkbatch.slices s"
+			"                 WHERE s.run_id OPERATOR(pg_catalog.=) r.run_id))"
+			" FROM chunkbatch.runs r JOIN chunkbatch.jobs j"
+			"   ON j.job_id OPERATOR(pg_catalog.=) r.job_id,"
+			" LATERAL (SELECT " CURSOR_KIND_SQL " AS now) k"
+			" WHERE r.run_id OPERATOR(pg_catalog.=) $1 FOR SHARE OF j",
+			1, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 1)
+	{
+		changed = DatumGetBool(col_datum(0, 3));
+		*was = MemoryContextStrdup(mcxt, SPI_getvalue(SPI_tuptable->vals[0],
+													  SPI_tuptable->tupdesc, 1));
+		*now = MemoryContextStrdup(mcxt, SPI_getvalue(SPI_tuptable->vals[0],
+													  SPI_tuptable->tupdesc, 2));
+	}
+	cb_catalog_leave(&s);
+	return changed;
+}
+
+/*
+ * Queue a resumable run again; false if its job is gone.  The run takes
+ * its job's cursor kind, and forgets a span found under another one.
+ */
 bool
 cb_catalog_resume_run(int64 run_id)
 {
@@ -1332,11 +1388,15 @@ cb_catalog_resume_run(int64 run_id)
 					 " sqlstate = NULL, error = NULL, error_detail = NULL,"
 					 " error_chunk = NULL, reason = NULL, start_attempts = 0,"
 					 " waiting_since = NULL, worker_pid = NULL,"
-					 " origin_db = $2, origin_system = $3"
+					 " origin_db = $2, origin_system = $3, cursor_kind = k.now,"
+					 " range_first = CASE WHEN r.cursor_kind IS NOT DISTINCT FROM k.now"
+					 "   THEN r.range_first END,"
+					 " range_last = CASE WHEN r.cursor_kind IS NOT DISTINCT FROM k.now"
+					 "   THEN r.range_last END"
+					 " FROM chunkbatch.jobs j, LATERAL (SELECT %s AS now) k"
 					 " WHERE r.run_id OPERATOR(pg_catalog.=) $1 AND r.state IN %s"
-					 " AND EXISTS (SELECT 1 FROM chunkbatch.jobs j"
-					 "             WHERE j.job_id OPERATOR(pg_catalog.=) r.job_id)",
-					 cb_run_state_name(CB_RUN_QUEUED),
+					 " AND j.job_id OPERATOR(pg_catalog.=) r.job_id",
+					 cb_run_state_name(CB_RUN_QUEUED), CURSOR_KIND_SQL,
 					 cb_run_states_from(CB_RUN_QUEUED, CB_STATES_RESUMABLE)),
 			3, types, values, NULL, SPI_OK_UPDATE);
 	done = (SPI_processed == 1);

@@ -516,6 +516,7 @@ extern char *cb_catalog_replica_lag_exceeded(double max_lag_ms, int64 max_lag_by
 extern void cb_catalog_finish_run(const CbRun *run, CbRunState state,
 							   ErrorData *edata, const char *reason);
 extern bool cb_catalog_pause_unowned(int64 run_id);
+extern bool cb_catalog_run_kind_changed(int64 run_id, char **was, char **now);
 extern bool cb_catalog_resume_run(int64 run_id);
 extern void cb_catalog_dead_letter(const CbRun *run, const char *key,
 								ErrorData *edata);
@@ -656,6 +657,7 @@ extern int	cb_range_keys(CbRange *r, int32 size, Datum lower, bool lower_null,
 extern bool cb_range_find_span(CbRange *r, Datum run_params, char **first,
 							   char **last, int64 *count, MemoryContext cxt);
 extern bool cb_range_count_is_span(const CbJob *job);
+extern bool cb_range_rewrite_written(const CbJob *old, CbJob *job, bool keep_count);
 extern int	cb_range_split(CbRange *r, Datum run_params, int n, char ***bounds,
 						   MemoryContext cxt);
 extern int64 cb_range_count_keys(CbRange *r, const char *lower, bool inclusive,

@@ -667,6 +667,26 @@ cb_range_set_span(CbRange *r, const char *first, const char *last,
 }
 
 /*
+ * Texts that chunkbatch.range_job_sql() writes for a table, key and filter
+ * (keep them the same as there): the end of its statement, after the
+ * DELETE FROM or the SET list, and its count_sql.
+ */
+static char *
+written_where(const char *table, const char *key, const char *filter)
+{
+	return psprintf("\nWHERE %s.%s BETWEEN $1 AND $2 AND (\n%s\n)",
+					table, quote_identifier(key), filter);
+}
+
+static char *
+written_count(const char *table, const char *key, const char *filter)
+{
+	return psprintf("SELECT pg_catalog.count(*) FROM %s\nWHERE ($2 IS NULL OR %s"
+					" OPERATOR(pg_catalog.>) $2) AND (\n%s\n)",
+					table, quote_identifier(key), filter);
+}
+
+/*
  * Is the job's count_sql the one chunkbatch.range_job_sql() writes for its
  * table, key and filter?  At the run's first start that count is the one
  * the span's read makes, and need not be made again.
@@ -675,11 +695,51 @@ bool
 cb_range_count_is_span(const CbJob *job)
 {
 	return job->count_sql != NULL && job->range_filter != NULL &&
-		strcmp(job->count_sql,
-			   psprintf("SELECT pg_catalog.count(*) FROM %s\nWHERE ($2 IS NULL OR %s"
-						" OPERATOR(pg_catalog.>) $2) AND (\n%s\n)",
-						job->range_table, quote_identifier(job->range_key),
-						job->range_filter)) == 0;
+		strcmp(job->count_sql, written_count(job->range_table, job->range_key,
+											 job->range_filter)) == 0;
+}
+
+/*
+ * alter_job() of a job with a new range_table, range_key or range_filter
+ * and no new chunk_sql: if old's statement is still the one that
+ * create_purge() or create_update() wrote for old's range, write the same
+ * DELETE, or UPDATE with the same SET list, for job's new range, so that
+ * the statement applies the new filter to the new key's bounds.  So too
+ * its count_sql, if old's was the written one and this call does not set
+ * count_sql itself (keep_count).  Returns true if it rewrote the statement.
+ */
+bool
+cb_range_rewrite_written(const CbJob *old, CbJob *job, bool keep_count)
+{
+	const char *sql = old->chunk_sql;
+	char	   *where;
+	char	   *head;
+	char	   *update;
+	size_t		len;
+
+	if (sql == NULL || old->range_table == NULL || old->range_filter == NULL ||
+		job->range_table == NULL || job->range_filter == NULL)
+		return false;
+	where = written_where(old->range_table, old->range_key, old->range_filter);
+	len = strlen(sql);
+	if (len < strlen(where) || strcmp(sql + len - strlen(where), where) != 0)
+		return false;
+	head = pnstrdup(sql, len - strlen(where));
+	update = psprintf("UPDATE %s SET\n", old->range_table);
+	where = written_where(job->range_table, job->range_key, job->range_filter);
+	if (strcmp(head, psprintf("DELETE FROM %s", old->range_table)) == 0)
+		job->chunk_sql = psprintf("DELETE FROM %s%s", job->range_table, where);
+	else if (strncmp(head, update, strlen(update)) == 0)
+		job->chunk_sql = psprintf("UPDATE %s SET\n%s%s", job->range_table,
+								  head + strlen(update), where);
+	else
+		return false;
+	if (!keep_count && old->count_sql != NULL &&
+		strcmp(old->count_sql, written_count(old->range_table, old->range_key,
+											 old->range_filter)) == 0)
+		job->count_sql = written_count(job->range_table, job->range_key,
+									   job->range_filter);
+	return true;
 }
 
 /*

@@ -78,10 +78,24 @@ UPDATE chunkbatch.runs SET parallel = 1;
 ALTER TABLE chunkbatch.runs ALTER COLUMN parallel SET DEFAULT 1,
     ALTER COLUMN parallel SET NOT NULL;
 ALTER TABLE chunkbatch.runs ADD COLUMN cursor_kind text;
--- Under 1.0 a job had no range: its runs' checkpoints hold its cursor type.
-UPDATE chunkbatch.runs r SET cursor_kind = pg_catalog.format('%s', j.cursor_type)
-  FROM chunkbatch.jobs j
- WHERE j.job_id OPERATOR(pg_catalog.=) r.job_id AND j.cursor_type IS NOT NULL;
+/*
+ * Under 1.0 a job had no range: its runs' checkpoints hold its cursor type,
+ * named as the library names it (under search_path pg_catalog, pg_temp).
+ */
+DO $$
+DECLARE
+    path text := pg_catalog.current_setting('search_path');
+    quoting text := pg_catalog.current_setting('quote_all_identifiers');
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    PERFORM pg_catalog.set_config('quote_all_identifiers', 'off', true);
+    UPDATE chunkbatch.runs r SET cursor_kind = pg_catalog.format('%s', j.cursor_type)
+      FROM chunkbatch.jobs j
+     WHERE j.job_id OPERATOR(pg_catalog.=) r.job_id AND j.cursor_type IS NOT NULL;
+    PERFORM pg_catalog.set_config('search_path', path, true);
+    PERFORM pg_catalog.set_config('quote_all_identifiers', quoting, true);
+END
+$$;
 
 /*
  * The scheduler's queue scans: each owner's oldest runs, and whether an

@@ -173,6 +173,9 @@ SELECT chunk_sql, count_sql FROM chunkbatch.jobs WHERE job_name = 'regress_rng_k
 UPDATE cb_rng_kind SET n = 5 WHERE id % 2 = 0;
 SELECT chunkbatch.run('regress_rng_kind', wait => true) > 0 AS ran;
 SELECT n, count(*) FROM cb_rng_kind GROUP BY n ORDER BY n;
+-- A range-mode job keeps a key: resetting it alone is refused.
+SELECT expect_error($$SELECT chunkbatch.alter_job('regress_rng_kind', reset => '{range_key}')$$);
+SELECT range_key, chunk_sql LIKE '%.id BETWEEN%' AS statement_kept FROM chunkbatch.jobs WHERE job_name = 'regress_rng_kind';
 SELECT chunkbatch.alter_job('regress_rng_kind', chunk_sql => 'UPDATE cb_rng_kind SET n = n + 10 WHERE id BETWEEN $1 AND $2');
 SELECT chunkbatch.alter_job('regress_rng_kind', range_filter => 'n < 3');
 SELECT chunk_sql, range_filter FROM chunkbatch.jobs WHERE job_name = 'regress_rng_kind';

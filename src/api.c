@@ -291,6 +291,7 @@ check_group_owner(const CbJob *job)
 #define ARG_SQL			1
 #define ARG_CURSOR_TYPE	4
 #define ARG_VALIDATE	7
+#define ARG_COUNT_SQL	24
 #define ARG_RANGE_TABLE	25
 #define ARG_RANGE_KEY	26
 #define ARG_RANGE_FILTER 27
@@ -321,6 +322,7 @@ range_changed(FunctionCallInfo fcinfo, const CbJob *old, const CbJob *job)
 	return !PG_ARGISNULL(ARG_RANGE_TABLE) || !PG_ARGISNULL(ARG_RANGE_KEY) ||
 		!PG_ARGISNULL(ARG_RANGE_FILTER) ||
 		(old->range_table == NULL) != (job->range_table == NULL) ||
+		(old->range_key == NULL) != (job->range_key == NULL) ||
 		(old->range_filter == NULL) != (job->range_filter == NULL) ||
 		(job->range_table != NULL && !PG_ARGISNULL(ARG_CURSOR_TYPE));
 }
@@ -439,6 +441,7 @@ chunkbatch_alter_job(PG_FUNCTION_ARGS)
 		 str_differs(job.range_key, old.range_key) ||
 		 str_differs(job.range_filter, old.range_filter)))
 		rewritten = cb_range_rewrite_written(&old, &job,
+											 !PG_ARGISNULL(ARG_COUNT_SQL) ||
 											 str_differs(job.count_sql, old.count_sql));
 	check_cursor_type_exists(&job);
 	check_group_owner(&job);
@@ -970,6 +973,7 @@ chunkbatch_resume(PG_FUNCTION_ARGS)
 
 	cb_require_primary("resume a run");
 	cb_require_shmem();
+	cb_catalog_lock_job_of_run(run_id);
 	(void) cb_catalog_pause_copies(run_id);
 	find_run(run_id, true, &ref, &state, &sqlstate, &error);
 	if (!OidIsValid(ref.owner))
@@ -988,6 +992,10 @@ chunkbatch_resume(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("run %lld cannot be resumed", (long long) run_id),
+				 was == NULL ?
+				 errdetail("It began in repeat mode, but its job now has keys of %s.", now) :
+				 now == NULL ?
+				 errdetail("Its checkpoints hold keys of %s, but its job is now in repeat mode.", was) :
 				 errdetail("Its checkpoints hold keys of %s, but its job's keys are now of %s.",
 						   was, now),
 				 errhint("Run the job anew, or give it back its former cursor type and range with chunkbatch.alter_job() to resume this run.")));

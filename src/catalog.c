@@ -167,6 +167,10 @@ cb_catalog_enter(CbAsOwner *s)
 	(void) set_config_option("search_path", "pg_catalog, pg_temp",
 							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
 							 true, 0, false);
+	/* Names written into the catalog (runs.cursor_kind) read the same. */
+	(void) set_config_option("quote_all_identifiers", "off",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 }
@@ -1325,9 +1329,25 @@ cb_catalog_pause_unowned(int64 run_id)
 }
 
 /*
- * Queue a paused, failed or stopped run again; it continues from its
- * checkpoint.  False if the run is in another state or its job is gone.
+ * Lock the job of a run against alter_job() until the end of the
+ * transaction, before the run's own row: alter_job() locks the job first
+ * and then the job's runs (cb_catalog_clear_spans).
  */
+void
+cb_catalog_lock_job_of_run(int64 run_id)
+{
+	CbAsOwner	s;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(run_id)};
+
+	cb_catalog_enter(&s);
+	cb_exec("SELECT FROM chunkbatch.jobs j WHERE j.job_id OPERATOR(pg_catalog.=)"
+			" (SELECT r.job_id FROM chunkbatch.runs r"
+			"  WHERE r.run_id OPERATOR(pg_catalog.=) $1) FOR SHARE OF j",
+			1, types, values, NULL, SPI_OK_SELECT);
+	cb_catalog_leave(&s);
+}
+
 /*
  * Has the job of a begun run (one with a checkpoint, planned steps or
  * slices) changed what the run's checkpoints hold since it was queued?
@@ -1335,7 +1355,7 @@ cb_catalog_pause_unowned(int64 run_id)
  * a failed run can be resumed later.  (A run without any of these starts
  * over under the new kind: cb_catalog_resume_run drops its span.)  Locks
  * the job's row against an alter_job() until the end of the transaction;
- * *was and *now name the two kinds.
+ * *was and *now name the two kinds (NULL: repeat mode).
  */
 bool
 cb_catalog_run_kind_changed(int64 run_id, char **was, char **now)
@@ -1347,7 +1367,7 @@ cb_catalog_run_kind_changed(int64 run_id, char **was, char **now)
 	bool		changed = false;
 
 	cb_catalog_enter(&s);
-	cb_exec("SELECT COALESCE(r.cursor_kind, 'none'), COALESCE(k.now, 'none'),"
+	cb_exec("SELECT r.cursor_kind, k.now,"
 			" r.cursor_kind IS DISTINCT FROM k.now"
 			" AND (r.cursor IS NOT NULL OR r.steps IS NOT NULL"
 			"      OR EXISTS (SELECT 1 FROM chunkbatch.slices s"
@@ -1359,19 +1379,22 @@ cb_catalog_run_kind_changed(int64 run_id, char **was, char **now)
 			1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 1)
 	{
+		char	   *w = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		char	   *n = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+
 		changed = DatumGetBool(col_datum(0, 3));
-		*was = MemoryContextStrdup(mcxt, SPI_getvalue(SPI_tuptable->vals[0],
-													  SPI_tuptable->tupdesc, 1));
-		*now = MemoryContextStrdup(mcxt, SPI_getvalue(SPI_tuptable->vals[0],
-													  SPI_tuptable->tupdesc, 2));
+		*was = w ? MemoryContextStrdup(mcxt, w) : NULL;
+		*now = n ? MemoryContextStrdup(mcxt, n) : NULL;
 	}
 	cb_catalog_leave(&s);
 	return changed;
 }
 
 /*
- * Queue a resumable run again; false if its job is gone.  The run takes
- * its job's cursor kind, and forgets a span found under another one.
+ * Queue a paused, failed or stopped run again; it continues from its
+ * checkpoint.  False if the run is in another state or its job is gone.
+ * The run takes its job's cursor kind, and forgets a span found under
+ * another one.
  */
 bool
 cb_catalog_resume_run(int64 run_id)

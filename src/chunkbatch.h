@@ -516,6 +516,7 @@ extern char *cb_catalog_replica_lag_exceeded(double max_lag_ms, int64 max_lag_by
 extern void cb_catalog_finish_run(const CbRun *run, CbRunState state,
 							   ErrorData *edata, const char *reason);
 extern bool cb_catalog_pause_unowned(int64 run_id);
+extern void cb_catalog_lock_job_of_run(int64 run_id);
 extern bool cb_catalog_run_kind_changed(int64 run_id, char **was, char **now);
 extern bool cb_catalog_resume_run(int64 run_id);
 extern void cb_catalog_dead_letter(const CbRun *run, const char *key,

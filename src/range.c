@@ -717,8 +717,9 @@ cb_range_rewrite_written(const CbJob *old, CbJob *job, bool keep_count)
 	char	   *update;
 	size_t		len;
 
-	if (sql == NULL || old->range_table == NULL || old->range_filter == NULL ||
-		job->range_table == NULL || job->range_filter == NULL)
+	if (sql == NULL || old->range_table == NULL || old->range_key == NULL ||
+		old->range_filter == NULL || job->range_table == NULL ||
+		job->range_key == NULL || job->range_filter == NULL)
 		return false;
 	where = written_where(old->range_table, old->range_key, old->range_filter);
 	len = strlen(sql);

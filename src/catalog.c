@@ -2234,7 +2234,7 @@ cb_catalog_sliced_runs(void)
 
 /*
  * Where a slice ends now (NULL: no end), read by each of its chunks
- * first: a thief lowers it (cb_catalog_slice_steal), and the chunk's
+ * first: a thief lowers it (cb_catalog_slice_take), and the chunk's
  * checkpoint checks it again (slice_checkpoint).
  */
 char *
@@ -2319,27 +2319,63 @@ cb_catalog_slice_victims(int64 run_id)
 }
 
 /*
- * Work stealing: take the keys of the victim's slice after "split" as a
- * new slice of this worker's (into *slice, a copy of the run).  The
- * victim's end is lowered to "split" only if the victim's checkpoint is
- * still short of it and nobody moved its end meanwhile (re-checked on the
- * row's latest version, after a checkpoint being committed).  A chunk of
- * the victim in progress read the old end; its checkpoint reads the new
- * one, and the chunk is undone and done again if it went past it (see
- * chunk_check_slice_end).  Thieves of one run go one at a time
- * (cb_grouplock_lock_steals).  False if the steal did not happen.
+ * Work stealing, first step: lock the victim's slice row, if it still
+ * runs with the end the thief read, and give its checkpoint (*cursor,
+ * NULL before its first chunk).  Keys stay text here: comparing them as
+ * the key type would run the type's code (a domain's CHECK) as the
+ * extension's owner; the thief compares them as the job's owner.  Thieves
+ * of one run go one at a time (cb_grouplock_lock_steals).  False if the
+ * slice changed meanwhile.
  */
 bool
-cb_catalog_slice_steal(const CbRun *run, const CbSliceRest *victim,
-					   const char *split, const char *collate, CbRun *slice)
+cb_catalog_slice_lock_victim(const CbRun *run, const CbSliceRest *victim,
+							 char **cursor)
+{
+	CbAsOwner	s;
+	MemoryContext mcxt = CurrentMemoryContext;
+	Oid			types[3] = {INT8OID, INT4OID, TEXTOID};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+	bool		found;
+
+	values[0] = Int64GetDatum(run->run_id);
+	values[1] = Int32GetDatum(victim->slice_no);
+	values[2] = victim->last ? CStringGetTextDatum(victim->last) : (Datum) 0;
+	nulls[2] = victim->last ? ' ' : 'n';
+	cb_grouplock_lock_steals(run->run_id);
+	cb_catalog_enter(&s);
+	cb_exec("SELECT cursor FROM chunkbatch.slices"
+			" WHERE run_id OPERATOR(pg_catalog.=) $1"
+			" AND slice_no OPERATOR(pg_catalog.=) $2 AND state = 'running'"
+			" AND range_last IS NOT DISTINCT FROM $3 FOR UPDATE",
+			3, types, values, nulls, SPI_OK_SELECT);
+	found = (SPI_processed == 1);
+	*cursor = NULL;
+	if (found && !col_isnull(0, 1))
+		*cursor = MemoryContextStrdup(mcxt, SPI_getvalue(SPI_tuptable->vals[0],
+														 SPI_tuptable->tupdesc, 1));
+	cb_catalog_leave(&s);
+	return found;
+}
+
+/*
+ * Work stealing, second step, once the thief has checked that the
+ * victim's checkpoint is still short of "split" (its row locked by
+ * cb_catalog_slice_lock_victim): lower the victim's end to "split" and
+ * take the keys after it as a new slice of this worker's (into *slice, a
+ * copy of the run).  A chunk of the victim in progress read the old end;
+ * its checkpoint reads the new one, and the chunk is undone and done again
+ * if it went past it (see chunk_check_slice_end).
+ */
+void
+cb_catalog_slice_take(const CbRun *run, const CbSliceRest *victim,
+					  const char *split, CbRun *slice)
 {
 	CbAsOwner	s;
 	MemoryContext mcxt = CurrentMemoryContext;
 	Oid			types[6] = {INT8OID, INT4OID, TEXTOID, TEXTOID, INT4OID, INT4OID};
 	Datum		values[6];
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
-	char	   *type = format_type_be_qualified(run->job.cursor_type);
-	bool		stolen;
 
 	values[0] = Int64GetDatum(run->run_id);
 	values[1] = Int32GetDatum(victim->slice_no);
@@ -2348,43 +2384,37 @@ cb_catalog_slice_steal(const CbRun *run, const CbSliceRest *victim,
 	nulls[3] = victim->last ? ' ' : 'n';
 	values[4] = Int32GetDatum(MyProcPid);
 	values[5] = Int32GetDatum(run->batch_size);
-	cb_grouplock_lock_steals(run->run_id);
 	cb_catalog_enter(&s);
-	cb_exec(psprintf("UPDATE chunkbatch.slices SET range_last = $3"
-					 " WHERE run_id OPERATOR(pg_catalog.=) $1"
-					 " AND slice_no OPERATOR(pg_catalog.=) $2 AND state = 'running'"
-					 " AND range_last IS NOT DISTINCT FROM $4"
-					 " AND (cursor IS NULL OR cursor::%s%s OPERATOR(pg_catalog.<) $3::%s%s)",
-					 type, collate, type, collate),
-			4, types, values, nulls, SPI_OK_UPDATE);
-	stolen = (SPI_processed == 1);
-	if (stolen)
+	cb_exec("UPDATE chunkbatch.slices SET range_last = $3"
+			" WHERE run_id OPERATOR(pg_catalog.=) $1"
+			" AND slice_no OPERATOR(pg_catalog.=) $2",
+			3, types, values, nulls, SPI_OK_UPDATE);
+	if (SPI_processed != 1)
+		elog(ERROR, "slice %d of run %lld is gone", victim->slice_no,
+			 (long long) run->run_id);
+	cb_exec("INSERT INTO chunkbatch.slices (run_id, slice_no, state, cursor, range_last,"
+			" batch_size, worker_pid, workers, started_at)"
+			" SELECT $1, pg_catalog.max(slice_no) OPERATOR(pg_catalog.+) 1, 'running',"
+			" $3, $4, $6, $5, 1, pg_catalog.clock_timestamp()"
+			" FROM chunkbatch.slices WHERE run_id OPERATOR(pg_catalog.=) $1"
+			" RETURNING slice_no",
+			6, types, values, nulls, SPI_OK_INSERT_RETURNING);
+	/* Nobody sees the new slice before this commits: its lock is free. */
+	if (!cb_grouplock_slice_try(run->run_id, DatumGetInt32(col_datum(0, 1))))
+		elog(ERROR, "the lock of new slice %d of run %lld is taken",
+			 DatumGetInt32(col_datum(0, 1)), (long long) run->run_id);
 	{
-		cb_exec("INSERT INTO chunkbatch.slices (run_id, slice_no, state, cursor, range_last,"
-				" batch_size, worker_pid, workers, started_at)"
-				" SELECT $1, pg_catalog.max(slice_no) OPERATOR(pg_catalog.+) 1, 'running',"
-				" $3, $4, $6, $5, 1, pg_catalog.clock_timestamp()"
-				" FROM chunkbatch.slices WHERE run_id OPERATOR(pg_catalog.=) $1"
-				" RETURNING slice_no",
-				6, types, values, nulls, SPI_OK_INSERT_RETURNING);
-		/* Nobody sees the new slice before this commits: its lock is free. */
-		if (!cb_grouplock_slice_try(run->run_id, DatumGetInt32(col_datum(0, 1))))
-			elog(ERROR, "the lock of new slice %d of run %lld is taken",
-				 DatumGetInt32(col_datum(0, 1)), (long long) run->run_id);
-		{
-			MemoryContext old = MemoryContextSwitchTo(mcxt);
+		MemoryContext old = MemoryContextSwitchTo(mcxt);
 
-			slice->slice_no = DatumGetInt32(col_datum(0, 1));
-			slice->range_first = NULL;
-			slice->range_last = victim->last ? pstrdup(victim->last) : NULL;
-			slice->cursor = pstrdup(split);
-			slice->rows_done = slice->chunks_done = 0;
-			slice->avg_chunk_ms = slice->max_chunk_ms = 0;
-			slice->retries = 0;
-			slice->dead_letters = slice->lock_waiters_seen = 0;
-			MemoryContextSwitchTo(old);
-		}
+		slice->slice_no = DatumGetInt32(col_datum(0, 1));
+		slice->range_first = NULL;
+		slice->range_last = victim->last ? pstrdup(victim->last) : NULL;
+		slice->cursor = pstrdup(split);
+		slice->rows_done = slice->chunks_done = 0;
+		slice->avg_chunk_ms = slice->max_chunk_ms = 0;
+		slice->retries = 0;
+		slice->dead_letters = slice->lock_waiters_seen = 0;
+		MemoryContextSwitchTo(old);
 	}
 	cb_catalog_leave(&s);
-	return stolen;
 }

@@ -1175,8 +1175,9 @@ cb_chunk_split(CbChunkState *cs, int n, char ***bounds)
  * Work stealing, when a worker of a run with slices finds none left to
  * take: the running slice with the most keys left (counted by index-only
  * scans, as the owner) gives the upper half of its rest to this worker,
- * as a new slice in *slice (see cb_catalog_slice_steal), if it has at
- * least two chunks' worth.  Aims cs at that slice.  Call inside a
+ * as a new slice in *slice (see cb_catalog_slice_take), if it has at
+ * least two chunks' worth and its checkpoint, compared here as the job's
+ * owner, is still short of the split.  Aims cs at that slice.  Call inside a
  * transaction.
  */
 bool
@@ -1186,6 +1187,7 @@ cb_chunk_steal(CbChunkState *cs, const CbRun *run, CbRun *slice)
 	CbSliceRest *victim = NULL;
 	int64		most = 0;
 	char	   *split = NULL;
+	char	   *cursor;
 	ListCell   *lc;
 
 	if (rests == NIL)
@@ -1214,10 +1216,21 @@ cb_chunk_steal(CbChunkState *cs, const CbRun *run, CbRun *slice)
 		split = cb_range_nth_key(cs->range, victim->lower, victim->inclusive,
 								 victim->last, most / 2 - 1, CurrentMemoryContext);
 	SPI_finish();
-	if (split == NULL ||
-		!cb_catalog_slice_steal(run, victim, split, cb_range_key_collate(cs->range),
-								slice))
+	if (split == NULL || !cb_catalog_slice_lock_victim(run, victim, &cursor))
 		return false;
+	/* The victim's checkpoint must still be short of the split. */
+	if (cursor != NULL)
+	{
+		Oid			func;
+		Oid			ioparam;
+
+		getTypeInputInfo(run->job.cursor_type, &func, &ioparam);
+		if (DatumGetInt32(FunctionCall2Coll(&cs->cmp, cs->collation,
+											OidInputFunctionCall(func, cursor, ioparam, -1),
+											OidInputFunctionCall(func, split, ioparam, -1))) >= 0)
+			return false;
+	}
+	cb_catalog_slice_take(run, victim, split, slice);
 	cb_chunk_retarget(cs);
 	return true;
 }

@@ -493,9 +493,10 @@ typedef struct CbSliceRest
 } CbSliceRest;
 
 extern List *cb_catalog_slice_victims(int64 run_id);
-extern bool cb_catalog_slice_steal(const CbRun *run, const CbSliceRest *victim,
-								   const char *split, const char *collate,
-								   CbRun *slice);
+extern bool cb_catalog_slice_lock_victim(const CbRun *run, const CbSliceRest *victim,
+										 char **cursor);
+extern void cb_catalog_slice_take(const CbRun *run, const CbSliceRest *victim,
+								  const char *split, CbRun *slice);
 extern void cb_catalog_slice_totals(int64 run_id, CbSliceTotals *t);
 extern List *cb_catalog_sliced_runs(void);
 
@@ -666,7 +667,6 @@ extern int64 cb_range_count_keys(CbRange *r, const char *lower, bool inclusive,
 extern char *cb_range_nth_key(CbRange *r, const char *lower, bool inclusive,
 							  const char *last, int64 n, MemoryContext cxt);
 extern Oid	cb_range_key_collation(CbRange *r);
-extern char *cb_range_key_collate(CbRange *r);
 extern void cb_range_set_span(CbRange *r, const char *first, const char *last,
 							  MemoryContext cxt);
 

@@ -43,7 +43,6 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
-#include "catalog/pg_collation.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
@@ -973,27 +972,3 @@ cb_range_key_collation(CbRange *r)
 	return collid;
 }
 
-/*
- * " COLLATE <the key column's collation>", or "" for a key type without
- * collation: comparisons of keys outside a scan of the key (a thief's
- * check of a victim's cursor) must order keys as the key's index does.
- * Call inside a transaction.
- */
-char *
-cb_range_key_collate(CbRange *r)
-{
-	Oid			collid = cb_range_key_collation(r);
-	HeapTuple	tup;
-	char	   *clause;
-
-	if (!OidIsValid(collid))
-		return "";
-	tup = SearchSysCache1(COLLOID, ObjectIdGetDatum(collid));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for collation %u", collid);
-	clause = psprintf(" COLLATE %s",
-					  quote_qualified_identifier(get_namespace_name(((Form_pg_collation) GETSTRUCT(tup))->collnamespace),
-												 NameStr(((Form_pg_collation) GETSTRUCT(tup))->collname)));
-	ReleaseSysCache(tup);
-	return clause;
-}

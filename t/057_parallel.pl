@@ -18,6 +18,9 @@
 #   workers that finish early take over the upper half of the rest of a
 #   running slice as new slices (slice_no >= 4, server log), the slow
 #   quarter is processed by more than one worker, every row exactly once;
+#   with a key of a domain type whose CHECK calls the owner's function,
+#   stealing (which compares a victim's checkpoint with its split) never
+#   runs that function as another role than the job's owner;
 # - SIGKILL of a worker of a run (alternately one of its helpers and its
 #   own worker, at random moments, 10 kills over runs queued with
 #   run(..., parallel => 4) and a filter on the run's parameters): the
@@ -251,6 +254,42 @@ SELECT chunkbatch.create_update('steal', 't_steal', 'n = n + 1 + slow_row(id), w
                              || COALESCE(range_last, '') || ' ' || rows_done || ' rows', ', '
                              ORDER BY slice_no)
              FROM chunkbatch.slices WHERE run_id = $run});
+}
+
+# Stealing with a key of a domain type: the thief compares the victim's
+# checkpoint with its split as the key type, and a domain's CHECK runs the
+# owner's code; it must run as the owner, never as chunkbatch's own
+# (superuser) identity.
+{
+	$node->sql(
+		q{CREATE TABLE dom_who (who name NOT NULL);
+CREATE FUNCTION dom_ok(k bigint) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.dom_who VALUES (current_user);
+    RETURN k > 0;
+END $$;
+CREATE DOMAIN dom_key AS bigint CHECK (dom_ok(VALUE));
+CREATE TABLE t_dom (id dom_key PRIMARY KEY, n int NOT NULL DEFAULT 0, w int);
+INSERT INTO t_dom (id) SELECT generate_series(1, 20000);
+TRUNCATE dom_who;
+SELECT chunkbatch.create_update('dom_steal', 't_dom', 'n = n + 1 + slow_row(id), w = pg_backend_pid()',
+                                'true', batch_size => 200);},
+		role => 'app');
+	my $run = $node->sql(q{CALL chunkbatch.run_and_wait('dom_steal', parallel => 4)},
+		role => 'app');
+	is($node->sql(qq{SELECT state FROM chunkbatch.runs WHERE run_id = $run}),
+		'succeeded', 'domain key: the run succeeds');
+	cmp_ok(
+		$node->sql(
+			qq{SELECT count(*) FROM chunkbatch.slices WHERE run_id = $run AND slice_no >= 4}),
+		'>=', 1, 'domain key: new slices were made by stealing');
+	is(counted('t_dom', 1), '20000|20000', 'domain key: every row processed exactly once');
+	is( $node->sql(
+			q{SELECT count(*) FILTER (WHERE who = 'app') > 0 AS checked_as_owner,
+                     string_agg(DISTINCT who::text, ',') FILTER (WHERE who <> 'app') AS others
+                FROM dom_who}),
+		't|',
+		'domain key: the CHECK of the key type ran, only ever as the job owner');
 }
 
 # ---------------------------------------------------------------------------

@@ -820,11 +820,14 @@ GRANT EXECUTE ON FUNCTION chunkbatch.run_context() TO PUBLIC;
  * (plan changing shape between the sizes, sequential scans of large
  * tables, no statement_timeout, triggers and cascading foreign keys that
  * the chunk fires, the relations it locks and how).  With execute => true,
- * one real chunk is executed and rolled back, for its rows and time.  As
- * the job's owner, with its search_path, like a run; the caller needs the
- * owner's privileges.
+ * one real chunk is executed and rolled back, for its rows and time.
+ * dry_run (C) checks that the caller has the owner's privileges and calls
+ * dry_run_steps as the owner, where the job's code cannot take back the
+ * caller's identity (SET ROLE is refused), in a subtransaction that it
+ * always rolls back; dry_run_steps sets the job's search_path, as a run
+ * worker does, and runs as whoever calls it.
  */
-CREATE FUNCTION chunkbatch.dry_run(
+CREATE FUNCTION chunkbatch.dry_run_steps(
     job_name text,
     params jsonb DEFAULT '{}',
     execute boolean DEFAULT false)
@@ -834,7 +837,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     j           record;
-    caller      text := current_user;
     stmt        text := 'chunkbatch_dry_run_' OPERATOR(pg_catalog.||) pg_catalog.pg_backend_pid();
     sizes       integer[];
     sz          integer;
@@ -859,7 +861,7 @@ BEGIN
         RAISE EXCEPTION 'job_name, params and execute must not be null' USING ERRCODE = '22004';
     END IF;
     SELECT jb.* INTO j FROM chunkbatch.jobs jb
-     WHERE jb.job_name OPERATOR(pg_catalog.=) dry_run.job_name;
+     WHERE jb.job_name OPERATOR(pg_catalog.=) dry_run_steps.job_name;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'job "%" does not exist', job_name USING ERRCODE = '42704';
     END IF;
@@ -872,8 +874,7 @@ BEGIN
         sizes := sizes OPERATOR(pg_catalog.||) j.max_batch_size;
     END IF;
 
-    /* As the owner, with the job's search_path, as a run worker would. */
-    EXECUTE pg_catalog.format('SET LOCAL ROLE %I', j.owner);
+    /* With the job's search_path, as a run worker would. */
     PERFORM pg_catalog.set_config('search_path', j.search_path, true);
     BEGIN
         EXECUTE pg_catalog.format('PREPARE %I (%s, %s, jsonb) AS %s', stmt,
@@ -1108,7 +1109,6 @@ BEGIN
             EXECUTE pg_catalog.format('DEALLOCATE %I', stmt OPERATOR(pg_catalog.||) '_keys');
         END IF;
     EXCEPTION WHEN OTHERS THEN
-        EXECUTE pg_catalog.format('SET LOCAL ROLE %I', caller);
         BEGIN
             EXECUTE pg_catalog.format('DEALLOCATE %I', stmt);
         EXCEPTION WHEN invalid_sql_statement_name THEN
@@ -1136,10 +1136,18 @@ BEGIN
         END;
         RAISE;
     END;
-    EXECUTE pg_catalog.format('SET LOCAL ROLE %I', caller);
 END
 $$;
+
+CREATE FUNCTION chunkbatch.dry_run(
+    job_name text,
+    params jsonb DEFAULT '{}',
+    execute boolean DEFAULT false)
+RETURNS TABLE (item text, detail text)
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'chunkbatch_dry_run';
 GRANT EXECUTE ON FUNCTION chunkbatch.dry_run(text, jsonb, boolean) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION chunkbatch.dry_run_steps(text, jsonb, boolean) TO PUBLIC;
 
 /*
  * Declarative jobs: create_purge and create_update write a range-mode job
@@ -1522,6 +1530,7 @@ COMMENT ON FUNCTION chunkbatch.group_holder_pid(text) IS 'Process holding a lock
 COMMENT ON FUNCTION chunkbatch.job_name_of(bigint) IS 'Name of a job by id, for the commands of pg_cron schedules';
 COMMENT ON FUNCTION chunkbatch.sparkline(real[]) IS 'Chunk durations as a sparkline, for the status view';
 COMMENT ON FUNCTION chunkbatch.dry_run(text, jsonb, boolean) IS 'What a run of a job would do: estimate, plans at its chunk sizes, warnings, locks; optionally one chunk rolled back';
+COMMENT ON FUNCTION chunkbatch.dry_run_steps(text, jsonb, boolean) IS 'The work of dry_run(), which calls it as the job''s owner and rolls it back; as the caller when called directly';
 COMMENT ON FUNCTION chunkbatch.range_job_sql(text, regclass, text, text, text, boolean) IS 'The statement, range and count_sql of a declarative delete or update job';
 COMMENT ON FUNCTION chunkbatch.create_purge(text, regclass, text, text, integer, text, integer, boolean, boolean, text, interval, integer, interval, interval, interval, text, integer, integer, integer, integer, double precision, interval, bigint, text, boolean, integer, text[], text[], boolean, boolean, boolean, integer) IS 'Create a range-mode job that deletes the rows of a table matching a condition';
 COMMENT ON FUNCTION chunkbatch.create_update(text, regclass, text, text, text, integer, text, integer, boolean, boolean, text, interval, integer, interval, interval, interval, text, integer, integer, integer, integer, double precision, interval, bigint, text, boolean, integer, text[], text[], boolean, boolean, boolean, integer) IS 'Create a range-mode job that updates the rows of a table matching a condition';

@@ -26,6 +26,7 @@
 #include "access/xlog.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "funcapi.h"
@@ -61,6 +62,7 @@ PG_FUNCTION_INFO_V1(chunkbatch_resume_all);
 PG_FUNCTION_INFO_V1(chunkbatch_pause_all_state);
 PG_FUNCTION_INFO_V1(chunkbatch_wake_after_update);
 PG_FUNCTION_INFO_V1(chunkbatch_run_context);
+PG_FUNCTION_INFO_V1(chunkbatch_dry_run);
 
 /* Set when this transaction queued a run: wake the launcher at commit. */
 static bool wake_at_commit = false;
@@ -1196,4 +1198,109 @@ chunkbatch_run_context(PG_FUNCTION_ARGS)
 	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc),
 													  values, nulls)));
+}
+
+/*
+ * dry_run(): chunkbatch.dry_run_steps() as the job's owner.  The job's code
+ * (its filter, count_sql, the functions its statement calls) runs in the
+ * caller's session, so it must not be able to act as the caller: the owner
+ * is made the current user as a SECURITY DEFINER function would be, which
+ * refuses SET ROLE and SET SESSION AUTHORIZATION (no RESET ROLE back to a
+ * superuser), and everything it did is undone with a subtransaction that
+ * is always rolled back (rows it wrote, deferred triggers it queued, temp
+ * objects).  The caller needs the owner's privileges, as to run the job;
+ * other callers are told that the job does not exist.
+ */
+Datum
+chunkbatch_dry_run(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	Oid			types[3] = {TEXTOID, JSONBOID, BOOLOID};
+	Datum		values[3];
+	List	   *rows = NIL;
+	ListCell   *lc;
+	CbJob		job;
+	char	   *name;
+	Oid			save_uid;
+	int			save_sec;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("job_name, params and execute must not be null")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	/* A job the caller may not use is one it cannot see, as in chunkbatch.jobs. */
+	if (!cb_catalog_find_job(name, &job, CB_JOB_NO_LOCK) ||
+		!has_privs_of_role(GetUserId(), job.owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("job \"%s\" does not exist", name)));
+	InitMaterializedSRF(fcinfo, 0);
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = PG_GETARG_DATUM(1);
+	values[2] = PG_GETARG_DATUM(2);
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	GetUserIdAndSecContext(&save_uid, &save_sec);
+	PG_TRY();
+	{
+		uint64		i;
+
+		SetUserIdAndSecContext(job.owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (SPI_execute_with_args("SELECT item, detail FROM chunkbatch.dry_run_steps($1, $2, $3)",
+								  3, types, values, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "chunkbatch.dry_run_steps() failed");
+		/* Kept out of the subtransaction's memory and files until it ends. */
+		for (i = 0; i < SPI_processed; i++)
+		{
+			char	   *item = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+			char	   *detail = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+			MemoryContext cxt = MemoryContextSwitchTo(oldcxt);
+
+			rows = lappend(rows, list_make2(item ? pstrdup(item) : NULL,
+											detail ? pstrdup(detail) : NULL));
+			MemoryContextSwitchTo(cxt);
+		}
+		SPI_finish();
+		SetUserIdAndSecContext(save_uid, save_sec);
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();	/* restores the user, too */
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+
+	foreach(lc, rows)
+	{
+		List	   *row = lfirst(lc);
+		Datum		out[2];
+		bool		nulls[2];
+		int			k;
+
+		for (k = 0; k < 2; k++)
+		{
+			char	   *v = list_nth(row, k);
+
+			nulls[k] = (v == NULL);
+			out[k] = v ? CStringGetTextDatum(v) : (Datum) 0;
+		}
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, nulls);
+	}
+	return (Datum) 0;
 }

@@ -12,7 +12,11 @@
 #   table is unchanged;
 # - a trigger and a cascading foreign key on the changed table are named;
 # - another role gets 42704 for a job it cannot see (nothing leaks), and
-#   the caller's role and search_path are as before.
+#   the caller's role and search_path are as before;
+# - a superuser's dry_run of a role's job runs the job's code as that role
+#   (its count_sql sees current_user = the owner), cannot be escaped by
+#   that code (RESET ROLE fails with 42501, the role stays an ordinary
+#   one), and leaves nothing the code wrote.
 use strict;
 use warnings;
 
@@ -85,6 +89,44 @@ SELECT current_user || '|' || current_setting('search_path');
 COMMIT;}),
 	"t\npostgres|pg_catalog, public",
 	'afterwards the caller\'s role and search_path are as before');
+
+# The job's code runs in the caller's session: a hostile owner's count_sql
+# must not take the identity of a superuser who looks at its job.
+$node->sql(
+	q{CREATE TABLE app_log (who name);
+GRANT INSERT ON app_log TO app;
+CREATE FUNCTION log_who() RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.app_log VALUES (current_user);
+    RETURN CASE WHEN current_user = 'app' THEN 7 ELSE 9 END;
+END $$;
+CREATE FUNCTION take_over() RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE 'RESET ROLE';
+    EXECUTE 'ALTER ROLE app SUPERUSER';
+    RETURN 1;
+END $$;
+});
+$node->sql(
+	q{SELECT chunkbatch.create_job('who', 'UPDATE big SET v = v WHERE id < 0 AND ($2 IS NULL OR id > $2) RETURNING id',
+  cursor_type => 'bigint', count_sql => 'SELECT public.log_who()');},
+	role => 'app');
+$node->sql(
+	q{SELECT chunkbatch.create_job('take_over', 'UPDATE big SET v = v WHERE id < 0 AND ($2 IS NULL OR id > $2) RETURNING id',
+  cursor_type => 'bigint', count_sql => 'SELECT public.take_over()');},
+	role => 'app');
+like(
+	$node->sql(
+		q{SELECT string_agg(item || ': ' || detail, E'\n') FROM chunkbatch.dry_run('who')}),
+	qr/^estimate: 7 rows \(count_sql\)/m,
+	'a superuser\'s dry_run runs the job\'s count_sql as the job\'s owner');
+is($node->sql(q{SELECT count(*) FROM app_log}), '0', '... and keeps nothing it wrote');
+($sqlstate, $stderr) = $node->sql_error(q{SELECT * FROM chunkbatch.dry_run('take_over')});
+is($sqlstate, '42501', 'the job\'s code cannot RESET ROLE to the superuser: 42501')
+  or diag($stderr);
+is( $node->sql(
+		q{SELECT rolsuper::text || '|' || current_user FROM pg_roles WHERE rolname = 'app'}),
+	'false|postgres', '... the owner stays an ordinary role, the caller is itself');
 
 $node->stop;
 done_testing();

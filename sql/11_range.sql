@@ -173,12 +173,34 @@ SELECT chunk_sql, count_sql FROM chunkbatch.jobs WHERE job_name = 'regress_rng_k
 UPDATE cb_rng_kind SET n = 5 WHERE id % 2 = 0;
 SELECT chunkbatch.run('regress_rng_kind', wait => true) > 0 AS ran;
 SELECT n, count(*) FROM cb_rng_kind GROUP BY n ORDER BY n;
+-- Resetting cursor_type in range mode gives back the key's type.
+SELECT chunkbatch.alter_job('regress_rng_kind', reset => '{cursor_type}', validate => false);
+SELECT cursor_type FROM chunkbatch.jobs WHERE job_name = 'regress_rng_kind';
 -- A range-mode job keeps a key: resetting it alone is refused.
 SELECT expect_error($$SELECT chunkbatch.alter_job('regress_rng_kind', reset => '{range_key}')$$);
 SELECT range_key, chunk_sql LIKE '%.id BETWEEN%' AS statement_kept FROM chunkbatch.jobs WHERE job_name = 'regress_rng_kind';
 SELECT chunkbatch.alter_job('regress_rng_kind', chunk_sql => 'UPDATE cb_rng_kind SET n = n + 10 WHERE id BETWEEN $1 AND $2');
 SELECT chunkbatch.alter_job('regress_rng_kind', range_filter => 'n < 3');
 SELECT chunk_sql, range_filter FROM chunkbatch.jobs WHERE job_name = 'regress_rng_kind';
+
+-- rebuild_indexes on a partition: the index it has from its partitioned
+-- table's index stays (it cannot be dropped alone), its own is rebuilt.
+CREATE TABLE cb_rng_pt (id int PRIMARY KEY, v int, w int) PARTITION BY RANGE (id);
+CREATE TABLE cb_rng_pt1 PARTITION OF cb_rng_pt FOR VALUES FROM (0) TO (1000);
+CREATE INDEX cb_rng_pt_v ON cb_rng_pt (v);
+CREATE INDEX cb_rng_pt1_w ON cb_rng_pt1 (w);
+INSERT INTO cb_rng_pt SELECT g, g, g FROM generate_series(1, 900) g;
+CREATE TABLE cb_rng_pt_before AS SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'cb_rng_pt1';
+SELECT chunkbatch.create_update('regress_rng_pt', 'cb_rng_pt1', 'v = v + 1', 'true', rebuild_indexes => true) > 0 AS created;
+-- CALL, not run(wait => true): that call's snapshot would hold up CREATE INDEX CONCURRENTLY.
+CALL chunkbatch.run_and_wait('regress_rng_pt') \gset
+SELECT r.state, r.steps FROM chunkbatch.runs r WHERE r.job_name = 'regress_rng_pt';
+SELECT (SELECT count(*) FROM cb_rng_pt1 WHERE v = id + 1) AS updated,
+       (SELECT count(*) FROM (SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'cb_rng_pt1'
+                              EXCEPT SELECT * FROM cb_rng_pt_before) d) AS changed_indexes,
+       (SELECT count(*) FROM pg_indexes WHERE tablename = 'cb_rng_pt1') AS indexes;
+SELECT chunkbatch.drop_job('regress_rng_pt');
+DROP TABLE cb_rng_pt, cb_rng_pt_before;
 
 SELECT chunkbatch.drop_job('regress_rng_purge'), chunkbatch.drop_job('regress_rng_upd'),
        chunkbatch.drop_job('regress_rng_uuid'), chunkbatch.drop_job('regress_rng_m'),

@@ -325,6 +325,7 @@ range_changed(FunctionCallInfo fcinfo, const CbJob *old, const CbJob *job)
 		!PG_ARGISNULL(ARG_RANGE_FILTER) ||
 		(old->range_table == NULL) != (job->range_table == NULL) ||
 		(old->range_key == NULL) != (job->range_key == NULL) ||
+		(job->range_table != NULL && job->cursor_type != old->cursor_type) ||
 		(old->range_filter == NULL) != (job->range_filter == NULL) ||
 		(job->range_table != NULL && !PG_ARGISNULL(ARG_CURSOR_TYPE));
 }

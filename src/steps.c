@@ -138,7 +138,9 @@ written_tables(const CbJob *job)
  * chunk SQL writes: a DROP INDEX CONCURRENTLY each (into *drops) and the
  * CREATE INDEX CONCURRENTLY that rebuilds it (into *creates).  Unique,
  * primary-key and exclusion indexes stay: they enforce constraints (and
- * ON CONFLICT needs them), and the key search needs the key's.
+ * ON CONFLICT needs them), and the key search needs the key's.  So do the
+ * indexes of a partition that belong to an index of its partitioned
+ * table: they can be dropped only with it.
  */
 static void
 rebuild_steps(const CbJob *job, List **drops, List **creates, MemoryContext cxt)
@@ -157,6 +159,8 @@ rebuild_steps(const CbJob *job, List **drops, List **creates, MemoryContext cxt)
 							  " WHERE i.indrelid OPERATOR(pg_catalog.=) ANY ($1)"
 							  " AND NOT i.indisunique AND NOT i.indisprimary"
 							  " AND NOT i.indisexclusion AND i.indisvalid"
+							  " AND NOT EXISTS (SELECT FROM pg_catalog.pg_inherits h"
+							  "                 WHERE h.inhrelid OPERATOR(pg_catalog.=) i.indexrelid)"
 							  " ORDER BY n.nspname, c.relname",
 							  1, types, values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the indexes of the tables of job \"%s\"", job->job_name);

@@ -1001,9 +1001,14 @@ worker_coordinate(CbRun *run, CbChunkState *cs, MemoryContext chunk_ctx,
 	bookkeeping_end();
 	run->rows_done = totals.rows_done;
 	run->chunks_done = totals.chunks_done;
+	/*
+	 * Failed: with its own error, unless another slice failed too; then with
+	 * the first slice's, the cause (a slice that fails while the run stops,
+	 * at a row it would have isolated, say, only followed it).
+	 */
 	if (out.done)
 		worker_succeed(run, began, false);
-	else if (out.error != NULL)
+	else if (out.error != NULL && totals.failed <= 1)
 		worker_fail(run, out.error, began);
 	else if (totals.failed > 0)
 		worker_fail(run, slice_error(&totals), began);
